@@ -1,0 +1,239 @@
+"""Wires the gateway together: broker, bridge, buffer, forwarder, heartbeat, status server and
+optional simulators. Construction does no I/O; `start()` and `stop()` do, in a fixed order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from edge_gateway.bridge import Bridge, now_ms
+from edge_gateway.broker import EmbeddedBroker
+from edge_gateway.buffer import SqliteBuffer
+from edge_gateway.forwarder import Forwarder
+from edge_gateway.http import Readiness, StatusServer, build_app
+from edge_gateway.routing import MessageRouter
+from edge_gateway.settings import EdgeSettings
+from edge_gateway.simulators import SimulatorConfig, SimulatorStats, parse_types, run_simulators
+from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter
+from protocol import encode, topics
+
+log = logging.getLogger("edge.gateway")
+
+
+def _notify(loop: asyncio.AbstractEventLoop, forwarder: Forwarder) -> None:
+    loop.call_soon_threadsafe(forwarder.notify)
+
+
+class EdgeGateway:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.counters = GatewayCounters()
+        self.router = MessageRouter(
+            settings.gateway_id,
+            max_past_ms=settings.max_ts_past_s * 1000,
+            max_future_ms=settings.max_ts_future_s * 1000,
+        )
+        self.buffer: SqliteBuffer | None = None
+        self.broker = (
+            EmbeddedBroker(settings.mqtt_bind, settings.mqtt_port, settings.mqtt_password_file)
+            if settings.embedded_broker
+            else None
+        )
+        self.bridge: Bridge | None = None
+        self.forwarder: Forwarder | None = None
+        self.simulator_stats = SimulatorStats()
+        self._simulator_types = parse_types(settings.simulators)
+        self._server: StatusServer | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop_forwarder = asyncio.Event()
+        self._stop_simulators = asyncio.Event()
+        self._stop_heartbeat = asyncio.Event()
+        self._started_s = time.monotonic()
+        self._received_rate = RateMeter()
+        self._forwarded_rate = RateMeter()
+
+    @property
+    def http_port(self) -> int | None:
+        return self._server.port if self._server else None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._started_s = time.monotonic()
+        self.buffer = await asyncio.to_thread(
+            SqliteBuffer,
+            s.buffer_path,
+            max_bytes=s.buffer_max_bytes,
+            synchronous=s.buffer_synchronous,
+        )
+        stats = self.buffer.stats()
+        log.info(
+            "buffer_opened",
+            extra={
+                "path": str(s.buffer_path),
+                "depth": stats.depth,
+                "bytes": stats.bytes,
+                "max_bytes": stats.max_bytes,
+            },
+        )
+        self._server = StatusServer(
+            build_app(self.status, self.readiness), s.http_host, s.http_port
+        )
+        await self._server.start()
+        log.info("http_listening", extra={"port": self._server.port})
+        if self.broker is not None:
+            await self.broker.start()
+        loop = asyncio.get_running_loop()
+        forwarder = self.forwarder = Forwarder(s, self.buffer, self.counters)
+        self.bridge = Bridge(
+            s,
+            self.buffer,
+            self.router,
+            self.counters,
+            on_appended=lambda: _notify(loop, forwarder),
+        )
+        self.bridge.start()
+        self._spawn("forwarder", forwarder.run(self._stop_forwarder))
+        self._spawn("heartbeat", self._heartbeat())
+        if self._simulator_types:
+            self._spawn("simulators", self._simulate())
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: self._task_done(name, t))
+        self._tasks[name] = task
+
+    def _task_done(self, name: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task_failed", extra={"task": name}, exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Settle everything in flight: simulators, then MQTT intake, then the last Kafka batch."""
+        log.info("gateway_stopping")
+        self._stop_simulators.set()
+        await self._join("simulators", timeout=10)
+        if self.bridge is not None:
+            await asyncio.to_thread(self.bridge.stop)
+        self._stop_forwarder.set()
+        await self._join("forwarder", timeout=self.settings.kafka_request_timeout_ms / 1000 + 15)
+        self._stop_heartbeat.set()
+        await self._join("heartbeat", timeout=5)
+        if self.broker is not None:
+            await self.broker.stop()
+        if self._server is not None:
+            await self._server.stop()
+        if self.buffer is not None:
+            final = self.buffer.stats()
+            await asyncio.to_thread(self.buffer.close)
+            log.info(
+                "gateway_stopped",
+                extra={
+                    "buffer_depth": final.depth,
+                    "forwarded_total": self.counters.forwarded_total,
+                },
+            )
+
+    async def _join(self, name: str, timeout: float) -> None:
+        task = self._tasks.get(name)
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            log.warning("task_stop_timeout", extra={"task": name, "timeout_s": timeout})
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _simulate(self) -> None:
+        s = self.settings
+        endpoint = s.mqtt_endpoint()
+        if self.bridge is not None:
+            # Devices start once the bridge listens, so a fresh broker loses nothing to nobody.
+            await asyncio.to_thread(self.bridge.subscribed.wait, 30)
+        config = SimulatorConfig(
+            host=endpoint.host,
+            port=endpoint.port,
+            username=endpoint.username,
+            password=endpoint.password,
+            site=s.site,
+            types=self._simulator_types,
+            count_per_type=s.simulator_count_per_type,
+            rate_hz=s.simulator_rate_hz,
+            seed=s.simulator_seed,
+            anomaly_probability=s.simulator_anomaly_probability,
+        )
+        await run_simulators(config, self._stop_simulators, self.simulator_stats)
+
+    async def _heartbeat(self) -> None:
+        interval = self.settings.metrics_interval_s
+        while not self._stop_heartbeat.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_heartbeat.wait(), interval)
+            status = self.status()
+            log.info(
+                "heartbeat",
+                extra={
+                    "received": status.counters.received_total,
+                    "forwarded": status.counters.forwarded_total,
+                    "buffered": status.buffer.depth,
+                    "dropped": status.buffer.dropped_total,
+                    "dead_lettered": status.counters.dead_lettered_total,
+                    "kafka": "up" if status.kafka_connected else "down",
+                },
+            )
+            producer = self.forwarder.producer if self.forwarder else None
+            if producer is None:
+                continue  # heartbeats are live signals: not buffered while Kafka is away
+            try:
+                await asyncio.wait_for(
+                    producer.send_and_wait(
+                        topics.EDGE_METRICS,
+                        encode(status.to_edge_metrics()),
+                        key=self.settings.gateway_id.encode(),
+                    ),
+                    timeout=interval,
+                )
+            except Exception as exc:  # noqa: BLE001 - a lost heartbeat is logged, never fatal
+                log.warning("heartbeat_send_failed", extra={"error": type(exc).__name__})
+
+    def status(self) -> GatewayStatus:
+        assert self.buffer is not None
+        buffer = self.buffer.stats()
+        now_s = time.monotonic()
+        c = self.counters
+        s = self.settings
+        return GatewayStatus(
+            gateway_id=s.gateway_id,
+            site=s.site,
+            now_ms=now_ms(),
+            uptime_s=now_s - self._started_s,
+            mqtt_mode="embedded" if s.embedded_broker else "external",
+            mqtt_address=self._mqtt_address(),
+            mqtt_connected=c.mqtt_connected,
+            kafka_bootstrap=s.kafka_bootstrap,
+            kafka_connected=c.kafka_connected,
+            kafka_last_error=c.kafka_last_error,
+            buffer=buffer,
+            counters=c,
+            dead_lettered_by_reason=dict(self.router.dead_letters_by_reason),
+            seq_gaps_total=self.router.seq.gaps_total,
+            seq_resets_total=self.router.seq.resets_total,
+            received_rate=self._received_rate.rate(now_s, c.received_total),
+            forwarded_rate=self._forwarded_rate.rate(now_s, c.forwarded_total),
+        )
+
+    def _mqtt_address(self) -> str:
+        endpoint = self.settings.mqtt_endpoint()
+        return f"{endpoint.host}:{endpoint.port}"
+
+    def readiness(self) -> Readiness:
+        checks = {
+            "buffer": self.buffer is not None,
+            "broker": self.broker is None or self.broker.running,
+            "mqtt_subscribed": self.bridge is not None and self.bridge.subscribed.is_set(),
+        }
+        return Readiness(all(checks.values()), checks)

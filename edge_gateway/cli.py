@@ -1,0 +1,139 @@
+"""`iot-edge`: run the gateway, run simulators against any broker, show a gateway's status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge_gateway.broker import add_passwd_parser
+from edge_gateway.logs import configure_logging
+from edge_gateway.settings import EdgeSettings
+from edge_gateway.simulators.cli import add_parser as add_simulate_parser
+from edge_gateway.status_view import render_status, summary_line
+
+
+def load_settings() -> EdgeSettings:
+    try:
+        return EdgeSettings()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = "EDGE_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def print_settings(settings: EdgeSettings, stream: Any = sys.stdout) -> None:
+    print("effective settings (environment EDGE_*; secrets masked):", file=stream)
+    for name, value in settings.describe():
+        print(f"  {name}={value}", file=stream)
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, gateway=settings.gateway_id)
+    print_settings(settings)
+    return asyncio.run(_serve(settings, summary=args.summary))
+
+
+async def _serve(settings: EdgeSettings, *, summary: bool) -> int:
+    from edge_gateway.app import EdgeGateway  # heavy imports only for `run`
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    gateway = EdgeGateway(settings)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        await gateway.stop()
+        return 1
+    tty = sys.stdout.isatty()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0 if tty else 5.0)
+        if summary:
+            line = summary_line(gateway.status().to_json(), gateway.simulator_stats.published)
+            print(("\r" + line + "\033[K") if tty else line, end="" if tty else "\n", flush=True)
+    if summary and tty:
+        print()
+    await gateway.stop()
+    return 0
+
+
+def _add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the gateway (broker, bridge, buffer, forwarder, status server)",
+        description="Run the edge gateway. All settings come from EDGE_* environment variables "
+        "(see the README); the effective settings are printed at start. Stops cleanly on "
+        "SIGTERM or Ctrl-C: in-flight batches are settled and the buffer is closed.",
+    )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print a live one-line summary (received, forwarded, buffered)",
+    )
+    p.set_defaults(func=_run)
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+def _status(args: argparse.Namespace) -> int:
+    url = args.url or f"http://127.0.0.1:{load_settings().http_port}"
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/status", timeout=5) as resp:
+            body = json.load(resp)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"no gateway answering at {url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2) if args.json else render_status(body))
+    return 0
+
+
+def _add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "status",
+        help="show a running gateway's buffer, rates, drops and Kafka state",
+        description="Ask a running gateway for its status (GET /api/v1/status) and print it.",
+    )
+    p.add_argument("--url", help="gateway status URL (default http://127.0.0.1:$EDGE_HTTP_PORT)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=_status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iot-edge",
+        description="Edge gateway: MQTT in, validated and buffered durably, forwarded to Kafka.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(sub)
+    add_simulate_parser(sub)
+    _add_status_parser(sub)
+    add_passwd_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Turn one MQTT message into one buffer record: a normalised reading, a device status, or a
+dead letter with its reason. Pure logic: no sockets, no clock, no database."""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from edge_gateway.buffer import BufferRecord
+from protocol import topics
+from protocol.codec import (
+    DecodeError,
+    decode_status,
+    decode_telemetry,
+    encode,
+    parse_topic,
+)
+from protocol.models import DeadLetter
+
+MAX_DEAD_LETTER_BYTES: Final = 128 * 1024
+
+RouteKind = Literal["reading", "status", "dead_letter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    kind: RouteKind
+    record: BufferRecord
+    device_id: str | None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class _DeviceSeq:
+    last: int
+    recent: OrderedDict[int, int] = field(default_factory=OrderedDict)
+
+
+class SeqTracker:
+    """Per-device `seq` bookkeeping: duplicates, forward jumps (gaps) and counter resets.
+
+    A duplicate is a seq seen among the device's last `window` messages *with the same identity*
+    (the payload's checksum: a redelivery is byte-identical). The same seq with another payload is
+    a device that restarted its counter: its data is real and is kept.
+    """
+
+    def __init__(self, window: int = 32) -> None:
+        self._window = window
+        self._devices: dict[str, _DeviceSeq] = {}
+        self.gaps_total = 0
+        self.resets_total = 0
+
+    def observe(self, device_id: str, seq: int, identity: int) -> bool:
+        """Record a message; False if it is a duplicate (and then nothing is recorded)."""
+        state = self._devices.get(device_id)
+        if state is None:
+            self._devices[device_id] = state = _DeviceSeq(last=seq)
+        elif state.recent.get(seq) == identity:
+            return False
+        elif seq > state.last:
+            self.gaps_total += seq - state.last - 1
+            state.last = seq
+        elif state.last - seq >= self._window:
+            self.resets_total += 1
+            state.last = seq
+        # else: a late arrival within the window, or a recent seq with a new payload: kept.
+        state.recent[seq] = identity
+        state.recent.move_to_end(seq)
+        if len(state.recent) > self._window:
+            state.recent.popitem(last=False)
+        return True
+
+
+class MessageRouter:
+    def __init__(
+        self,
+        gateway_id: str,
+        *,
+        max_past_ms: int,
+        max_future_ms: int,
+        seq_window: int = 32,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self.max_past_ms = max_past_ms
+        self.max_future_ms = max_future_ms
+        self.seq = SeqTracker(seq_window)
+        self.dead_letters_by_reason: Counter[str] = Counter()
+
+    def route(self, mqtt_topic: str, payload: bytes, received_ts: int) -> Routed:
+        device_id: str | None = None
+        try:
+            where = parse_topic(mqtt_topic)
+            device_id = where.device_id
+            if where.kind == "status":
+                status = decode_status(
+                    where, payload, received_ts=received_ts, gateway_id=self.gateway_id
+                )
+                return Routed(
+                    "status",
+                    self._record(
+                        topics.DEVICE_STATUS, status.device_id, encode(status), received_ts
+                    ),
+                    device_id,
+                )
+            reading = decode_telemetry(
+                where,
+                payload,
+                received_ts=received_ts,
+                gateway_id=self.gateway_id,
+                max_past_ms=self.max_past_ms,
+                max_future_ms=self.max_future_ms,
+            )
+            if reading.seq is not None and not self.seq.observe(
+                reading.device_id, reading.seq, zlib.crc32(payload)
+            ):
+                raise DecodeError(
+                    "duplicate_seq", f"seq {reading.seq} already received with the same payload"
+                )
+            return Routed(
+                "reading",
+                self._record(topics.TELEMETRY, reading.device_id, encode(reading), received_ts),
+                device_id,
+            )
+        except DecodeError as exc:
+            return self._dead_letter(exc, mqtt_topic, payload, received_ts, device_id)
+
+    def _dead_letter(
+        self,
+        exc: DecodeError,
+        mqtt_topic: str,
+        payload: bytes,
+        received_ts: int,
+        device_id: str | None,
+    ) -> Routed:
+        self.dead_letters_by_reason[exc.reason] += 1
+        letter = DeadLetter(
+            error=str(exc),
+            mqtt_topic=mqtt_topic,
+            gateway_id=self.gateway_id,
+            received_ts=received_ts,
+            device_id=device_id,
+            payload=payload,
+        )
+        headers = letter.headers()
+        if len(payload) > MAX_DEAD_LETTER_BYTES:
+            # Kafka refuses records over ~1 MB; the head of the payload is enough to diagnose it.
+            headers += (("truncated_from", str(len(payload)).encode()),)
+            payload = payload[:MAX_DEAD_LETTER_BYTES]
+        record = BufferRecord(
+            topic=topics.TELEMETRY_DLQ,
+            key=device_id.encode() if device_id else None,
+            value=payload,
+            created_ms=received_ts,
+            headers=headers,
+        )
+        return Routed("dead_letter", record, device_id, exc.reason)
+
+    @staticmethod
+    def _record(topic: str, device_id: str, value: bytes, received_ts: int) -> BufferRecord:
+        return BufferRecord(
+            topic=topic, key=device_id.encode(), value=value, created_ms=received_ts
+        )

@@ -1,0 +1,130 @@
+"""Edge gateway settings: one frozen object, every field from an `EDGE_*` environment variable."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.topics import IDENTIFIER_PATTERN
+
+Compression = Literal["none", "gzip", "lz4", "zstd", "snappy"]
+
+
+def _default_gateway_id() -> str:
+    return "edge-" + (socket.gethostname().split(".")[0] or "gateway")
+
+
+class MqttEndpoint:
+    """Host, port and optional credentials parsed from an `mqtt://user:pass@host:port` URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise ValueError(f"MQTT URL {mask_url(url)!r} must start with mqtt://")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL {mask_url(url)!r} has no host")
+        self.host: str = parts.hostname
+        self.port: int = parts.port or 1883
+        self.username: str | None = parts.username
+        self.password: str | None = parts.password
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_", frozen=True, extra="ignore")
+
+    gateway_id: str = Field(default_factory=_default_gateway_id, pattern=f"^{IDENTIFIER_PATTERN}$")
+    site: str = Field(default="site-1", pattern=f"^{IDENTIFIER_PATTERN}$")
+
+    # MQTT: unset URL = run the embedded amqtt broker on mqtt_bind:mqtt_port.
+    mqtt_url: str | None = None
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_bind: str = "0.0.0.0"
+    mqtt_password_file: Path | None = None
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_client_id: str | None = None
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_compression: Compression = "lz4"
+    kafka_request_timeout_ms: int = Field(default=15_000, ge=1000)
+
+    buffer_path: Path = Path(".local/edge/buffer.db")
+    buffer_max_bytes: int = Field(default=1024**3, ge=1024)
+    buffer_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    bridge_batch_max: int = Field(default=2000, ge=1)
+    bridge_batch_wait_ms: int = Field(default=20, ge=0, le=5000)
+    forward_batch_max: int = Field(default=5000, ge=1)
+    forward_batch_bytes: int = Field(default=4 * 1024**2, ge=1024)
+    forward_backoff_max_s: float = Field(default=30.0, gt=0)
+
+    max_ts_past_s: int = Field(default=7 * 24 * 3600, ge=0)
+    max_ts_future_s: int = Field(default=3600, ge=0)
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    metrics_interval_s: float = Field(default=10.0, gt=0)
+
+    simulators: str = "none"
+    simulator_count_per_type: int = Field(default=1, ge=1)
+    simulator_rate_hz: float = Field(default=1.0, gt=0)
+    simulator_seed: int = 42
+    simulator_anomaly_probability: float = Field(default=0.001, ge=0, le=1)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value:
+            MqttEndpoint(value)
+            return value
+        return None
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.mqtt_url is None
+
+    @property
+    def bridge_client_id(self) -> str:
+        return self.mqtt_client_id or f"bridge-{self.gateway_id}"
+
+    def mqtt_endpoint(self) -> MqttEndpoint:
+        """Where the bridge (and in-process simulators) connect."""
+        if self.mqtt_url:
+            endpoint = MqttEndpoint(self.mqtt_url)
+        else:
+            host = "127.0.0.1" if self.mqtt_bind in ("0.0.0.0", "::", "") else self.mqtt_bind
+            endpoint = MqttEndpoint(f"mqtt://{host}:{self.mqtt_port}")
+        if self.mqtt_username:
+            endpoint.username = self.mqtt_username
+        if self.mqtt_password:
+            endpoint.password = self.mqtt_password.get_secret_value()
+        return endpoint
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Effective settings as (ENV_NAME, value) pairs with secrets masked."""
+        rows = []
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr) or (name.endswith("password") and value):
+                shown = "***"
+            elif name == "mqtt_url" and value:
+                shown = mask_url(value)
+            else:
+                shown = "" if value is None else str(value)
+            rows.append((f"EDGE_{name.upper()}", shown))
+        return rows

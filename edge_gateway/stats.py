@@ -1,0 +1,226 @@
+"""Gateway counters and the status snapshot shared by /api/v1/status, /metrics, the
+`iot.edge-metrics` heartbeat and `iot-edge status`. Pure: the caller passes in the clock."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_gateway.buffer import BufferStats
+from protocol.models import EdgeMetrics
+
+
+@dataclass(slots=True)
+class GatewayCounters:
+    """Each field has one writer (the bridge thread or the forwarder task), so plain ints do."""
+
+    received_total: int = 0
+    readings_total: int = 0
+    statuses_total: int = 0
+    dead_lettered_total: int = 0
+    forwarded_total: int = 0
+    kafka_rejected_total: int = 0
+    kafka_errors_total: int = 0
+    buffer_errors_total: int = 0
+    kafka_connected: bool = False
+    mqtt_connected: bool = False
+    kafka_last_error: str | None = None
+
+
+class RateMeter:
+    """Events per second over a sliding window of (time, running total) samples."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self._window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def rate(self, now_s: float, total: int) -> float:
+        self._samples.append((now_s, total))
+        while len(self._samples) > 2 and now_s - self._samples[1][0] >= self._window_s:
+            self._samples.popleft()
+        first_s, first_total = self._samples[0]
+        elapsed = now_s - first_s
+        return (total - first_total) / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    gateway_id: str
+    site: str
+    now_ms: int
+    uptime_s: float
+    mqtt_mode: str
+    mqtt_address: str
+    mqtt_connected: bool
+    kafka_bootstrap: str
+    kafka_connected: bool
+    kafka_last_error: str | None
+    buffer: BufferStats
+    counters: GatewayCounters
+    dead_lettered_by_reason: dict[str, int] = field(default_factory=dict)
+    seq_gaps_total: int = 0
+    seq_resets_total: int = 0
+    received_rate: float = 0.0
+    forwarded_rate: float = 0.0
+
+    @property
+    def oldest_age_s(self) -> float | None:
+        oldest = self.buffer.oldest_created_ms
+        return None if oldest is None else max(0.0, (self.now_ms - oldest) / 1000)
+
+    def to_json(self) -> dict[str, Any]:
+        c, b = self.counters, self.buffer
+        return {
+            "gateway_id": self.gateway_id,
+            "site": self.site,
+            "ts": self.now_ms,
+            "uptime_s": round(self.uptime_s, 1),
+            "mqtt": {
+                "mode": self.mqtt_mode,
+                "address": self.mqtt_address,
+                "connected": self.mqtt_connected,
+            },
+            "kafka": {
+                "bootstrap": self.kafka_bootstrap,
+                "connected": self.kafka_connected,
+                "last_error": self.kafka_last_error,
+            },
+            "buffer": {
+                "depth": b.depth,
+                "bytes": b.bytes,
+                "max_bytes": b.max_bytes,
+                "in_flight": b.in_flight,
+                "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
+                "appended_total": b.appended_total,
+                "acked_total": b.acked_total,
+                "dropped_total": b.dropped_total,
+            },
+            "counters": {
+                "received_total": c.received_total,
+                "readings_total": c.readings_total,
+                "statuses_total": c.statuses_total,
+                "dead_lettered_total": c.dead_lettered_total,
+                "dead_lettered_by_reason": dict(sorted(self.dead_lettered_by_reason.items())),
+                "forwarded_total": c.forwarded_total,
+                "kafka_rejected_total": c.kafka_rejected_total,
+                "kafka_errors_total": c.kafka_errors_total,
+                "buffer_errors_total": c.buffer_errors_total,
+                "seq_gaps_total": self.seq_gaps_total,
+                "seq_resets_total": self.seq_resets_total,
+            },
+            "rates": {
+                "received_per_s": round(self.received_rate, 2),
+                "forwarded_per_s": round(self.forwarded_rate, 2),
+            },
+        }
+
+    def to_edge_metrics(self) -> EdgeMetrics:
+        return EdgeMetrics(
+            gateway_id=self.gateway_id,
+            site=self.site,
+            ts=self.now_ms,
+            uptime_s=round(self.uptime_s, 1),
+            buffer_depth=self.buffer.depth,
+            buffer_bytes=self.buffer.bytes,
+            buffer_max_bytes=self.buffer.max_bytes,
+            buffer_oldest_age_s=self.oldest_age_s,
+            received_total=self.counters.received_total,
+            forwarded_total=self.counters.forwarded_total,
+            dropped_total=self.buffer.dropped_total,
+            dead_lettered_total=self.counters.dead_lettered_total,
+            received_rate=round(self.received_rate, 2),
+            forwarded_rate=round(self.forwarded_rate, 2),
+            kafka_connected=self.kafka_connected,
+        )
+
+
+def _metric(lines: list[str], name: str, kind: str, help_text: str, value: float | int) -> None:
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+
+
+def prometheus_text(status: GatewayStatus) -> str:
+    """Prometheus text exposition format 0.0.4."""
+    c, b = status.counters, status.buffer
+    lines: list[str] = []
+    _metric(lines, "edge_received_total", "counter", "MQTT messages received.", c.received_total)
+    _metric(lines, "edge_readings_total", "counter", "Valid readings buffered.", c.readings_total)
+    _metric(
+        lines,
+        "edge_forwarded_total",
+        "counter",
+        "Records acknowledged by Kafka.",
+        c.forwarded_total,
+    )
+    _metric(
+        lines,
+        "edge_dropped_total",
+        "counter",
+        "Oldest records dropped by a full buffer.",
+        b.dropped_total,
+    )
+    _metric(
+        lines,
+        "edge_dead_lettered_total",
+        "counter",
+        "Messages sent to the dead-letter topic.",
+        c.dead_lettered_total,
+    )
+    lines += [
+        "# HELP edge_dead_lettered_by_reason_total Dead letters by reason.",
+        "# TYPE edge_dead_lettered_by_reason_total counter",
+    ]
+    lines += [
+        f'edge_dead_lettered_by_reason_total{{reason="{reason}"}} {count}'
+        for reason, count in sorted(status.dead_lettered_by_reason.items())
+    ]
+    _metric(
+        lines,
+        "edge_kafka_rejected_total",
+        "counter",
+        "Records Kafka refused for good (dropped and logged).",
+        c.kafka_rejected_total,
+    )
+    _metric(
+        lines,
+        "edge_kafka_errors_total",
+        "counter",
+        "Failed forward attempts.",
+        c.kafka_errors_total,
+    )
+    _metric(
+        lines,
+        "edge_seq_gaps_total",
+        "counter",
+        "Readings missing according to seq.",
+        status.seq_gaps_total,
+    )
+    _metric(lines, "edge_buffer_depth", "gauge", "Records in the buffer.", b.depth)
+    _metric(lines, "edge_buffer_bytes", "gauge", "Bytes in the buffer.", b.bytes)
+    _metric(lines, "edge_buffer_max_bytes", "gauge", "Buffer budget in bytes.", b.max_bytes)
+    _metric(lines, "edge_buffer_in_flight", "gauge", "Records sent, awaiting Kafka.", b.in_flight)
+    _metric(
+        lines,
+        "edge_buffer_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest buffered record.",
+        round(status.oldest_age_s or 0.0, 3),
+    )
+    _metric(
+        lines,
+        "edge_kafka_connected",
+        "gauge",
+        "1 if Kafka is reachable.",
+        int(status.kafka_connected),
+    )
+    _metric(
+        lines,
+        "edge_mqtt_connected",
+        "gauge",
+        "1 if the bridge is subscribed.",
+        int(status.mqtt_connected),
+    )
+    _metric(
+        lines, "edge_uptime_seconds", "gauge", "Seconds since start.", round(status.uptime_s, 1)
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""Human-readable renderings of the gateway status JSON (for `iot-edge status` and `--summary`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def summary_line(status: dict[str, Any], published: int | None = None) -> str:
+    b, c, r = status["buffer"], status["counters"], status["rates"]
+    sim = f"simulated {published:,} | " if published else ""
+    return (
+        f"{sim}received {c['received_total']:,} ({r['received_per_s']:.0f}/s) | "
+        f"forwarded {c['forwarded_total']:,} ({r['forwarded_per_s']:.0f}/s) | "
+        f"buffered {b['depth']:,} ({human_bytes(b['bytes'])}, "
+        f"oldest {human_age(b['oldest_age_s'])}) | "
+        f"dead-lettered {c['dead_lettered_total']:,} | dropped {b['dropped_total']:,} | "
+        f"kafka {'up' if status['kafka']['connected'] else 'DOWN'}"
+    )
+
+
+def render_status(status: dict[str, Any]) -> str:
+    b, c, r = status["buffer"], status["counters"], status["rates"]
+    mqtt, kafka = status["mqtt"], status["kafka"]
+    fill = b["bytes"] / b["max_bytes"] * 100 if b["max_bytes"] else 0.0
+    rows = [
+        (
+            "gateway",
+            f"{status['gateway_id']} (site {status['site']}), up {human_age(status['uptime_s'])}",
+        ),
+        (
+            "mqtt",
+            f"{mqtt['mode']} broker {mqtt['address']}, "
+            f"{'subscribed' if mqtt['connected'] else 'NOT CONNECTED'}",
+        ),
+        (
+            "kafka",
+            f"{kafka['bootstrap']}, {'connected' if kafka['connected'] else 'DOWN'}"
+            + (
+                f" ({kafka['last_error']})"
+                if kafka["last_error"] and not kafka["connected"]
+                else ""
+            ),
+        ),
+        (
+            "buffer",
+            f"{b['depth']:,} records, {human_bytes(b['bytes'])} of "
+            f"{human_bytes(b['max_bytes'])} ({fill:.1f}%), oldest {human_age(b['oldest_age_s'])}, "
+            f"{b['in_flight']:,} in flight",
+        ),
+        ("rates", f"received {r['received_per_s']:.1f}/s, forwarded {r['forwarded_per_s']:.1f}/s"),
+        (
+            "totals",
+            f"received {c['received_total']:,}, forwarded {c['forwarded_total']:,}, "
+            f"dropped {b['dropped_total']:,}, dead-lettered {c['dead_lettered_total']:,}, "
+            f"kafka-rejected {c['kafka_rejected_total']:,}",
+        ),
+    ]
+    reasons = c.get("dead_lettered_by_reason") or {}
+    if reasons:
+        rows.append(("dead letters", ", ".join(f"{k} {v:,}" for k, v in reasons.items())))
+    if c.get("seq_gaps_total"):
+        rows.append(("seq gaps", f"{c['seq_gaps_total']:,} readings missing by seq"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,35 @@
+"""Wire contracts shared by the edge gateway and the hub: models, topic names and the codec."""
+
+from protocol.codec import DecodeError, decode_status, decode_telemetry, encode, parse_topic
+from protocol.models import (
+    MAX_METRICS,
+    MAX_PAYLOAD_BYTES,
+    DeadLetter,
+    DevicePayload,
+    DeviceStatus,
+    EdgeMetrics,
+    NormalisedReading,
+    StatusPayload,
+)
+from protocol.topics import MqttTopic, TopicError, parse_mqtt_topic, status_topic, telemetry_topic
+
+__all__ = [
+    "MAX_METRICS",
+    "MAX_PAYLOAD_BYTES",
+    "DeadLetter",
+    "DecodeError",
+    "DevicePayload",
+    "DeviceStatus",
+    "EdgeMetrics",
+    "MqttTopic",
+    "NormalisedReading",
+    "StatusPayload",
+    "TopicError",
+    "decode_status",
+    "decode_telemetry",
+    "encode",
+    "parse_mqtt_topic",
+    "parse_topic",
+    "status_topic",
+    "telemetry_topic",
+]

@@ -1,0 +1,172 @@
+"""Strict decoding of device messages into the normalised Kafka records, with precise reasons.
+
+Every refusal raises `DecodeError` whose `reason` is one of `REASONS`; the gateway puts the raw
+payload on the dead-letter topic with `str(error)` as its `error` header.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from protocol.models import (
+    MAX_METRICS,
+    MAX_PAYLOAD_BYTES,
+    METRIC_NAME_PATTERN,
+    DevicePayload,
+    DeviceStatus,
+    NormalisedReading,
+    StatusPayload,
+)
+from protocol.topics import MqttTopic, TopicError, parse_mqtt_topic
+
+M = TypeVar("M", bound=BaseModel)
+
+REASONS: Final = (
+    "bad_topic",
+    "payload_too_large",
+    "invalid_utf8",
+    "invalid_json",
+    "wrong_shape",
+    "non_finite_number",
+    "bad_metric_name",
+    "too_many_metrics",
+    "no_metrics",
+    "bad_ts",
+    "ts_out_of_range",
+    "duplicate_seq",
+)
+
+DEFAULT_MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000
+DEFAULT_MAX_FUTURE_MS: Final = 3600 * 1000
+
+
+class DecodeError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_topic(topic: str) -> MqttTopic:
+    try:
+        return parse_mqtt_topic(topic)
+    except TopicError as exc:
+        raise DecodeError("bad_topic", str(exc)) from None
+
+
+def _classify(exc: ValidationError) -> DecodeError:
+    errors = exc.errors(include_url=False, include_input=False)
+    # A union reports one error per branch, so look for the most specific cause first.
+    for err in errors:
+        kind, loc = err["type"], err["loc"]
+        if kind == "json_invalid":
+            return DecodeError("invalid_json", err["msg"])
+        if kind == "finite_number":
+            return DecodeError("non_finite_number", f"metrics.{loc[1]} is NaN or Infinity")
+        if loc[:1] == ("metrics",) and "[key]" in loc:
+            return DecodeError(
+                "bad_metric_name", f"metric name {loc[1]!r} must match {METRIC_NAME_PATTERN}"
+            )
+        if loc == ("metrics",) and kind == "too_long":
+            return DecodeError("too_many_metrics", f"more than {MAX_METRICS} metrics")
+        if loc == ("metrics",) and kind == "too_short":
+            return DecodeError("no_metrics", "metrics must hold at least one entry")
+    first = errors[0]
+    loc = first["loc"]
+    if loc[:1] == ("metrics",) and len(loc) >= 2:
+        return DecodeError("wrong_shape", f"metrics.{loc[1]} must be a finite number or a boolean")
+    where = ".".join(str(part) for part in loc) or "payload"
+    return DecodeError("wrong_shape", f"{where}: {first['msg']}")
+
+
+def _validate(model: type[M], payload: bytes) -> M:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError(
+            "payload_too_large", f"{len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed"
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid_utf8", f"byte {exc.start}: {exc.reason}") from None
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise _classify(exc) from None
+
+
+def resolve_ts(
+    raw: int | str | None,
+    received_ts: int,
+    *,
+    max_past_ms: int = DEFAULT_MAX_PAST_MS,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+) -> int:
+    """Epoch ms of a device timestamp, refusing one too far from the gateway's clock."""
+    if raw is None:
+        return received_ts
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise DecodeError("bad_ts", f"ts {raw!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise DecodeError("bad_ts", f"ts {raw!r} has no time zone offset")
+        ts = round(parsed.timestamp() * 1000)
+    else:
+        ts = raw
+    skew = ts - received_ts
+    if skew < -max_past_ms or skew > max_future_ms:
+        hint = " (looks like seconds, expected milliseconds)" if 0 < ts < 10**11 else ""
+        raise DecodeError(
+            "ts_out_of_range",
+            f"ts {ts} is {skew / 1000:+.0f} s from the gateway clock, allowed "
+            f"-{max_past_ms // 1000} s..+{max_future_ms // 1000} s{hint}",
+        )
+    return ts
+
+
+def decode_telemetry(
+    topic: MqttTopic,
+    payload: bytes,
+    *,
+    received_ts: int,
+    gateway_id: str,
+    max_past_ms: int = DEFAULT_MAX_PAST_MS,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+) -> NormalisedReading:
+    body = _validate(DevicePayload, payload)
+    ts = resolve_ts(body.ts, received_ts, max_past_ms=max_past_ms, max_future_ms=max_future_ms)
+    return NormalisedReading(
+        site=topic.site,
+        device_id=topic.device_id,
+        type=body.type,
+        ts=ts,
+        seq=body.seq,
+        metrics=body.metrics,
+        gateway_id=gateway_id,
+        received_ts=received_ts,
+    )
+
+
+def decode_status(
+    topic: MqttTopic, payload: bytes, *, received_ts: int, gateway_id: str
+) -> DeviceStatus:
+    body = _validate(StatusPayload, payload)
+    # Retained status messages can be old by design, so only the syntax of ts is checked.
+    ts = resolve_ts(body.ts, received_ts, max_past_ms=2**62, max_future_ms=2**62)
+    return DeviceStatus(
+        site=topic.site,
+        device_id=topic.device_id,
+        state=body.state,
+        ts=ts,
+        gateway_id=gateway_id,
+    )
+
+
+def encode(model: BaseModel) -> bytes:
+    """Compact JSON bytes of a wire model."""
+    return model.model_dump_json().encode()

@@ -1,0 +1,147 @@
+"""Message models of the wire contracts in DESIGN.md. Pure data: no I/O."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+)
+
+from protocol.topics import IDENTIFIER_PATTERN
+
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+MAX_METRICS: Final = 256
+METRIC_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+SCHEMA_VERSION: Final = 1
+
+MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
+# StrictBool first: a JSON `true` stays a boolean and never becomes 1.0.
+MetricValue = StrictBool | StrictFloat
+Identifier = Annotated[str, StringConstraints(pattern=f"^{IDENTIFIER_PATTERN}$")]
+DeviceType = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
+EpochMs = Annotated[StrictInt, Field(ge=0, le=253_402_300_799_999)]  # up to year 9999
+# A device may send epoch milliseconds or an RFC 3339 string; the codec normalises to epoch ms.
+RawTimestamp = EpochMs | str
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class DevicePayload(_Wire):
+    """What a device publishes on `plant/{site}/{device_id}/telemetry`."""
+
+    model_config = ConfigDict(
+        title="DeviceTelemetry",
+        json_schema_extra={
+            "description": "Telemetry payload published by a device on "
+            "plant/{site}/{device_id}/telemetry (UTF-8 JSON, at most 64 KiB).",
+            "examples": [
+                {
+                    "ts": 1764268800123,
+                    "seq": 17,
+                    "type": "cnc_spindle",
+                    "metrics": {"spindle_temp_c": 61.2, "vibration_mm_s": 2.4, "running": True},
+                }
+            ],
+        },
+    )
+
+    ts: RawTimestamp | None = Field(
+        default=None,
+        description="Epoch milliseconds or an RFC 3339 string with a time zone; "
+        "missing means the gateway's receive time.",
+    )
+    seq: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | None = Field(
+        default=None, description="Per-device counter for gap detection and de-duplication."
+    )
+    type: DeviceType | None = Field(
+        default=None, description="Device type; known types get default alert rules."
+    )
+    metrics: dict[MetricName, MetricValue] = Field(
+        min_length=1,
+        max_length=MAX_METRICS,
+        description="1..256 metrics: name [a-z][a-z0-9_]{0,63}, "
+        "value a finite number or a boolean.",
+    )
+
+
+class StatusPayload(_Wire):
+    """What a device publishes (retained) on `plant/{site}/{device_id}/status`."""
+
+    state: Literal["online", "offline"]
+    ts: RawTimestamp | None = None
+
+
+class NormalisedReading(_Wire):
+    """Value of `iot.telemetry`, keyed by device_id."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    site: Identifier
+    device_id: Identifier
+    type: str | None
+    ts: int
+    seq: int | None
+    metrics: dict[str, MetricValue]
+    gateway_id: str
+    received_ts: int
+
+
+class DeviceStatus(_Wire):
+    """Value of `iot.device-status`, keyed by device_id."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    site: Identifier
+    device_id: Identifier
+    state: Literal["online", "offline"]
+    ts: int
+    gateway_id: str
+
+
+class EdgeMetrics(_Wire):
+    """Value of `iot.edge-metrics`, keyed by gateway_id, published every 10 s."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    gateway_id: str
+    site: str
+    ts: int
+    uptime_s: float
+    buffer_depth: int
+    buffer_bytes: int
+    buffer_max_bytes: int
+    buffer_oldest_age_s: float | None
+    received_total: int
+    forwarded_total: int
+    dropped_total: int
+    dead_lettered_total: int
+    received_rate: float = Field(description="Messages per second over the last interval.")
+    forwarded_rate: float = Field(description="Records per second over the last interval.")
+    kafka_connected: bool
+
+
+class DeadLetter(BaseModel):
+    """A record for `iot.telemetry.dlq`: the raw payload plus why it was refused."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: str
+    mqtt_topic: str
+    gateway_id: str
+    received_ts: int
+    device_id: str | None
+    payload: bytes
+
+    def headers(self) -> tuple[tuple[str, bytes], ...]:
+        return (
+            ("error", self.error.encode()),
+            ("mqtt_topic", self.mqtt_topic.encode("utf-8", "replace")),
+            ("gateway_id", self.gateway_id.encode()),
+            ("received_ts", str(self.received_ts).encode()),
+        )

@@ -1,0 +1,71 @@
+"""Topic names for MQTT (devices -> edge) and Kafka (edge -> hub), and MQTT topic parsing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final, Literal
+
+# Kafka topics (DESIGN.md, "Kafka (edge -> hub)").
+TELEMETRY: Final = "iot.telemetry"
+TELEMETRY_DLQ: Final = "iot.telemetry.dlq"
+DEVICE_STATUS: Final = "iot.device-status"
+EDGE_METRICS: Final = "iot.edge-metrics"
+ALERTS: Final = "iot.alerts"
+KAFKA_TOPICS: Final = (TELEMETRY, TELEMETRY_DLQ, DEVICE_STATUS, EDGE_METRICS, ALERTS)
+
+# MQTT subscriptions used by the edge bridge.
+MQTT_TELEMETRY_FILTER: Final = "plant/+/+/telemetry"
+MQTT_STATUS_FILTER: Final = "plant/+/+/status"
+
+IDENTIFIER_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+MqttKind = Literal["telemetry", "status"]
+
+
+class TopicError(ValueError):
+    """An MQTT topic that does not follow `plant/{site}/{device_id}/{telemetry|status}`."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTopic:
+    site: str
+    device_id: str
+    kind: MqttKind
+
+
+def is_identifier(value: str) -> bool:
+    return _IDENTIFIER.fullmatch(value) is not None
+
+
+def _check_identifier(what: str, value: str) -> str:
+    if not is_identifier(value):
+        raise TopicError(f"{what} {value!r} must match {IDENTIFIER_PATTERN}")
+    return value
+
+
+def _device_topic(site: str, device_id: str, kind: MqttKind) -> str:
+    _check_identifier("site", site)
+    _check_identifier("device_id", device_id)
+    return f"plant/{site}/{device_id}/{kind}"
+
+
+def telemetry_topic(site: str, device_id: str) -> str:
+    return _device_topic(site, device_id, "telemetry")
+
+
+def status_topic(site: str, device_id: str) -> str:
+    return _device_topic(site, device_id, "status")
+
+
+def parse_mqtt_topic(topic: str) -> MqttTopic:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "plant":
+        raise TopicError(f"topic {topic!r} is not plant/{{site}}/{{device_id}}/{{kind}}")
+    _, site, device_id, kind = parts
+    if kind not in ("telemetry", "status"):
+        raise TopicError(f"topic {topic!r} ends in {kind!r}, expected 'telemetry' or 'status'")
+    _check_identifier("site", site)
+    _check_identifier("device_id", device_id)
+    return MqttTopic(site, device_id, "telemetry" if kind == "telemetry" else "status")

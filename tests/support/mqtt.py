@@ -1,0 +1,80 @@
+"""A plain paho publisher for tests: publish QoS 1 and wait until the broker acknowledged."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.waiting import wait_until
+
+
+class Publisher:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str = "",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.max_inflight_messages_set(200)
+        self.client.max_queued_messages_set(0)
+        if username:
+            self.client.username_pw_set(username, password)
+        self._connected = threading.Event()
+        self.refused: str | None = None
+        self.client.on_connect = self._on_connect
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+        self.pending: list[mqtt.MQTTMessageInfo] = []
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.refused = str(reason)
+        else:
+            self._connected.set()
+
+    def wait_connected(self, timeout: float = 15) -> None:
+        wait_until(lambda: self._connected.is_set() or self.refused, timeout, "MQTT connect")
+        if self.refused:
+            raise ConnectionRefusedError(self.refused)
+
+    def publish(
+        self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1, retain: bool = False
+    ) -> None:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        self.pending.append(self.client.publish(topic, payload, qos=qos, retain=retain))
+
+    def publish_all(
+        self,
+        messages: Iterable[tuple[str, bytes | str | dict[str, Any]]],
+        rate_hz: float | None = None,
+    ) -> None:
+        start = time.monotonic()
+        for i, (topic, payload) in enumerate(messages):
+            if rate_hz:
+                # Paced publishing stands in for devices with a fixed sampling rate.
+                delay = start + i / rate_hz - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self.publish(topic, payload)
+
+    def wait_acked(self, timeout: float = 60) -> None:
+        wait_until(
+            lambda: all(info.is_published() for info in self.pending),
+            timeout,
+            f"PUBACK for {len(self.pending)} messages",
+        )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
