@@ -50,7 +50,7 @@ schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
 	$(BIN)/python -m protocol.schema docs
 
 demo: $(STAMP) ## local services plus the edge gateway with all five simulators
-	@$(SERVICES) start kafka
+	@$(SERVICES) start
 	@mkdir -p .local/demo
 	@echo "edge gateway: MQTT on 127.0.0.1:1883, status on http://127.0.0.1:8081/api/v1/status"
 	@echo "logs in .local/demo/edge.log; Ctrl-C stops everything cleanly"

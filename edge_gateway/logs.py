@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
@@ -42,9 +43,38 @@ def configure_logging(level: str = "INFO", **context: Any) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party libraries are chatty at INFO; their warnings still come through.
+    # Third-party libraries are chatty at INFO; their warnings still come through, at most one
+    # of a kind per interval (aiokafka logs a failed connect per retry, thousands a second).
+    repeat_limit = RepeatLimitFilter()
     for name in ("amqtt", "aiokafka", "transitions"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+        third_party = logging.getLogger(name)
+        third_party.setLevel(max(logging.WARNING, root.level))
+        third_party.filters[:] = [repeat_limit]
+
+
+class RepeatLimitFilter(logging.Filter):
+    """Lets one record per (logger, message template) through every `interval_s` seconds; the
+    next one that passes carries how many were held back."""
+
+    def __init__(
+        self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._interval_s:
+            self._last[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.__dict__["suppressed"] = last[1]
+        self._last[key] = (now, 0)
+        return True
 
 
 class _ContextFilter(logging.Filter):

@@ -61,7 +61,8 @@ class EdgeSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_compression: Compression = "lz4"
-    kafka_request_timeout_ms: int = Field(default=15_000, ge=1000)
+    # Also how long a batch can wait on a Kafka that just went away before it is retried.
+    kafka_request_timeout_ms: int = Field(default=5_000, ge=1000)
 
     buffer_path: Path = Path(".local/edge/buffer.db")
     buffer_max_bytes: int = Field(default=1024**3, ge=1024)

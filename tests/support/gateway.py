@@ -10,9 +10,12 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from tests.support.mqtt import forget_session as mqtt_forget_session
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,7 @@ class GatewayProcess:
             "EDGE_MQTT_BIND": "127.0.0.1",
             "EDGE_BUFFER_PATH": str(workdir / "buffer.db"),
             "EDGE_METRICS_INTERVAL_S": "1",
+            "EDGE_GATEWAY_ID": f"gw-{uuid.uuid4().hex[:8]}",
             **env,
             "EDGE_HTTP_PORT": str(self.http_port),
         }
@@ -90,7 +94,9 @@ class GatewayProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
 
-    def terminate(self, timeout: float = 60) -> int:
+    def terminate(self, timeout: float = 60, *, forget_session: bool = True) -> int:
+        """SIGTERM and wait; then, on an external broker, end the bridge's persistent session
+        so the broker does not queue messages for it ever after."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -100,4 +106,11 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
                 raise
+        url = self.env.get("EDGE_MQTT_URL")
+        if forget_session and url:
+            parts = urlsplit(url)
+            client_id = (
+                self.env.get("EDGE_MQTT_CLIENT_ID") or f"bridge-{self.env['EDGE_GATEWAY_ID']}"
+            )
+            mqtt_forget_session(parts.hostname or "127.0.0.1", parts.port or 1883, client_id)
         return self.proc.returncode

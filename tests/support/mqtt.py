@@ -78,3 +78,18 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def forget_session(host: str, port: int, client_id: str) -> None:
+    """End a persistent session, so the broker stops queueing messages for a client that is gone
+    for good (a test's gateway)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect(host, port, keepalive=10)
+    client.loop_start()
+    try:
+        wait_until(connected.is_set, 15, f"clean connect of {client_id}")
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,385 @@
+"""Edge benchmark: sustained MQTT-publish -> Kafka-ack rate through the durable buffer, via
+Mosquitto and via the embedded broker, against a naive pipe without durability
+(`mosquitto_sub | kcat -P`) on the same input; publish-to-Kafka latency; gateway memory with
+5,000 simulated devices at 1 Hz.
+
+Run with `make bench` (starts Kafka and Mosquitto). Prints figures; asserts nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.support.gateway import ROOT, GatewayProcess, free_port
+from tests.support.kafka import ensure_topics
+from tests.support.services import kafka_bootstrap, mosquitto_address
+from tests.support.waiting import wait_until
+
+DEVICES = 5
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class _Group:
+    def __init__(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.procs = procs
+
+    def wait(self, timeout: float | None = None) -> int:
+        return max(p.wait(timeout) for p in self.procs)
+
+
+def make_input(workdir: Path, per_device: int) -> list[Path]:
+    """One file of JSON lines per device: the same bytes feed every pipeline."""
+    now = int(time.time() * 1000)
+    files = []
+    for d in range(DEVICES):
+        path = workdir / f"dev-{d}.jsonl"
+        with path.open("w") as f:
+            for seq in range(per_device):
+                f.write(
+                    json.dumps(
+                        {
+                            "ts": now,
+                            "seq": seq,
+                            "type": "bench",
+                            "metrics": {
+                                "temp_c": 20 + seq % 50 * 0.1,
+                                "pressure_bar": 6.5,
+                                "current_a": 12.25,
+                                "speed_rpm": 1500.0,
+                                "running": True,
+                            },
+                        },
+                        separators=(",", ":"),
+                    )
+                    + "\n"
+                )
+        files.append(path)
+    return files
+
+
+def publish_files(host: str, port: int, site: str, files: list[Path]) -> _Group:
+    """mosquitto_pub -l: a C publisher per device, QoS 1, as fast as the broker takes it."""
+    procs = [
+        subprocess.Popen(
+            [
+                "mosquitto_pub",
+                "-h",
+                host,
+                "-p",
+                str(port),
+                "-q",
+                "1",
+                "-l",
+                "-i",
+                f"bench-pub-{site}-{i}",
+                "-t",
+                f"plant/{site}/dev-{i}/telemetry",
+            ],
+            stdin=path.open("rb"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i, path in enumerate(files)
+    ]
+    return _Group(procs)
+
+
+async def topic_end(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        ends = await consumer.end_offsets(parts)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def wait_for_count(bootstrap: str, topic: str, start: int, n: int, timeout: float) -> float:
+    """Poll the topic's end offsets until n more records are there; returns the time seen."""
+    wait_until(
+        lambda: asyncio.run(topic_end(bootstrap, topic)) - start >= n,
+        timeout,
+        f"{n} records on {topic}",
+        interval=0.1,
+    )
+    return time.monotonic()
+
+
+def run_naive(bootstrap: str, host: str, port: int, files: list[Path], n: int) -> float:
+    topic = f"bench.naive.{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_topics(bootstrap, [topic]))
+    site = "naive"
+    sub = subprocess.Popen(
+        f"mosquitto_sub -h {host} -p {port} -q 1 -c -i bench-naive-{topic} "
+        f"-t 'plant/{site}/+/telemetry' | kcat -P -b {bootstrap} -t {topic} "
+        f"-X linger.ms=5 -X compression.codec=lz4 -X acks=all -X enable.idempotence=true",
+        shell=True,
+        start_new_session=True,
+    )
+    try:
+        # mosquitto_sub says nothing when subscribed: probe until a message comes through.
+        probe = [
+            "mosquitto_pub",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-q",
+            "1",
+            "-t",
+            f"plant/{site}/probe/telemetry",
+            "-m",
+            "{}",
+        ]
+
+        def probed() -> bool:
+            subprocess.run(probe, check=True)
+            return asyncio.run(topic_end(bootstrap, topic)) > 0
+
+        wait_until(probed, 30, "naive pipe subscribed", interval=0.5)
+        start = asyncio.run(topic_end(bootstrap, topic))
+        t0 = time.monotonic()
+        pubs = publish_files(host, port, site, files)
+        done = wait_for_count(bootstrap, topic, start, n, 300)
+        pubs.wait(60)
+    finally:
+        os.killpg(sub.pid, signal.SIGTERM)
+        sub.wait(10)
+    return n / (done - t0)
+
+
+def run_gateway(
+    bootstrap: str, files: list[Path], n: int, *, external: tuple[str, int] | None, workdir: Path
+) -> tuple[float, int]:
+    site = f"bench-{uuid.uuid4().hex[:6]}"
+    mqtt_port = free_port()
+    env = {
+        "EDGE_GATEWAY_ID": site,
+        "EDGE_SITE": site,
+        "EDGE_KAFKA_BOOTSTRAP": bootstrap,
+        "EDGE_LOG_LEVEL": "WARNING",
+    }
+    if external:
+        env["EDGE_MQTT_URL"] = f"mqtt://{external[0]}:{external[1]}"
+    else:
+        env["EDGE_MQTT_PORT"] = str(mqtt_port)
+    gw = GatewayProcess(workdir / site, env).start()
+    host, port = external or ("127.0.0.1", mqtt_port)
+    try:
+        start = asyncio.run(topic_end(bootstrap, "iot.telemetry"))
+        t0 = time.monotonic()
+        pubs = publish_files(host, port, site, files)
+        done = wait_for_count(bootstrap, "iot.telemetry", start, n, 600)
+        pubs.wait(60)
+        rss = psutil.Process(gw.proc.pid).memory_info().rss if gw.proc else 0
+    finally:
+        gw.terminate()
+    return n / (done - t0), rss
+
+
+async def latency(
+    bootstrap: str, host: str, port: int, workdir: Path, rate: float, seconds: float
+) -> list[float]:
+    """Publish at a steady rate with the send time inside; measure when each shows up in Kafka."""
+    from tests.support.mqtt import Publisher
+
+    site = f"lat-{uuid.uuid4().hex[:6]}"
+    gw = GatewayProcess(
+        workdir / site,
+        {
+            "EDGE_GATEWAY_ID": site,
+            "EDGE_KAFKA_BOOTSTRAP": bootstrap,
+            "EDGE_MQTT_URL": f"mqtt://{host}:{port}",
+            "EDGE_LOG_LEVEL": "WARNING",
+        },
+    )
+    await asyncio.to_thread(gw.start)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=5)
+    await consumer.start()
+    parts = [
+        TopicPartition("iot.telemetry", p)
+        for p in consumer.partitions_for_topic("iot.telemetry") or {0}
+    ]
+    consumer.assign(parts)
+    for tp, off in (await consumer.end_offsets(parts)).items():
+        consumer.seek(tp, off)
+    pub = Publisher(host, port)
+    pub.wait_connected()
+    total = int(rate * seconds)
+    sent = {}
+    latencies: list[float] = []
+
+    def produce() -> None:
+        start = time.monotonic()
+        for i in range(total):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent[i] = time.monotonic()
+            pub.publish(
+                f"plant/{site}/dev-{i % DEVICES}/telemetry",
+                {"seq": i // DEVICES, "metrics": {"i": float(i)}},
+            )
+
+    producer = asyncio.get_running_loop().run_in_executor(None, produce)
+    deadline = time.monotonic() + seconds + 60
+    while len(latencies) < total and time.monotonic() < deadline:
+        batches = await consumer.getmany(timeout_ms=100)
+        now = time.monotonic()
+        for batch in batches.values():
+            for r in batch:
+                body = json.loads(r.value)
+                if body["site"] == site:
+                    latencies.append((now - sent[int(body["metrics"]["i"])]) * 1000)
+    await producer
+    pub.close()
+    await consumer.stop()
+    await asyncio.to_thread(gw.terminate)
+    return latencies
+
+
+def fleet_memory(
+    bootstrap: str, host: str, port: int, workdir: Path, devices: int, seconds: float
+) -> dict[str, float]:
+    site = f"fleet-{uuid.uuid4().hex[:6]}"
+    gw = GatewayProcess(
+        workdir / site,
+        {
+            "EDGE_GATEWAY_ID": site,
+            "EDGE_KAFKA_BOOTSTRAP": bootstrap,
+            "EDGE_MQTT_URL": f"mqtt://{host}:{port}",
+            "EDGE_LOG_LEVEL": "WARNING",
+        },
+    ).start()
+    per_type = devices // 5
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_gateway.cli",
+            "simulate",
+            "--mqtt-url",
+            f"mqtt://{host}:{port}",
+            "--site",
+            site,
+            "--count-per-type",
+            str(per_type),
+            "--rate",
+            "1",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert gw.proc is not None
+    proc = psutil.Process(gw.proc.pid)
+    proc.cpu_percent()
+    peak = 0
+    t0 = time.monotonic()
+    received0 = gw.status()["counters"]["received_total"]
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1)  # bench sampling interval
+        peak = max(peak, proc.memory_info().rss)
+        log(
+            f"  fleet: t={time.monotonic() - t0:4.0f}s "
+            f"rss={proc.memory_info().rss / 2**20:6.1f} MiB "
+            f"received={gw.status()['counters']['received_total']:,}"
+        )
+    status = gw.status()
+    cpu = proc.cpu_percent()
+    rate = (status["counters"]["received_total"] - received0) / (time.monotonic() - t0)
+    sim.send_signal(signal.SIGTERM)
+    sim.wait(60)
+    gw.terminate()
+    return {
+        "peak_rss_mib": peak / 2**20,
+        "cpu_pct": cpu,
+        "received_per_s": rate,
+        "buffer_depth_end": status["buffer"]["depth"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--per-device",
+        type=int,
+        default=20_000,
+        help="messages per device for the rate runs (5 devices)",
+    )
+    parser.add_argument("--fleet", type=int, default=5000, help="devices for the memory run")
+    parser.add_argument("--fleet-seconds", type=float, default=45)
+    parser.add_argument("--latency-rate", type=float, default=1000)
+    args = parser.parse_args()
+    for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
+        if not shutil.which(tool):
+            print(
+                f"{tool} not found: run `scripts/services start kafka mosquitto`", file=sys.stderr
+            )
+            return 1
+    bootstrap = kafka_bootstrap()
+    host, port = mosquitto_address()
+    asyncio.run(ensure_topics(bootstrap))
+    n = args.per_device * DEVICES
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        workdir = Path(tmp)
+        files = make_input(workdir, args.per_device)
+        size = sum(f.stat().st_size for f in files) / n
+        log(f"input: {n:,} readings, 5 metrics each, {size:.0f} B per payload, QoS 1")
+        log("naive pipe (mosquitto_sub | kcat -P, no durability) via Mosquitto ...")
+        naive = run_naive(bootstrap, host, port, files, n)
+        log(f"  {naive:,.0f} readings/s")
+        log("gateway via Mosquitto (external broker) ...")
+        ext, ext_rss = run_gateway(bootstrap, files, n, external=(host, port), workdir=workdir)
+        log(f"  {ext:,.0f} readings/s, gateway RSS {ext_rss / 2**20:.0f} MiB")
+        log("gateway via embedded amqtt broker ...")
+        emb, emb_rss = run_gateway(bootstrap, files, n, external=None, workdir=workdir)
+        log(f"  {emb:,.0f} readings/s, gateway RSS {emb_rss / 2**20:.0f} MiB")
+        log(f"latency at {args.latency_rate:.0f} readings/s via Mosquitto ...")
+        lat = asyncio.run(latency(bootstrap, host, port, workdir, args.latency_rate, 20))
+        q = statistics.quantiles(lat, n=100)
+        log(f"fleet: {args.fleet:,} simulated devices at 1 Hz via Mosquitto ...")
+        fleet = fleet_memory(bootstrap, host, port, workdir, args.fleet, args.fleet_seconds)
+    log("")
+    log("== edge pipeline benchmark ==")
+    log(f"naive pipe (reference)        {naive:10,.0f} readings/s {naive * 5:12,.0f} values/s")
+    log(
+        f"gateway via Mosquitto         {ext:10,.0f} readings/s {ext * 5:12,.0f} values/s"
+        f"   {ext / naive:6.1%} of naive"
+    )
+    log(
+        f"gateway via embedded amqtt    {emb:10,.0f} readings/s {emb * 5:12,.0f} values/s"
+        f"   {emb / naive:6.1%} of naive"
+    )
+    log(
+        f"latency publish -> in Kafka   p50 {q[49]:.1f} ms   p99 {q[98]:.1f} ms"
+        f"   ({len(lat):,} readings at {args.latency_rate:.0f}/s)"
+    )
+    log(
+        f"{args.fleet:,} devices at 1 Hz      gateway peak RSS {fleet['peak_rss_mib']:.0f} MiB, "
+        f"CPU {fleet['cpu_pct']:.0f}%, {fleet['received_per_s']:,.0f} readings/s received"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
