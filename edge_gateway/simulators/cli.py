@@ -1,0 +1,193 @@
+"""`iot-edge simulate`: run the device simulators against an MQTT broker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import TextIO
+from urllib.parse import unquote, urlsplit
+
+from edge_gateway.logs import configure_logging
+from edge_gateway.simulators.catalog import ALL_TYPES
+from edge_gateway.simulators.fleet import parse_types
+from edge_gateway.simulators.runner import SimulatorConfig, SimulatorStats, run_simulators
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+PROGRESS_INTERVAL_S = 5.0
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
+    """`mqtt://user:pass@host:port` -> (host, port, username, password)."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt":
+        raise ValueError(f"MQTT URL {url!r} must start with mqtt:// (TLS is not supported)")
+    if not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r} has no host")
+    try:
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise ValueError(f"MQTT URL {url!r}: {exc}") from None
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port, username, password
+
+
+def _types(text: str) -> tuple[str, ...]:
+    try:
+        return parse_types(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run simulated factory devices that publish telemetry over MQTT",
+        description=(
+            "Simulate CNC spindles, hydraulic presses, conveyors, air compressors and cleanroom "
+            "sensors. Each device keeps its own MQTT connection, publishes telemetry on "
+            "plant/{site}/{device_id}/telemetry, a retained online/offline status, and injects "
+            "random faults (spike, drift, stuck, out_of_range, dropout)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--mqtt-url",
+        default=DEFAULT_MQTT_URL,
+        help="broker as mqtt://[user:password@]host[:port]",
+    )
+    parser.add_argument("--site", default="site-1", help="site name used in topics")
+    parser.add_argument(
+        "--types",
+        type=_types,
+        default=ALL_TYPES,
+        metavar="all|none|TYPE[,TYPE...]",
+        help=f"device types to simulate, from: {', '.join(ALL_TYPES)}",
+    )
+    parser.add_argument(
+        "--count-per-type", type=int, default=1, help="number of devices of each type"
+    )
+    parser.add_argument(
+        "--rate", type=_positive_float, default=1.0, help="readings per second per device"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed (same seed, same data)")
+    parser.add_argument(
+        "--anomaly-probability",
+        type=_probability,
+        default=0.001,
+        help="chance per reading that a fault starts (0 disables faults)",
+    )
+    parser.add_argument(
+        "--max-messages",
+        type=_positive_int,
+        default=None,
+        help="stop after this many readings per device (default: run until interrupted)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no settings banner or progress")
+    parser.set_defaults(func=run_command)
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    host, port, username, password = parse_mqtt_url(args.mqtt_url)
+    return SimulatorConfig(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        site=args.site,
+        types=tuple(args.types),
+        count_per_type=args.count_per_type,
+        rate_hz=args.rate,
+        seed=args.seed,
+        anomaly_probability=args.anomaly_probability,
+        max_messages_per_device=args.max_messages,
+    )
+
+
+def format_progress(stats: SimulatorStats) -> str:
+    return (
+        f"published={stats.published} acked={stats.acked} anomalies={stats.anomalies} "
+        f"connected={stats.connected}/{stats.devices} dropped={stats.dropped}"
+    )
+
+
+async def _progress(stats: SimulatorStats, out: TextIO, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        print(f"simulate: {format_progress(stats)}", file=out, flush=True)
+
+
+async def run_async(
+    config: SimulatorConfig,
+    *,
+    quiet: bool = False,
+    out: TextIO = sys.stdout,
+    install_signals: bool = True,
+) -> SimulatorStats:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    stats = SimulatorStats()
+    installed: list[signal.Signals] = []
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+    progress = None if quiet else asyncio.create_task(_progress(stats, out, PROGRESS_INTERVAL_S))
+    try:
+        return await run_simulators(config, stop, stats)
+    finally:
+        if progress is not None:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def print_settings(config: SimulatorConfig, out: TextIO) -> None:
+    print("simulate: effective settings", file=out)
+    for key, value in config.describe().items():
+        print(f"  {key} = {value}", file=out)
+    out.flush()
+
+
+def run_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"simulate: error: {exc}", file=sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:  # the host CLI may have set logging up already
+        configure_logging("INFO")
+    if not args.quiet:
+        print_settings(config, out)
+    stats = asyncio.run(run_async(config, quiet=args.quiet, out=out))
+    if not args.quiet:
+        print(f"simulate: stopped {format_progress(stats)}", file=out)
+    return 0
