@@ -22,10 +22,10 @@ import uuid
 from pathlib import Path
 
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from tests.support.gateway import ROOT, GatewayProcess, free_port
-from tests.support.kafka import ensure_topics
+from tests.support.kafka import ensure_topics, partitions_of
 from tests.support.services import kafka_bootstrap, mosquitto_address
 from tests.support.waiting import wait_until
 
@@ -105,8 +105,7 @@ async def topic_end(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        ends = await consumer.end_offsets(parts)
+        ends = await consumer.end_offsets(await partitions_of(bootstrap, topic))
         return sum(ends.values())
     finally:
         await consumer.stop()
@@ -126,43 +125,40 @@ def wait_for_count(bootstrap: str, topic: str, start: int, n: int, timeout: floa
 def run_naive(bootstrap: str, host: str, port: int, files: list[Path], n: int) -> float:
     topic = f"bench.naive.{uuid.uuid4().hex[:6]}"
     asyncio.run(ensure_topics(bootstrap, [topic]))
-    site = "naive"
-    sub = subprocess.Popen(
-        f"mosquitto_sub -h {host} -p {port} -q 1 -c -i bench-naive-{topic} "
-        f"-t 'plant/{site}/+/telemetry' | kcat -P -b {bootstrap} -t {topic} "
-        f"-X linger.ms=5 -X compression.codec=lz4 -X acks=all -X enable.idempotence=true",
+    site, client_id = "naive", f"bench-naive-{topic}"
+    sub_args = [
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "-q",
+        "1",
+        "-i",
+        client_id,
+        "-t",
+        f"plant/{site}/+/telemetry",
+    ]
+    # Subscribe once with a persistent session and exit (-E): from then on Mosquitto queues for
+    # it, so the pipe below misses nothing however long it takes to start.
+    subprocess.run(["mosquitto_sub", "-c", "-E", *sub_args], check=True, timeout=30)
+    # kcat reads stdin in large blocks and flushes at EOF: mosquitto_sub -C n ends the stream.
+    pipe = subprocess.Popen(
+        f"mosquitto_sub -c -C {n} {' '.join(sub_args)} | kcat -P -b {bootstrap} -t {topic} "
+        "-X linger.ms=5 -X compression.codec=lz4 -X acks=all -X enable.idempotence=true",
         shell=True,
         start_new_session=True,
     )
     try:
-        # mosquitto_sub says nothing when subscribed: probe until a message comes through.
-        probe = [
-            "mosquitto_pub",
-            "-h",
-            host,
-            "-p",
-            str(port),
-            "-q",
-            "1",
-            "-t",
-            f"plant/{site}/probe/telemetry",
-            "-m",
-            "{}",
-        ]
-
-        def probed() -> bool:
-            subprocess.run(probe, check=True)
-            return asyncio.run(topic_end(bootstrap, topic)) > 0
-
-        wait_until(probed, 30, "naive pipe subscribed", interval=0.5)
-        start = asyncio.run(topic_end(bootstrap, topic))
         t0 = time.monotonic()
         pubs = publish_files(host, port, site, files)
-        done = wait_for_count(bootstrap, topic, start, n, 300)
+        done = wait_for_count(bootstrap, topic, 0, n, 300)
         pubs.wait(60)
+        pipe.wait(30)
     finally:
-        os.killpg(sub.pid, signal.SIGTERM)
-        sub.wait(10)
+        if pipe.poll() is None:
+            os.killpg(pipe.pid, signal.SIGTERM)
+            pipe.wait(10)
+        subprocess.run(["mosquitto_sub", "-E", *sub_args], check=False, timeout=30)
     return n / (done - t0)
 
 
@@ -214,10 +210,7 @@ async def latency(
     await asyncio.to_thread(gw.start)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=5)
     await consumer.start()
-    parts = [
-        TopicPartition("iot.telemetry", p)
-        for p in consumer.partitions_for_topic("iot.telemetry") or {0}
-    ]
+    parts = await partitions_of(bootstrap, "iot.telemetry")
     consumer.assign(parts)
     for tp, off in (await consumer.end_offsets(parts)).items():
         consumer.seek(tp, off)

@@ -32,6 +32,17 @@ async def ensure_topics(bootstrap: str, names: Iterable[str] = topics.KAFKA_TOPI
         await admin.close()
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """Every partition of a topic (a fresh consumer's metadata may not list the topic yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+
+
 class KafkaTail:
     def __init__(self, bootstrap: str, names: Iterable[str]) -> None:
         self._bootstrap = bootstrap
@@ -45,24 +56,13 @@ class KafkaTail:
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )
         await consumer.start()
-        parts = [
-            TopicPartition(name, p)
-            for name in self._names
-            for p in sorted(
-                consumer.partitions_for_topic(name) or await self._partitions(consumer, name)
-            )
-        ]
+        parts = [tp for name in self._names for tp in await partitions_of(self._bootstrap, name)]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
         for tp, offset in ends.items():
             consumer.seek(tp, offset)
         self._consumer = consumer
         return self
-
-    @staticmethod
-    async def _partitions(consumer: AIOKafkaConsumer, name: str) -> set[int]:
-        await consumer._client.force_metadata_update()
-        return consumer.partitions_for_topic(name) or set()
 
     async def __aexit__(self, *exc: object) -> None:
         if self._consumer is not None:
