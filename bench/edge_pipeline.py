@@ -322,6 +322,11 @@ def main() -> int:
     parser.add_argument("--fleet", type=int, default=5000, help="devices for the memory run")
     parser.add_argument("--fleet-seconds", type=float, default=45)
     parser.add_argument("--latency-rate", type=float, default=1000)
+    parser.add_argument(
+        "--only",
+        default="naive,mosquitto,embedded,latency,fleet",
+        help="comma list of parts to run",
+    )
     args = parser.parse_args()
     for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
         if not shutil.which(tool):
@@ -333,44 +338,53 @@ def main() -> int:
     host, port = mosquitto_address()
     asyncio.run(ensure_topics(bootstrap))
     n = args.per_device * DEVICES
+    parts = set(args.only.split(","))
+    rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         workdir = Path(tmp)
         files = make_input(workdir, args.per_device)
         size = sum(f.stat().st_size for f in files) / n
         log(f"input: {n:,} readings, 5 metrics each, {size:.0f} B per payload, QoS 1")
-        log("naive pipe (mosquitto_sub | kcat -P, no durability) via Mosquitto ...")
-        naive = run_naive(bootstrap, host, port, files, n)
-        log(f"  {naive:,.0f} readings/s")
-        log("gateway via Mosquitto (external broker) ...")
-        ext, ext_rss = run_gateway(bootstrap, files, n, external=(host, port), workdir=workdir)
-        log(f"  {ext:,.0f} readings/s, gateway RSS {ext_rss / 2**20:.0f} MiB")
-        log("gateway via embedded amqtt broker ...")
-        emb, emb_rss = run_gateway(bootstrap, files, n, external=None, workdir=workdir)
-        log(f"  {emb:,.0f} readings/s, gateway RSS {emb_rss / 2**20:.0f} MiB")
-        log(f"latency at {args.latency_rate:.0f} readings/s via Mosquitto ...")
-        lat = asyncio.run(latency(bootstrap, host, port, workdir, args.latency_rate, 20))
-        q = statistics.quantiles(lat, n=100)
-        log(f"fleet: {args.fleet:,} simulated devices at 1 Hz via Mosquitto ...")
-        fleet = fleet_memory(bootstrap, host, port, workdir, args.fleet, args.fleet_seconds)
+        naive = 0.0
+        if "naive" in parts:
+            log("naive pipe (mosquitto_sub | kcat -P, no durability) via Mosquitto ...")
+            naive = run_naive(bootstrap, host, port, files, n)
+            log(f"  {naive:,.0f} readings/s")
+            rows.append(
+                f"naive pipe (reference)        {naive:10,.0f} readings/s "
+                f"{naive * 5:12,.0f} values/s"
+            )
+        for name, external in (("mosquitto", (host, port)), ("embedded", None)):
+            if name not in parts:
+                continue
+            label = "via Mosquitto" if external else "via embedded amqtt"
+            log(f"gateway {label} ...")
+            rate, rss = run_gateway(bootstrap, files, n, external=external, workdir=workdir)
+            log(f"  {rate:,.0f} readings/s, gateway RSS {rss / 2**20:.0f} MiB")
+            ratio = f"   {rate / naive:6.1%} of naive" if naive else ""
+            rows.append(
+                f"gateway {label:<22}{rate:10,.0f} readings/s {rate * 5:12,.0f} values/s{ratio}"
+            )
+        if "latency" in parts:
+            log(f"latency at {args.latency_rate:.0f} readings/s via Mosquitto ...")
+            lat = asyncio.run(latency(bootstrap, host, port, workdir, args.latency_rate, 20))
+            q = statistics.quantiles(lat, n=100)
+            rows.append(
+                f"latency publish -> in Kafka   p50 {q[49]:.1f} ms   p99 {q[98]:.1f} ms"
+                f"   ({len(lat):,} readings at {args.latency_rate:.0f}/s)"
+            )
+        if "fleet" in parts:
+            log(f"fleet: {args.fleet:,} simulated devices at 1 Hz via Mosquitto ...")
+            fleet = fleet_memory(bootstrap, host, port, workdir, args.fleet, args.fleet_seconds)
+            rows.append(
+                f"{args.fleet:,} devices at 1 Hz      gateway peak RSS "
+                f"{fleet['peak_rss_mib']:.0f} MiB, CPU {fleet['cpu_pct']:.0f}%, "
+                f"{fleet['received_per_s']:,.0f} readings/s received"
+            )
     log("")
     log("== edge pipeline benchmark ==")
-    log(f"naive pipe (reference)        {naive:10,.0f} readings/s {naive * 5:12,.0f} values/s")
-    log(
-        f"gateway via Mosquitto         {ext:10,.0f} readings/s {ext * 5:12,.0f} values/s"
-        f"   {ext / naive:6.1%} of naive"
-    )
-    log(
-        f"gateway via embedded amqtt    {emb:10,.0f} readings/s {emb * 5:12,.0f} values/s"
-        f"   {emb / naive:6.1%} of naive"
-    )
-    log(
-        f"latency publish -> in Kafka   p50 {q[49]:.1f} ms   p99 {q[98]:.1f} ms"
-        f"   ({len(lat):,} readings at {args.latency_rate:.0f}/s)"
-    )
-    log(
-        f"{args.fleet:,} devices at 1 Hz      gateway peak RSS {fleet['peak_rss_mib']:.0f} MiB, "
-        f"CPU {fleet['cpu_pct']:.0f}%, {fleet['received_per_s']:,.0f} readings/s received"
-    )
+    for row in rows:
+        log(row)
     return 0
 
 

@@ -140,7 +140,8 @@ def decode_telemetry(
 ) -> NormalisedReading:
     body = _validate(DevicePayload, payload)
     ts = resolve_ts(body.ts, received_ts, max_past_ms=max_past_ms, max_future_ms=max_future_ms)
-    return NormalisedReading(
+    # Every field is validated already (payload above, topic by its parser): skip a second pass.
+    return NormalisedReading.model_construct(
         site=topic.site,
         device_id=topic.device_id,
         type=body.type,

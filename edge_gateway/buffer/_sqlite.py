@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,9 @@ _VACUUM_MIN_FREE_PAGES = 1024
 _VACUUM_FREE_SHARE = 0.25
 _VACUUM_STEP_PAGES = 2048
 _ID_CHUNK = 500  # ids per "IN (...)" query, below every SQLite's host-parameter limit
+# Newest appended records are also kept in memory, so the forwarder's lease of a caught-up buffer
+# reads nothing back from the file; after an outage the backlog is read from the file.
+_CACHE_MAX_BYTES = 16 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -55,10 +59,21 @@ INSERT OR IGNORE INTO counters (name, value) VALUES ('appended', 0), ('acked', 0
 _INSERT = (
     "INSERT INTO records (topic, key, value, headers, created_ms, size) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_DELETE = "DELETE FROM records WHERE id = ?"
+_DELETE_RANGE = "DELETE FROM records WHERE id BETWEEN ? AND ?"
 _ADD_TO_COUNTER = "UPDATE counters SET value = value + ? WHERE name = ?"
 
 _LENGTHS = struct.Struct(">II")
+
+
+def id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted ids as inclusive (first, last) runs: one range delete per run, not per id."""
+    runs: list[tuple[int, int]] = []
+    for record_id in sorted(ids):
+        if runs and record_id == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], record_id)
+        else:
+            runs.append((record_id, record_id))
+    return runs
 
 
 def encode_headers(headers: tuple[tuple[str, bytes], ...]) -> bytes:
@@ -107,6 +122,8 @@ class SqliteBuffer:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._closed = False
+        self._cache: OrderedDict[int, BufferRecord] = OrderedDict()
+        self._cache_bytes = 0
         self._conn = sqlite3.connect(
             self._path,
             timeout=_BUSY_TIMEOUT_MS / 1000,
@@ -138,7 +155,7 @@ class SqliteBuffer:
             ids: Sequence[int] = ()
             with self._transaction() as conn:
                 if plan.drop_ids:
-                    conn.executemany(_DELETE, [(record_id,) for record_id in plan.drop_ids])
+                    conn.executemany(_DELETE_RANGE, id_ranges(plan.drop_ids))
                 if plan.keep:
                     conn.executemany(_INSERT, [_row(records[i], sizes[i]) for i in plan.keep])
                     # AUTOINCREMENT under our write lock hands out consecutive ids.
@@ -150,7 +167,15 @@ class SqliteBuffer:
                     conn.execute(_ADD_TO_COUNTER, (plan.result.appended, "appended"))
                 if plan.result.dropped:
                     conn.execute(_ADD_TO_COUNTER, (plan.result.dropped, "dropped"))
-            return self._accounting.commit_append(plan, ids)
+            result = self._accounting.commit_append(plan, ids)
+            self._uncache(plan.drop_ids)
+            for record_id, i in zip(ids, plan.keep, strict=True):
+                self._cache[record_id] = records[i]
+                self._cache_bytes += sizes[i]
+            while self._cache_bytes > _CACHE_MAX_BYTES:
+                _, evicted = self._cache.popitem(last=False)
+                self._cache_bytes -= evicted.size
+            return result
 
     def lease(self, max_records: int, max_bytes: int | None = None) -> list[StoredRecord]:
         with self._lock:
@@ -158,12 +183,14 @@ class SqliteBuffer:
             ids = self._accounting.lease(max_records, max_bytes)
             if not ids:
                 return []
+            cache = self._cache
+            missing = [record_id for record_id in ids if record_id not in cache]
             try:
-                rows = self._fetch(ids)
+                rows = self._fetch(missing) if missing else {}
             except BaseException:
                 self._accounting.release(ids)
                 raise
-            return [StoredRecord(record_id, rows[record_id]) for record_id in ids]
+            return [StoredRecord(i, cache.get(i) or rows[i]) for i in ids]
 
     def ack(self, ids: Iterable[int]) -> int:
         with self._lock:
@@ -172,9 +199,10 @@ class SqliteBuffer:
             if not plan.ids:
                 return 0
             with self._transaction() as conn:
-                conn.executemany(_DELETE, [(record_id,) for record_id in plan.ids])
+                conn.executemany(_DELETE_RANGE, id_ranges(plan.ids))
                 conn.execute(_ADD_TO_COUNTER, (len(plan.ids), "acked"))
             acked = self._accounting.commit_ack(plan)
+            self._uncache(plan.ids)
             self._vacuum_step()
             return acked
 
@@ -251,6 +279,12 @@ class SqliteBuffer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _uncache(self, ids: Iterable[int]) -> None:
+        for record_id in ids:
+            record = self._cache.pop(record_id, None)
+            if record is not None:
+                self._cache_bytes -= record.size
 
     def _fetch(self, ids: list[int]) -> dict[int, BufferRecord]:
         rows: dict[int, BufferRecord] = {}

@@ -544,3 +544,10 @@ def test_sqlite_sigkill_loses_nothing_that_append_returned_for(
     expected = [f"{batch}:{i}" for batch in range(len(values) // 50) for i in range(50)]
     assert values == expected
     assert (final.depth, final.appended_total) == (len(values), len(values))
+
+
+def test_id_ranges_merge_only_consecutive_ids() -> None:
+    from edge_gateway.buffer._sqlite import id_ranges
+
+    assert id_ranges([]) == []
+    assert id_ranges([7, 3, 4, 5, 9, 10]) == [(3, 5), (7, 7), (9, 10)]
