@@ -191,6 +191,19 @@ def run_gateway(
     return n / (done - t0), rss
 
 
+def external_gateway(
+    workdir: Path, site: str, bootstrap: str, host: str, port: int
+) -> GatewayProcess:
+    """A started gateway on the external broker, logging only warnings."""
+    env = {
+        "EDGE_GATEWAY_ID": site,
+        "EDGE_KAFKA_BOOTSTRAP": bootstrap,
+        "EDGE_MQTT_URL": f"mqtt://{host}:{port}",
+        "EDGE_LOG_LEVEL": "WARNING",
+    }
+    return GatewayProcess(workdir / site, env).start()
+
+
 async def latency(
     bootstrap: str, host: str, port: int, workdir: Path, rate: float, seconds: float
 ) -> list[float]:
@@ -198,16 +211,7 @@ async def latency(
     from tests.support.mqtt import Publisher
 
     site = f"lat-{uuid.uuid4().hex[:6]}"
-    gw = GatewayProcess(
-        workdir / site,
-        {
-            "EDGE_GATEWAY_ID": site,
-            "EDGE_KAFKA_BOOTSTRAP": bootstrap,
-            "EDGE_MQTT_URL": f"mqtt://{host}:{port}",
-            "EDGE_LOG_LEVEL": "WARNING",
-        },
-    )
-    await asyncio.to_thread(gw.start)
+    gw = await asyncio.to_thread(external_gateway, workdir, site, bootstrap, host, port)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=5)
     await consumer.start()
     parts = await partitions_of(bootstrap, "iot.telemetry")
@@ -253,15 +257,7 @@ def fleet_memory(
     bootstrap: str, host: str, port: int, workdir: Path, devices: int, seconds: float
 ) -> dict[str, float]:
     site = f"fleet-{uuid.uuid4().hex[:6]}"
-    gw = GatewayProcess(
-        workdir / site,
-        {
-            "EDGE_GATEWAY_ID": site,
-            "EDGE_KAFKA_BOOTSTRAP": bootstrap,
-            "EDGE_MQTT_URL": f"mqtt://{host}:{port}",
-            "EDGE_LOG_LEVEL": "WARNING",
-        },
-    ).start()
+    gw = external_gateway(workdir, site, bootstrap, host, port)
     per_type = devices // 5
     sim = subprocess.Popen(
         [
