@@ -1,0 +1,56 @@
+"""Hub settings: one frozen object, every field from a `HUB_*` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Not in the edge's contract: records the hub cannot decode go here with their reason.
+HUB_DLQ_TOPIC = "iot.hub.dlq"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = "postgresql://iot:iot@127.0.0.1:5432/iot"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    consumer_group: str = "iot-hub"
+    topic_partitions: int = Field(default=6, ge=1)
+    ingest_batch_max: int = Field(default=2000, ge=1)
+    ingest_batch_wait_s: float = Field(default=0.5, gt=0)
+
+    retention_days: int = Field(default=30, ge=1)
+    partitions_ahead_days: int = Field(default=3, ge=1)
+    rollup_grace_s: float = Field(default=120.0, ge=0)
+
+    rules_file: Path | None = None
+    device_offline_after_s: float = Field(default=60.0, gt=0)
+    gateway_offline_after_s: float = Field(default=30.0, gt=0)
+
+    worker_web_port: int = Field(default=6066, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def describe(self) -> list[tuple[str, str]]:
+        """Effective settings as (ENV_NAME, value) pairs with secrets masked."""
+        rows = []
+        for name, value in self.model_dump().items():
+            shown = "" if value is None else str(value)
+            if name.endswith("_url"):
+                shown = mask_url(shown)
+            rows.append((f"HUB_{name.upper()}", shown))
+        return rows
