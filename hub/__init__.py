@@ -1,1 +1,2 @@
-"""The hub: Faust agents that ingest, aggregate, alert and track status into PostgreSQL and Redis."""
+"""The hub: Faust agents that ingest, aggregate, alert and track status into PostgreSQL
+and Redis."""

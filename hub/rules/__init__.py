@@ -1,0 +1,60 @@
+"""Alert rules: the rule model, the YAML loader and the alert engine. Pure: no I/O but the loader.
+
+The alerts agent feeds every reading, heartbeat, status message and clock tick into an
+`AlertEngine` built from `load_rules(settings.rules_file)`, and persists and publishes the
+`AlertTransition`s it returns.
+"""
+
+from hub.rules.engine import AlertEngine
+from hub.rules.loader import (
+    PACKAGED_SOURCE,
+    RulesError,
+    load_rules,
+    packaged_rules_text,
+    parse_rules,
+)
+from hub.rules.model import (
+    DEVICE_OFFLINE,
+    GATEWAY_OFFLINE,
+    AlertTransition,
+    Direction,
+    FlagThreshold,
+    Flatline,
+    Hysteresis,
+    Offline,
+    OpenAlert,
+    RateOfChange,
+    Rule,
+    RuleSet,
+    Severity,
+    Threshold,
+    TransitionKind,
+    TypeRules,
+    severity_rank,
+)
+
+__all__ = [
+    "DEVICE_OFFLINE",
+    "GATEWAY_OFFLINE",
+    "PACKAGED_SOURCE",
+    "AlertEngine",
+    "AlertTransition",
+    "Direction",
+    "FlagThreshold",
+    "Flatline",
+    "Hysteresis",
+    "Offline",
+    "OpenAlert",
+    "RateOfChange",
+    "Rule",
+    "RuleSet",
+    "RulesError",
+    "Severity",
+    "Threshold",
+    "TransitionKind",
+    "TypeRules",
+    "load_rules",
+    "packaged_rules_text",
+    "parse_rules",
+    "severity_rank",
+]
