@@ -45,26 +45,34 @@ def configure_logging(level: str = "INFO", **context: Any) -> None:
     root.setLevel(level)
     # Third-party libraries are chatty at INFO; their warnings still come through, at most one
     # of a kind per interval (aiokafka logs a failed connect per retry, thousands a second).
-    repeat_limit = RepeatLimitFilter()
-    for name in ("amqtt", "aiokafka", "transitions"):
-        third_party = logging.getLogger(name)
-        third_party.setLevel(max(logging.WARNING, root.level))
-        third_party.filters[:] = [repeat_limit]
+    # The filter sits on the handler: a logger's own filters do not see its children's records.
+    handler.addFilter(RepeatLimitFilter(prefixes=THIRD_PARTY))
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+THIRD_PARTY = ("amqtt", "aiokafka", "transitions")
 
 
 class RepeatLimitFilter(logging.Filter):
     """Lets one record per (logger, message template) through every `interval_s` seconds; the
-    next one that passes carries how many were held back."""
+    next one that passes carries how many were held back. Only loggers under `prefixes`."""
 
     def __init__(
-        self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        prefixes: tuple[str, ...] = THIRD_PARTY,
     ) -> None:
         super().__init__()
         self._interval_s = interval_s
         self._clock = clock
+        self._prefixes = prefixes
         self._last: dict[tuple[str, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
         key = (record.name, record.msg)
         now = self._clock()
         last = self._last.get(key)
