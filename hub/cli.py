@@ -1,0 +1,236 @@
+"""`iot-hub`: apply database migrations, run the Faust worker, rebuild rollups."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from edge_gateway.logs import RepeatLimitFilter, configure_logging
+from hub.settings import HubSettings
+
+log = logging.getLogger("hub")
+
+
+def load_settings() -> HubSettings:
+    try:
+        return HubSettings()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            name = "HUB_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def print_settings(settings: HubSettings, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    print("effective settings (environment HUB_*; secrets masked):", file=stream)
+    for name, value in settings.describe():
+        print(f"  {name}={value}", file=stream)
+    stream.flush()
+
+
+def start_command(settings: HubSettings) -> None:
+    """Logging (logfmt on stderr) and the effective settings on stdout, for every command."""
+    configure_logging(settings.log_level, hub=settings.consumer_group)
+    if settings.log_level != "DEBUG":
+        # Faust and mode log every service start and stop at INFO; the worker's own lifecycle
+        # (started, signal received, stopping) stays visible.
+        for name in ("faust", "mode"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("faust.worker").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ThirdPartyLogLimit())
+    print_settings(settings)
+
+
+class ThirdPartyLogLimit(logging.Filter):
+    """For Faust, mode and aiokafka records only: one record per message template per 30 s
+    (`RepeatLimitFilter`), and none longer than `max_chars` (Faust's shutdown warning lists every
+    message it is still waiting for, thousands of them). On the handler, because a logger's own
+    filters do not see records propagated from its children (`aiokafka.conn`...)."""
+
+    PREFIXES = ("faust", "mode", "aiokafka")
+
+    def __init__(self, max_chars: int = 2000) -> None:
+        super().__init__()
+        self._repeat_limit = RepeatLimitFilter(prefixes=self.PREFIXES)
+        self._max_chars = max_chars
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(record.name == p or record.name.startswith(f"{p}.") for p in self.PREFIXES):
+            return True
+        if not self._repeat_limit.filter(record):
+            return False
+        text = record.getMessage()
+        if len(text) > self._max_chars:
+            record.msg = f"{text[: self._max_chars]}... ({len(text)} chars)"
+            record.args = None
+        return True
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """What a command reports as one line instead of a traceback: unreachable, refused, bad DSN."""
+    import asyncpg
+
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+# -- migrate -----------------------------------------------------------------------------------
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    from hub.storage.migrations import migrate  # asyncpg only for this command
+
+    try:
+        applied = asyncio.run(migrate(settings.database_url))
+    except _database_errors() as exc:
+        log.error("migrate_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    log.info("migrate_done", extra={"applied": ",".join(applied) or "-"})
+    return 0
+
+
+def _add_migrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "migrate",
+        help="apply pending PostgreSQL migrations (idempotent)",
+        description="Apply the SQL migrations shipped in the hub install to HUB_DATABASE_URL, "
+        "each in its own transaction, exactly once. Safe to run from several processes at once.",
+    )
+    p.set_defaults(func=_migrate)
+
+
+# -- worker ------------------------------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    return run_worker(settings)
+
+
+def run_worker(settings: HubSettings, **app_options: Any) -> int:
+    """Run the Faust worker until SIGTERM or Ctrl-C; returns the exit code.
+
+    Faust's worker owns the event loop and the signal handlers: on SIGTERM it stops fetching,
+    waits for the batch in flight, commits its offsets, leaves the consumer group and exits.
+    """
+    import faust  # heavy import only for `worker`
+
+    from hub.app import create_app
+
+    app = create_app(settings, **app_options)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        override_logging=False,  # keep our logfmt handler
+        quiet=True,  # no banner on stdout
+    )
+    worker.spinner = None  # no terminal escape codes in the logs
+    log.info("worker_starting", extra={"group": settings.consumer_group})
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        log.info("worker_stopped", extra={"exit_code": code})
+        return code
+    return 0
+
+
+def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="run the Faust agents (ingest into PostgreSQL and Redis)",
+        description="Consume iot.telemetry and write every reading to PostgreSQL, then update "
+        "Redis. Kafka offsets move only after the database commit. Stops cleanly on SIGTERM or "
+        "Ctrl-C: the batch in flight is finished and committed first.",
+    )
+    p.set_defaults(func=_worker)
+
+
+# -- rollup ------------------------------------------------------------------------------------
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-27 or 2026-11-27T08:00Z)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _rollup_rebuild(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    since: datetime = args.since
+    return asyncio.run(_rebuild_rollups(settings, int(since.timestamp() * 1000)))
+
+
+async def _rebuild_rollups(settings: HubSettings, since_ms: int) -> int:
+    from hub.storage.postgres import Database
+
+    try:
+        db = await Database.connect(settings.database_url)
+    except _database_errors() as exc:
+        log.error("rollup_rebuild_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    try:
+        written = await db.rebuild_rollups(since_ms)
+    finally:
+        await db.close()
+    log.info("rollup_rebuild_done", extra={"since_ms": since_ms, "rows_written": written})
+    return 0
+
+
+def _add_rollup_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "rollup",
+        help="maintain the 1-minute rollups (readings_1m)",
+        description="Maintain the 1-minute rollups computed from the readings table.",
+    )
+    rollup_sub = p.add_subparsers(dest="rollup_command", required=True, metavar="COMMAND")
+    rebuild = rollup_sub.add_parser(
+        "rebuild",
+        help="recompute the rollups from the readings since a point in time",
+        description="Recompute readings_1m for every minute from --since until now, from the "
+        "readings table (idempotent; use after a restore or a changed rollup definition).",
+    )
+    rebuild.add_argument(
+        "--since",
+        required=True,
+        type=_parse_since,
+        help="ISO 8601 date or time; without a zone it is UTC",
+    )
+    rebuild.set_defaults(func=_rollup_rebuild)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iot-hub",
+        description="Hub: Kafka in, PostgreSQL and Redis out, through Faust agents.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_migrate_parser(sub)
+    _add_worker_parser(sub)
+    _add_rollup_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

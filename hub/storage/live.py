@@ -1,0 +1,255 @@
+"""Redis side of the hub: latest values, last-seen, device state and the live pub/sub channels.
+
+Redis holds nothing PostgreSQL cannot rebuild, so Redis being away must never stop ingestion:
+every call catches connection errors, counts them, logs once per outage and returns `False`.
+While Redis is known to be down, calls are skipped (and counted) except for probes, the first
+`probe_interval_s` after the failure and then at doubling intervals up to `probe_max_s`: a host
+that drops packets costs ingestion a connect timeout now and then, not on every batch. redis-py
+reconnects by itself on the next call that goes through.
+
+Keys and channels (the web app reads these):
+
+* `iot:latest:{device_id}` hash: one field per metric, the value as JSON (`61.2`, `true`), plus
+  `_ts` (epoch ms of the newest reading applied), `_site` and `_type`. The underscore keeps them
+  apart from metric names, which start with a letter (a metric may well be called `ts`).
+* `iot:last_seen` sorted set: member device_id, score the newest reading's `ts` (epoch ms); only
+  ever moves forward (`ZADD GT`), so a replayed Kafka range cannot move it back.
+* `iot:device_state` hash: field device_id, value JSON
+  `{"state": "online", "ts": ..., "site": ..., "gateway_id": ...}`.
+* `iot:live:readings` channel: one message per batch (at most `PUBLISH_CHUNK` readings), compact
+  JSON `{"v": 1, "readings": [{"site", "device_id", "type", "ts", "seq", "metrics"}, ...]}`.
+  Per batch rather than per reading: the dashboard appends points in batches anyway, and
+  thousands of PUBLISH calls per batch would cost more than the whole pipeline.
+* `iot:live:alerts` channel: alert lifecycle events as the caller serialised them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.typing import EncodableT, FieldT
+
+from protocol import NormalisedReading
+
+LATEST_KEY_PREFIX: Final = "iot:latest:"
+LAST_SEEN_KEY: Final = "iot:last_seen"
+DEVICE_STATE_KEY: Final = "iot:device_state"
+READINGS_CHANNEL: Final = "iot:live:readings"
+ALERTS_CHANNEL: Final = "iot:live:alerts"
+PUBLISH_CHUNK: Final = 500
+
+# Connection-level failures only: a ResponseError is a bug in our commands and should surface.
+# BusyLoadingError (Redis loading its dump after a restart) is a ConnectionError subclass.
+REDIS_UNAVAILABLE: Final = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def latest_key(device_id: str) -> str:
+    return f"{LATEST_KEY_PREFIX}{device_id}"
+
+
+@dataclass
+class LiveStats:
+    calls_total: int = 0
+    failed_total: int = 0  # calls that reached for Redis and failed
+    skipped_total: int = 0  # calls not attempted because Redis was known to be down
+    outages_total: int = 0
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class LiveStore:
+    """Redis adapter. Construct with a client (or `from_url`); nothing connects until a call."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        probe_interval_s: float = 1.0,
+        probe_max_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._probe_interval_s = probe_interval_s
+        self._probe_max_s = probe_max_s
+        self._clock = clock
+        self._down_since: float | None = None
+        self._next_probe = 0.0
+        self._probe_wait_s = probe_interval_s
+        self.stats = LiveStats()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, timeout_s: float = 2.0, probe_interval_s: float = 1.0
+    ) -> LiveStore:
+        # redis-py's default retries up to 10 times with backoff on every call: seconds of stall
+        # per batch during an outage. One quick retry still replaces a pooled connection that a
+        # Redis restart closed, without counting that as an outage.
+        client = Redis.from_url(
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), retries=1),
+            health_check_interval=30,
+        )
+        return cls(client, probe_interval_s=probe_interval_s)
+
+    @property
+    def available(self) -> bool:
+        """False while an outage is ongoing (the last attempted call failed)."""
+        return self._down_since is None
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(*REDIS_UNAVAILABLE):
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> LiveStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def update_latest(self, readings: Sequence[NormalisedReading]) -> bool:
+        """Latest value per device and metric, and last-seen per device: one pipeline per batch.
+
+        Within a batch the newest reading of each metric wins; across batches the last write
+        wins, so replaying an older Kafka range shows older values until the device's next
+        reading (`_ts` tells the reader how old they are). `iot:last_seen` never moves back.
+        """
+        if not readings:
+            return True
+        latest = _merge_latest(readings)
+
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for device_id, device in latest.items():
+                    pipe.hset(latest_key(device_id), mapping=device.fields)
+                pipe.zadd(
+                    LAST_SEEN_KEY,
+                    {device_id: device.ts for device_id, device in latest.items()},
+                    gt=True,
+                )
+                await pipe.execute()
+
+        return await self._call("update_latest", run)
+
+    async def publish_readings(self, readings: Sequence[NormalisedReading]) -> bool:
+        if not readings:
+            return True
+        messages = [
+            _compact({"v": 1, "readings": [_live_reading(r) for r in chunk]})
+            for chunk in _chunks(readings, PUBLISH_CHUNK)
+        ]
+
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    pipe.publish(READINGS_CHANNEL, message)
+                await pipe.execute()
+
+        return await self._call("publish_readings", run)
+
+    async def publish_alert(self, event_json: str | bytes) -> bool:
+        async def run() -> None:
+            await self._redis.publish(ALERTS_CHANNEL, event_json)
+
+        return await self._call("publish_alert", run)
+
+    async def set_device_state(
+        self, device_id: str, site: str, gateway_id: str, state: str, ts_ms: int
+    ) -> bool:
+        """Presence as the status agent last applied it (same arguments as the database's)."""
+        value = _compact({"state": state, "ts": ts_ms, "site": site, "gateway_id": gateway_id})
+
+        async def run() -> None:
+            await self._redis.hset(DEVICE_STATE_KEY, device_id, value)
+
+        return await self._call("set_device_state", run)
+
+    # -- outage handling -----------------------------------------------------------------------
+
+    async def _call(self, op: str, run: Callable[[], Awaitable[None]]) -> bool:
+        self.stats.calls_total += 1
+        now = self._clock()
+        if self._down_since is not None and now < self._next_probe:
+            self.stats.skipped_total += 1
+            return False
+        try:
+            await run()
+        except REDIS_UNAVAILABLE as exc:
+            self.stats.failed_total += 1
+            if self._down_since is None:
+                self._probe_wait_s = self._probe_interval_s
+            else:
+                self._probe_wait_s = min(self._probe_wait_s * 2, self._probe_max_s)
+            self._next_probe = self._clock() + self._probe_wait_s
+            if self._down_since is None:
+                self._down_since = now
+                self.stats.outages_total += 1
+                log.warning(
+                    "redis_unavailable",
+                    extra={"op": op, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            return False
+        if self._down_since is not None:
+            log.info(
+                "redis_recovered",
+                extra={
+                    "down_s": round(now - self._down_since, 1),
+                    "failed_total": self.stats.failed_total,
+                    "skipped_total": self.stats.skipped_total,
+                },
+            )
+            self._down_since = None
+        return True
+
+
+@dataclass
+class _DeviceLatest:
+    ts: int
+    fields: dict[FieldT, EncodableT]
+
+
+def _merge_latest(readings: Iterable[NormalisedReading]) -> dict[str, _DeviceLatest]:
+    latest: dict[str, _DeviceLatest] = {}
+    for reading in sorted(readings, key=lambda r: r.ts):
+        device = latest.setdefault(reading.device_id, _DeviceLatest(reading.ts, {}))
+        device.ts = reading.ts
+        device.fields.update({metric: _compact(v) for metric, v in reading.metrics.items()})
+        device.fields["_ts"] = reading.ts
+        device.fields["_site"] = reading.site
+        if reading.type is not None:
+            device.fields["_type"] = reading.type
+    return latest
+
+
+def _live_reading(reading: NormalisedReading) -> dict[str, Any]:
+    return {
+        "site": reading.site,
+        "device_id": reading.device_id,
+        "type": reading.type,
+        "ts": reading.ts,
+        "seq": reading.seq,
+        "metrics": reading.metrics,
+    }
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,157 @@
+"""What the PostgreSQL adapter takes and returns, and the pure shaping of a batch: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from protocol import NormalisedReading
+
+Severity = Literal["warning", "critical"]
+AlertState = Literal["active", "cleared"]
+DeviceState = Literal["online", "offline", "unknown"]
+ALERT_STATES: tuple[AlertState, ...] = ("active", "cleared")
+DEVICE_STATES: tuple[DeviceState, ...] = ("online", "offline", "unknown")
+
+# One row of `readings` as staged for the database: (device_id, metric, ts_ms, value, seq).
+ReadingRow = tuple[str, str, int, float, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of one ``write_readings`` batch."""
+
+    rows: int  # readings rows offered: one per metric of each reading
+    inserted: int  # rows that were new; the rest were replays or duplicates, absorbed
+    devices: int  # distinct devices in the batch (each upserted into `devices`)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSeen:
+    """What one batch says about one device, for the `devices` upsert."""
+
+    device_id: str
+    site: str
+    type: str | None
+    gateway_id: str
+    first_ms: int
+    last_ms: int
+    metrics: tuple[str, ...]  # sorted, distinct
+
+
+def flatten_readings(readings: Iterable[NormalisedReading]) -> list[ReadingRow]:
+    """One row per metric. Booleans become 1.0 (true) and 0.0 (false), the schema's encoding."""
+    return [
+        (r.device_id, metric, r.ts, float(value), r.seq)
+        for r in readings
+        for metric, value in r.metrics.items()
+    ]
+
+
+def summarise_devices(readings: Iterable[NormalisedReading]) -> list[DeviceSeen]:
+    """Per device, sorted by id: time span, metric names, and site, type and gateway as of the
+    newest reading (a device can move to another gateway; a missing type keeps the last known)."""
+    newest: dict[str, NormalisedReading] = {}
+    first: dict[str, int] = {}
+    metrics: dict[str, set[str]] = {}
+    types: dict[str, tuple[int, str]] = {}
+    for r in readings:
+        if r.device_id not in newest or r.ts >= newest[r.device_id].ts:
+            newest[r.device_id] = r
+        first[r.device_id] = min(first.get(r.device_id, r.ts), r.ts)
+        metrics.setdefault(r.device_id, set()).update(r.metrics)
+        if r.type is not None and (r.device_id not in types or r.ts >= types[r.device_id][0]):
+            types[r.device_id] = (r.ts, r.type)
+    return [
+        DeviceSeen(
+            device_id=device_id,
+            site=r.site,
+            type=types[device_id][1] if device_id in types else None,
+            gateway_id=r.gateway_id,
+            first_ms=first[device_id],
+            last_ms=r.ts,
+            metrics=tuple(sorted(metrics[device_id])),
+        )
+        for device_id, r in sorted(newest.items())
+    ]
+
+
+class AlertTransitionLike(Protocol):
+    """The shape of ``hub.rules.model.AlertTransition``, structurally, so storage does not import
+    the rules package (and accepts any object with these attributes)."""
+
+    @property
+    def kind(self) -> Literal["raised", "updated", "cleared"]: ...
+    @property
+    def device_id(self) -> str | None: ...
+    @property
+    def gateway_id(self) -> str | None: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def severity(self) -> Severity: ...
+    @property
+    def metric(self) -> str | None: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def ts(self) -> int: ...  # epoch ms
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One row of `alerts`; timestamps as epoch ms."""
+
+    id: int
+    device_id: str | None
+    gateway_id: str | None
+    rule: str
+    severity: Severity
+    state: AlertState
+    acknowledged: bool
+    ack_by: str | None
+    ack_at: int | None
+    ack_comment: str | None
+    metric: str | None
+    value: float | None
+    message: str
+    raised_at: int
+    updated_at: int
+    cleared_at: int | None
+    cleared_by: str | None
+    occurrences: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "device_id": self.device_id,
+            "gateway_id": self.gateway_id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "state": self.state,
+            "acknowledged": self.acknowledged,
+            "ack_by": self.ack_by,
+            "ack_at": self.ack_at,
+            "ack_comment": self.ack_comment,
+            "metric": self.metric,
+            "value": self.value,
+            "message": self.message,
+            "raised_at": self.raised_at,
+            "updated_at": self.updated_at,
+            "cleared_at": self.cleared_at,
+            "cleared_by": self.cleared_by,
+            "occurrences": self.occurrences,
+        }
+
+
+def rollup_bucket_ms(ts_ms: int) -> int:
+    """Start of the UTC minute holding ``ts_ms``: the `readings_1m` bucket."""
+    return ts_ms - ts_ms % 60_000
+
+
+def distinct_buckets(buckets: Iterable[tuple[str, str, int]]) -> Sequence[tuple[str, str, int]]:
+    """(device_id, metric, any ms in the minute) -> distinct (device_id, metric, bucket start)."""
+    return sorted({(d, m, rollup_bucket_ms(ms)) for d, m, ms in buckets})

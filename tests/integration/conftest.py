@@ -1,0 +1,146 @@
+"""PostgreSQL for the integration tests: the real local server, started by scripts/services, and
+a throwaway database per test session (never the development database)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from hub.storage.migrations import migrate
+from hub.storage.postgres import Database
+from tests.support.services import run_services
+from tests.support.waiting import async_wait_until
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where scripts/services runs PostgreSQL, and the application role (which has CREATEDB)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    @classmethod
+    def from_env(cls) -> PostgresServer:
+        return cls(
+            host=os.environ.get("PG_HOST", "127.0.0.1"),
+            port=int(os.environ.get("PG_PORT", "5432")),
+            user=os.environ.get("PG_USER", "iot"),
+            password=os.environ.get("PG_PASSWORD", "iot"),
+            database=os.environ.get("PG_DATABASE", "iot"),
+        )
+
+    def dsn(self, database: str | None = None) -> str:
+        return (
+            f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/"
+            f"{database or self.database}"
+        )
+
+    def create_database(self, prefix: str = "iot_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        asyncio.run(self._create(name))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        asyncio.run(self._drop(name))
+
+    async def _create(self, name: str) -> None:
+        conn = await asyncpg.connect(self.dsn())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    async def _drop(self, name: str) -> None:
+        # Not WITH (FORCE): that needs the right to signal every backend in the database, and
+        # an autovacuum worker is not ours. Plain DROP DATABASE stops autovacuum by itself; our
+        # own leftover connections we end first.
+        conn = await asyncpg.connect(self.dsn())
+        try:
+
+            async def dropped() -> bool:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()",
+                    name,
+                )
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                except asyncpg.ObjectInUseError:
+                    return False
+                return True
+
+            await async_wait_until(dropped, timeout=30, what=f"dropping database {name}")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The real local PostgreSQL 15, started by scripts/services if it is not running."""
+    run_services("start", "postgres")
+    return PostgresServer.from_env()
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_server: PostgresServer) -> Iterator[str]:
+    """DSN of this session's throwaway database, migrated to the current schema; dropped at the
+    end of the session."""
+    name = postgres_server.create_database()
+    try:
+        dsn = postgres_server.dsn(name)
+        asyncio.run(migrate(dsn))
+        yield dsn
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def blank_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """DSN of an empty database of its own (no schema), dropped after the test."""
+    name = postgres_server.create_database("iot_test_blank")
+    try:
+        yield postgres_server.dsn(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+async def pg(postgres: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the session's database, emptied first: no rows and no readings
+    partitions. For arranging and checking with SQL of the test's own."""
+    conn = await asyncpg.connect(postgres)
+    try:
+        await reset_data(conn)
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[Database]:
+    """A `Database` on the session's database, emptied first (see `pg`)."""
+    db = await Database.connect(postgres)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def reset_data(conn: asyncpg.Connection) -> None:
+    """Drop every day table of `readings` (attached or not) and empty the other tables."""
+    tables = await conn.fetch(
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'readings\\_p%' "
+        "AND relnamespace = 'public'::regnamespace"
+    )
+    for row in tables:
+        await conn.execute(f'DROP TABLE "{row["relname"]}"')
+    await conn.execute("TRUNCATE devices, readings_1m, alerts RESTART IDENTITY")

@@ -1,0 +1,235 @@
+"""The ingest batch function with in-memory fakes: decoding, dead letters, retries, ordering."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from hub.agents.ingest import (
+    IngestCounters,
+    decode_batch,
+    ingest_batch,
+    is_transient_db_error,
+    is_transient_kafka_error,
+)
+from protocol import NormalisedReading, encode
+
+
+def reading(device_id: str = "press-01", ts: int = 1_764_268_800_000, **metrics: float) -> bytes:
+    return encode(
+        NormalisedReading(
+            site="site-1",
+            device_id=device_id,
+            type="hydraulic_press",
+            ts=ts,
+            seq=1,
+            metrics=metrics or {"ram_pressure_bar": 180.5},
+            gateway_id="gw-1",
+            received_ts=ts + 5,
+        )
+    )
+
+
+class FakeDb:
+    def __init__(self, events: list[str], failures: Sequence[BaseException] = ()) -> None:
+        self.events = events
+        self.failures = list(failures)
+        self.batches: list[list[NormalisedReading]] = []
+
+    async def write_readings(self, readings: Sequence[NormalisedReading]) -> object:
+        self.events.append("db_attempt")
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append(list(readings))
+        self.events.append("db_committed")
+        return None
+
+
+class FakeLive:
+    def __init__(self, events: list[str], available: bool = True) -> None:
+        self.events = events
+        self.available = available
+
+    async def update_latest(self, readings: Sequence[NormalisedReading]) -> bool:
+        self.events.append(f"latest:{len(readings)}")
+        return self.available
+
+    async def publish_readings(self, readings: Sequence[NormalisedReading]) -> bool:
+        self.events.append(f"publish:{len(readings)}")
+        return self.available
+
+
+class FakeDlq:
+    def __init__(self, events: list[str], failures: Sequence[BaseException] = ()) -> None:
+        self.events = events
+        self.failures = list(failures)
+        self.sent: list[tuple[bytes, str]] = []
+
+    async def send(self, value: bytes, *, error: str) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((value, error))
+        self.events.append("dlq")
+
+
+class Harness:
+    def __init__(
+        self,
+        db_failures: Sequence[BaseException] = (),
+        dlq_failures: Sequence[BaseException] = (),
+        live_available: bool = True,
+    ) -> None:
+        self.events: list[str] = []
+        self.db = FakeDb(self.events, db_failures)
+        self.live = FakeLive(self.events, live_available)
+        self.dlq = FakeDlq(self.events, dlq_failures)
+        self.counters = IngestCounters()
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    async def run(self, values: Sequence[bytes]) -> None:
+        await ingest_batch(
+            values,
+            db=self.db,
+            live=self.live,
+            dlq_producer=self.dlq,
+            counters=self.counters,
+            sleep=self.sleep,
+        )
+
+
+async def test_valid_batch_goes_to_db_then_redis() -> None:
+    h = Harness()
+    await h.run([reading("press-01"), reading("press-02", spindle=1.0)])
+    assert [len(b) for b in h.db.batches] == [2]
+    assert h.db.batches[0][1].device_id == "press-02"
+    assert h.events == ["db_attempt", "db_committed", "latest:2", "publish:2"]
+    assert h.counters.batches_total == 1
+    assert h.counters.readings_total == 2
+    assert not h.dlq.sent
+
+
+async def test_undecodable_values_are_dead_lettered_with_reason() -> None:
+    h = Harness()
+    good = reading()
+    not_json = b"{not json"
+    wrong_shape = b'{"v": 1, "site": "s"}'
+    await h.run([not_json, good, wrong_shape])
+    assert [value for value, _ in h.dlq.sent] == [not_json, wrong_shape]
+    errors = [error for _, error in h.dlq.sent]
+    assert errors[0].startswith("invalid_json: ")
+    assert errors[1].startswith("wrong_shape: device_id: ")
+    assert h.counters.dead_lettered_total == {"invalid_json": 1, "wrong_shape": 1}
+    # Dead letters are safely in Kafka before the good readings are written.
+    assert h.events == ["dlq", "dlq", "db_attempt", "db_committed", "latest:1", "publish:1"]
+    assert h.counters.readings_total == 1
+
+
+async def test_only_bad_values_touch_neither_db_nor_redis() -> None:
+    h = Harness()
+    await h.run([b"\xff\xfe", b"[]"])
+    assert len(h.dlq.sent) == 2
+    assert h.events == ["dlq", "dlq"]
+    assert h.counters.batches_total == 1
+
+
+async def test_db_outage_is_waited_out_one_log_line_per_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage: list[BaseException] = [
+        ConnectionRefusedError(111, "Connection refused"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+    ]
+    h = Harness(db_failures=outage)
+    with caplog.at_level(logging.INFO, logger="hub.agents.ingest"):
+        await h.run([reading()])
+    assert h.events == [
+        "db_attempt",
+        "db_attempt",
+        "db_attempt",
+        "db_attempt",
+        "db_committed",
+        "latest:1",
+        "publish:1",
+    ]
+    assert len(h.sleeps) == 3
+    assert h.sleeps[0] <= h.sleeps[2]  # backing off
+    failed = [r for r in caplog.records if r.getMessage() == "db_write_failed"]
+    assert [r.__dict__["attempt"] for r in failed] == [1, 2, 3]
+    assert "CannotConnectNowError" in failed[1].__dict__["error"]
+    recovered = [r for r in caplog.records if r.getMessage() == "db_write_recovered"]
+    assert recovered[0].__dict__["attempts"] == 4
+    assert h.counters.db_retries_total == 3
+
+
+async def test_backoff_is_capped() -> None:
+    h = Harness(db_failures=[OSError("down")] * 12)
+    await ingest_batch(
+        [reading()],
+        db=h.db,
+        live=h.live,
+        dlq_producer=h.dlq,
+        counters=h.counters,
+        sleep=h.sleep,
+        backoff_max_s=4.0,
+    )
+    assert max(h.sleeps) <= 4.0
+    assert len(h.db.batches) == 1
+
+
+async def test_a_bug_in_the_db_layer_propagates() -> None:
+    h = Harness(db_failures=[asyncpg.exceptions.UndefinedTableError('relation "x"')])
+    with pytest.raises(asyncpg.exceptions.UndefinedTableError):
+        await h.run([reading()])
+    assert h.sleeps == []
+    assert "latest:1" not in h.events
+
+
+async def test_dlq_outage_is_waited_out() -> None:
+    h = Harness(dlq_failures=[KafkaConnectionError("no broker")] * 2)
+    await h.run([b"nope", reading()])
+    assert len(h.dlq.sent) == 1
+    assert h.counters.dlq_retries_total == 2
+    assert h.events[:2] == ["dlq", "db_attempt"]
+
+
+async def test_redis_away_does_not_stop_ingest() -> None:
+    h = Harness(live_available=False)
+    await h.run([reading()])
+    assert h.counters.readings_total == 1
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (ConnectionResetError(104, "reset"), True),
+        (TimeoutError(), True),
+        (asyncpg.exceptions.TooManyConnectionsError("too many"), True),
+        (asyncpg.exceptions.AdminShutdownError("terminating"), True),
+        (asyncpg.exceptions.SerializationError("could not serialize"), True),
+        (asyncpg.exceptions.DeadlockDetectedError("deadlock"), True),
+        (asyncpg.exceptions.UniqueViolationError("dup"), False),
+        (asyncpg.exceptions.UndefinedTableError("missing"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_transient_db_errors(exc: BaseException, transient: bool) -> None:
+    assert is_transient_db_error(exc) is transient
+
+
+def test_transient_kafka_errors() -> None:
+    assert is_transient_kafka_error(KafkaConnectionError())
+    assert not is_transient_kafka_error(ValueError())
+
+
+def test_decode_batch_keeps_order() -> None:
+    readings, invalid = decode_batch([reading("a"), b"x", reading("b")])
+    assert [r.device_id for r in readings] == ["a", "b"]
+    assert [raw for raw, _ in invalid] == [b"x"]
