@@ -43,19 +43,16 @@ test: lint ## lint, then every test (starts the services it needs)
 	$(BIN)/pytest -q -rs
 
 bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
-	@$(SERVICES) start kafka mosquitto
+	@$(SERVICES) start kafka mosquitto postgres redis
 	$(BIN)/python -m bench.edge_pipeline
+	$(BIN)/python -m bench.hub_ingest
 
 schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
 	$(BIN)/python -m protocol.schema docs
 
-demo: $(STAMP) ## local services plus the edge gateway with all five simulators
+demo: $(STAMP) ## local services, the hub worker, and the edge gateway with all five simulators
 	@$(SERVICES) start
-	@mkdir -p .local/demo
-	@echo "edge gateway: MQTT on 127.0.0.1:1883, status on http://127.0.0.1:8081/api/v1/status"
-	@echo "logs in .local/demo/edge.log; Ctrl-C stops everything cleanly"
-	@EDGE_SIMULATORS=$${EDGE_SIMULATORS:-all} EDGE_BUFFER_PATH=$${EDGE_BUFFER_PATH:-.local/demo/edge-buffer.db} \
-		$(BIN)/iot-edge run --summary 2>>.local/demo/edge.log
+	@scripts/demo
 
 clean: ## remove the venv and local state (stops the services first)
 	-@$(SERVICES) stop

@@ -8,22 +8,46 @@ tests/integration/test_hub_worker.py):
   raises for an outage (it waits), and on anything else the process exits without committing.
 * Concurrency stays 1: with more actors Faust can commit past an event still being processed
   (faust-streaming issue #606, an off-by-one in `Consumer._new_offset`).
+* One fetcher feeds every agent, and it blocks while any one stream's buffer is full: the
+  slowest agent sets the pace of all topics (a backlog of device statuses delays telemetry).
+  So every agent works in batches and keeps per-record database round trips out of its path.
 * On SIGTERM the worker stops fetching, waits for the batch in flight to finish
   (`stream_wait_empty`, no time limit), commits, leaves the group and exits 0.
+
+What one worker process runs (`WorkerRuntime` holds what they share, opened once at start-up:
+the database pool, Redis, the alert engine and the rollup scheduler):
+
+* start-up, before any agent consumes: migrations, today's partitions and those ahead, the
+  alerts still open (restored into the engine), and the rollups of the last grace + 5 minutes
+  rebuilt (buckets a crash left uncomputed);
+* agent `ingest` (`iot.telemetry`): readings into PostgreSQL, Redis; then, per committed batch,
+  the alert engine and the rollup scheduler (`hub.agents.ingest`);
+* agent `device_status` (`iot.device-status`) and agent `edge_metrics` (`iot.edge-metrics`):
+  presence and heartbeats (`hub.agents.status`);
+* timers: `alerts_tick` every second (offline detection), `rollups` every 5 s
+  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`), stats.
+
+The alert engine is per process; see `hub.agents.alerts` for what that means with several
+workers (gateway heartbeats are partitioned like everything else).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 import faust
 
+from hub.agents.aggregate import RollupScheduler, RollupStore, startup_rebuild_since_ms
+from hub.agents.alerts import AlertPipeline, AlertStore
 from hub.agents.ingest import (
     IngestCounters,
     ReadingWriter,
@@ -31,21 +55,39 @@ from hub.agents.ingest import (
     is_transient_db_error,
     retry_transient,
 )
+from hub.agents.maintenance import SchemaStore, maintain_partitions, prepare_schema
+from hub.agents.status import (
+    DeviceStateWriter,
+    StatusCounters,
+    handle_edge_metrics,
+    handle_statuses,
+)
+from hub.rules import AlertEngine, RuleSet, load_rules
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.live import LiveStore
-from protocol import topics
+from protocol import NormalisedReading, topics
 
 log = logging.getLogger(__name__)
 
 # sysexits EX_SOFTWARE: an internal error; the supervisor (Kubernetes) restarts the process.
 EXIT_WITHOUT_COMMIT: Final = 70
 STATS_INTERVAL_S: Final = 60.0
+ALERT_TICK_S: Final = 1.0
+ROLLUP_INTERVAL_S: Final = 5.0
+PARTITION_INTERVAL_S: Final = 3600.0
+STATUS_BATCH_MAX: Final = 500
+_EXITING: Final = {"action": "exit_without_commit"}
 
-DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[ReadingWriter]]
+
+class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, RollupStore, SchemaStore, Protocol):
+    """Everything the worker needs from PostgreSQL (`hub.storage.postgres.Database`)."""
+
+
+DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[HubDatabase]]
 
 
 @asynccontextmanager
-async def open_postgres(settings: HubSettings) -> AsyncIterator[ReadingWriter]:
+async def open_postgres(settings: HubSettings) -> AsyncIterator[HubDatabase]:
     from hub.storage.postgres import Database  # asyncpg only where a worker runs
 
     db = await Database.connect(settings.database_url)
@@ -68,8 +110,115 @@ class FaustDeadLetters:
         )
 
 
+class FaustAlertEvents:
+    """`EventProducer` for `iot.alerts` over the app's own producer (acks=all)."""
+
+    def __init__(self, app: faust.App, topic: str = topics.ALERTS) -> None:
+        self._app = app
+        self._topic = topic
+
+    async def send(self, key: bytes | None, value: bytes) -> None:
+        await self._app.producer.send_and_wait(self._topic, key, value, None, None, None)
+
+
 def kafka_brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the agents and timers of one worker use, ready for use."""
+
+    db: HubDatabase
+    live: LiveStore
+    alerts: AlertPipeline
+    rollups: RollupScheduler
+    dead_letters: FaustDeadLetters
+
+
+class WorkerRuntime:
+    """Opens the shared resources once (whichever agent asks first) and closes them at shutdown.
+
+    Start-up work runs here, before `ready` returns to any agent, so nothing is consumed before
+    the schema is migrated, the open alerts are restored and the recent rollups are rebuilt.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: HubSettings,
+        rules: RuleSet,
+        open_database: DatabaseOpener,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._app = app
+        self._settings = settings
+        self._rules = rules
+        self._open_database = open_database
+        self.clock_ms = clock_ms
+        self._lock = asyncio.Lock()
+        self._resources = AsyncExitStack()
+        self._shared: Shared | None = None
+        self.closing = False
+
+    @property
+    def current(self) -> Shared | None:
+        """The resources once open, None before start-up finished and once closing."""
+        return None if self.closing else self._shared
+
+    async def ready(self) -> Shared:
+        async with self._lock:
+            if self._shared is None:
+                self._shared = await self._open()
+            return self._shared
+
+    async def _open(self) -> Shared:
+        settings = self._settings
+        resources = self._resources
+        # PostgreSQL may be away when the worker starts: wait for it like for a write.
+        db = await retry_transient(
+            lambda: resources.enter_async_context(self._open_database(settings)),
+            what="db_connect",
+            is_transient=is_transient_db_error,
+        )
+        live = await resources.enter_async_context(LiveStore.from_url(settings.redis_url))
+        await prepare_schema(db, now_ms=self.clock_ms(), ahead_days=settings.partitions_ahead_days)
+        for name in (HUB_DLQ_TOPIC, topics.ALERTS):
+            await self._app.topic(name, internal=True).maybe_declare()
+        engine = AlertEngine(
+            self._rules,
+            device_offline_after_s=settings.device_offline_after_s,
+            gateway_offline_after_s=settings.gateway_offline_after_s,
+        )
+        alerts = AlertPipeline(engine, store=db, channel=live, producer=FaustAlertEvents(self._app))
+        restored = await alerts.restore(self.clock_ms())
+        grace_ms = round(settings.rollup_grace_s * 1000)
+        since = startup_rebuild_since_ms(self.clock_ms(), grace_ms)
+        rebuilt = await retry_transient(
+            lambda: db.rebuild_rollups(since),
+            what="startup_rollup_rebuild",
+            is_transient=is_transient_db_error,
+        )
+        log.info(
+            "worker_ready",
+            extra={"alerts_restored": restored, "rollups_rebuilt": rebuilt, "since_ms": since},
+        )
+        return Shared(
+            db=db,
+            live=live,
+            alerts=alerts,
+            rollups=RollupScheduler(grace_ms=grace_ms),
+            dead_letters=FaustDeadLetters(self._app),
+        )
+
+    async def close(self) -> None:
+        self.closing = True
+        await self._resources.aclose()
 
 
 def create_app(
@@ -77,7 +226,10 @@ def create_app(
     *,
     open_database: DatabaseOpener = open_postgres,
     datadir: Path | None = None,
+    rules: RuleSet | None = None,
 ) -> faust.App:
+    """The worker's Faust app. Loads the alert rules now (`hub.rules.RulesError` if invalid),
+    so a bad rules file stops the worker before it joins the consumer group."""
     app = faust.App(
         settings.consumer_group,
         broker=kafka_brokers(settings.kafka_bootstrap),
@@ -94,42 +246,136 @@ def create_app(
         # Faust creates its data directory even with the memory store; keep it out of the cwd.
         datadir=str(datadir or Path(tempfile.gettempdir()) / f"{settings.consumer_group}-faust"),
     )
+    runtime = WorkerRuntime(
+        app,
+        settings,
+        rules if rules is not None else load_rules(settings.rules_file),
+        open_database,
+    )
     counters = IngestCounters()
-    live_stores: list[LiveStore] = []
+    status_counters = StatusCounters()
 
     # internal=True only makes Faust create the topic (with topic_partitions) before it
     # subscribes, so a hub that starts before any gateway has produced still gets assigned.
     telemetry = app.topic(topics.TELEMETRY, key_type=bytes, value_type=bytes, internal=True)
-    dead_letters = app.topic(HUB_DLQ_TOPIC, key_type=bytes, value_type=bytes, internal=True)
+    device_status = app.topic(topics.DEVICE_STATUS, key_type=bytes, value_type=bytes, internal=True)
+    edge_metrics = app.topic(topics.EDGE_METRICS, key_type=bytes, value_type=bytes, internal=True)
 
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         try:
-            async with AsyncExitStack() as resources:
-                # PostgreSQL may be away when the worker starts: wait for it like for a write.
-                db = await retry_transient(
-                    lambda: resources.enter_async_context(open_database(settings)),
-                    what="db_connect",
-                    is_transient=is_transient_db_error,
+            shared = await runtime.ready()
+
+            async def after_commit(readings: Sequence[NormalisedReading]) -> None:
+                shared.rollups.mark_readings(readings, runtime.clock_ms())
+                await shared.alerts.observe_readings(readings)
+
+            async for batch in stream.take(
+                settings.ingest_batch_max, within=settings.ingest_batch_wait_s
+            ):
+                await ingest_batch(
+                    _as_bytes(batch),
+                    db=shared.db,
+                    live=shared.live,
+                    dlq_producer=shared.dead_letters,
+                    counters=counters,
+                    after_commit=after_commit,
                 )
-                live = await resources.enter_async_context(LiveStore.from_url(settings.redis_url))
-                live_stores.append(live)
-                resources.callback(live_stores.remove, live)
-                await dead_letters.maybe_declare()
-                dlq = FaustDeadLetters(app)
-                async for batch in stream.take(
-                    settings.ingest_batch_max, within=settings.ingest_batch_wait_s
-                ):
-                    await ingest_batch(
-                        _as_bytes(batch), db=db, live=live, dlq_producer=dlq, counters=counters
-                    )
         except Exception:
-            log.critical("ingest_failed", extra={"action": "exit_without_commit"}, exc_info=True)
+            log.critical("ingest_failed", extra=_EXITING, exc_info=True)
+            _exit_without_commit()
+
+    async def status(stream: faust.StreamT[bytes]) -> None:
+        try:
+            shared = await runtime.ready()
+            async for batch in stream.take(STATUS_BATCH_MAX, within=settings.ingest_batch_wait_s):
+                await handle_statuses(
+                    _as_bytes(batch),
+                    db=shared.db,
+                    live=shared.live,
+                    alerts=shared.alerts,
+                    dlq=shared.dead_letters,
+                    counters=status_counters,
+                )
+        except Exception:
+            log.critical("device_status_failed", extra=_EXITING, exc_info=True)
+            _exit_without_commit()
+
+    async def heartbeats(stream: faust.StreamT[bytes]) -> None:
+        try:
+            shared = await runtime.ready()
+            async for batch in stream.take(STATUS_BATCH_MAX, within=settings.ingest_batch_wait_s):
+                await handle_edge_metrics(
+                    _as_bytes(batch),
+                    live=shared.live,
+                    alerts=shared.alerts,
+                    dlq=shared.dead_letters,
+                    counters=status_counters,
+                    now_ms=runtime.clock_ms,
+                )
+        except Exception:
+            log.critical("edge_metrics_failed", extra=_EXITING, exc_info=True)
             _exit_without_commit()
 
     app.agent(telemetry, name="ingest", concurrency=1)(ingest)
+    app.agent(device_status, name="device_status", concurrency=1)(status)
+    app.agent(edge_metrics, name="edge_metrics", concurrency=1)(heartbeats)
+
+    def timer(
+        interval_s: float, name: str
+    ) -> Callable[[Callable[[Shared], Awaitable[None]]], None]:
+        """A timer that runs once start-up is done, and stops the worker on a bug (a timer
+        that raises would otherwise leave the worker running without it)."""
+
+        def register(body: Callable[[Shared], Awaitable[None]]) -> None:
+            async def run() -> None:
+                shared = runtime.current
+                if shared is None:
+                    return
+                try:
+                    await body(shared)
+                except Exception:
+                    if runtime.closing:  # resources closed under it during shutdown
+                        return
+                    log.critical(f"{name}_failed", extra=_EXITING, exc_info=True)
+                    _exit_without_commit()
+
+            app.timer(interval_s, name=name)(run)
+
+        return register
+
+    @timer(ALERT_TICK_S, "alerts_tick")
+    async def alerts_tick(shared: Shared) -> None:
+        await shared.alerts.tick(runtime.clock_ms())
+
+    @timer(ROLLUP_INTERVAL_S, "rollups")
+    async def rollups(shared: Shared) -> None:
+        buckets = shared.rollups.take(runtime.clock_ms())
+        if not buckets:
+            return
+        try:
+            await shared.db.recompute_rollups(buckets)
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            shared.rollups.give_back(buckets)
+            log.warning(
+                "rollup_recompute_failed",
+                extra={"buckets": len(buckets), "error": f"{type(exc).__name__}: {exc}"},
+            )
+
+    @timer(PARTITION_INTERVAL_S, "partitions")
+    async def partitions(shared: Shared) -> None:
+        await maintain_partitions(
+            shared.db,
+            now_ms=runtime.clock_ms(),
+            ahead_days=settings.partitions_ahead_days,
+            retention_days=settings.retention_days,
+        )
 
     async def log_stats() -> None:
-        redis_failed = sum(store.stats.failed_total for store in live_stores)
+        shared = runtime.current
+        redis_failed = 0 if shared is None else shared.live.stats.failed_total
+        alert_counters = None if shared is None else shared.alerts.counters
         log.info(
             "ingest_stats",
             extra={
@@ -138,6 +384,12 @@ def create_app(
                 "dead_lettered_total": sum(counters.dead_lettered_total.values()),
                 "db_retries_total": counters.db_retries_total,
                 "redis_failed_total": redis_failed,
+                "statuses_total": status_counters.statuses_total,
+                "heartbeats_total": status_counters.heartbeats_total,
+                "alert_transitions_total": (
+                    0 if alert_counters is None else alert_counters.transitions_total
+                ),
+                "rollups_pending": 0 if shared is None else len(shared.rollups),
             },
         )
 
@@ -151,6 +403,12 @@ def create_app(
         log.info("partitions_assigned", extra={"partitions": ",".join(mine) or "-"})
 
     app.on_partitions_assigned.connect(on_assigned)
+
+    async def on_before_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Faust sends this once the streams are drained and their offsets acknowledged.
+        await runtime.close()
+
+    app.on_before_shutdown.connect(on_before_shutdown)
     return app
 
 
@@ -158,7 +416,7 @@ def _as_bytes(values: Sequence[object]) -> list[bytes]:
     # value_serializer="raw" hands over bytes; anything else is a wiring mistake.
     out = [v for v in values if isinstance(v, bytes)]
     if len(out) != len(values):
-        raise TypeError("telemetry values must arrive as raw bytes")
+        raise TypeError("record values must arrive as raw bytes")
     return out
 
 

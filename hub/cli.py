@@ -126,8 +126,13 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
     import faust  # heavy import only for `worker`
 
     from hub.app import create_app
+    from hub.rules import RulesError
 
-    app = create_app(settings, **app_options)
+    try:
+        app = create_app(settings, **app_options)
+    except RulesError as exc:
+        log.error("rules_invalid", extra={"problems": "; ".join(exc.problems)})
+        return 2
     worker = faust.Worker(
         app,
         loglevel=settings.log_level,
@@ -148,10 +153,12 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
 def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
-        help="run the Faust agents (ingest into PostgreSQL and Redis)",
-        description="Consume iot.telemetry and write every reading to PostgreSQL, then update "
-        "Redis. Kafka offsets move only after the database commit. Stops cleanly on SIGTERM or "
-        "Ctrl-C: the batch in flight is finished and committed first.",
+        help="run the Faust agents (ingest, aggregate, alerts, device status)",
+        description="Migrate the database and create partitions, then consume iot.telemetry "
+        "(every reading into PostgreSQL, then Redis; 1-minute rollups; alert rules), "
+        "iot.device-status and iot.edge-metrics; alert events go to iot.alerts and Redis. Kafka "
+        "offsets move only after the database commit. Stops cleanly on SIGTERM or Ctrl-C: the "
+        "batch in flight is finished and committed first.",
     )
     p.set_defaults(func=_worker)
 

@@ -8,7 +8,9 @@ database or Kafka outage, it waits and retries. Order of effects:
 
 1. decode every value; an undecodable one goes to `iot.hub.dlq` with an `error` header;
 2. write the readings to PostgreSQL (idempotent, so a retry or a replay is harmless);
-3. update Redis (latest values, last-seen) and publish to the live channel: best effort.
+3. update Redis (latest values, last-seen) and publish to the live channel: best effort;
+4. `after_commit` with the batch's readings (the worker marks rollup buckets and feeds the
+   alert engine there), so whatever derives from readings sees only committed ones.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ async def ingest_batch(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
     is_transient_dlq: Callable[[BaseException], bool] = is_transient_kafka_error,
+    after_commit: Callable[[Sequence[NormalisedReading]], Awaitable[None]] | None = None,
 ) -> None:
     readings, invalid = decode_batch(raw_values)
 
@@ -150,6 +153,8 @@ async def ingest_batch(
         # Best effort: LiveStore swallows and counts its own outages.
         await live.update_latest(readings)
         await live.publish_readings(readings)
+        if after_commit is not None:
+            await after_commit(readings)
     counters.batches_total += 1
     counters.readings_total += len(readings)
 

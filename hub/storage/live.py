@@ -16,6 +16,8 @@ Keys and channels (the web app reads these):
   ever moves forward (`ZADD GT`), so a replayed Kafka range cannot move it back.
 * `iot:device_state` hash: field device_id, value JSON
   `{"state": "online", "ts": ..., "site": ..., "gateway_id": ...}`.
+* `iot:gateways` hash: field gateway_id, value the gateway's latest `iot.edge-metrics` record
+  as JSON plus `received_ts` (epoch ms, the hub's clock).
 * `iot:live:readings` channel: one message per batch (at most `PUBLISH_CHUNK` readings), compact
   JSON `{"v": 1, "readings": [{"site", "device_id", "type", "ts", "seq", "metrics"}, ...]}`.
   Per batch rather than per reading: the dashboard appends points in batches anyway, and
@@ -44,6 +46,7 @@ from protocol import NormalisedReading
 LATEST_KEY_PREFIX: Final = "iot:latest:"
 LAST_SEEN_KEY: Final = "iot:last_seen"
 DEVICE_STATE_KEY: Final = "iot:device_state"
+GATEWAYS_KEY: Final = "iot:gateways"
 READINGS_CHANNEL: Final = "iot:live:readings"
 ALERTS_CHANNEL: Final = "iot:live:alerts"
 PUBLISH_CHUNK: Final = 500
@@ -181,6 +184,14 @@ class LiveStore:
             await self._redis.hset(DEVICE_STATE_KEY, device_id, value)
 
         return await self._call("set_device_state", run)
+
+    async def set_gateway_state(self, gateway_id: str, state_json: str) -> bool:
+        """A gateway's latest health record, as the status agent serialised it."""
+
+        async def run() -> None:
+            await self._redis.hset(GATEWAYS_KEY, gateway_id, state_json)
+
+        return await self._call("set_gateway_state", run)
 
     # -- outage handling -----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from hub.storage.migrations import migrate
 from hub.storage.postgres import Database
@@ -84,6 +85,21 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real local Redis 7, started by scripts/services if it is not running."""
+    run_services("start", "redis")
+    host = os.environ.get("REDIS_HOST", "127.0.0.1")
+    return f"redis://{host}:{os.environ.get('REDIS_PORT', '6379')}/0"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
 def postgres_server() -> PostgresServer:
     """The real local PostgreSQL 15, started by scripts/services if it is not running."""
     run_services("start", "postgres")
@@ -95,6 +111,19 @@ def postgres(postgres_server: PostgresServer) -> Iterator[str]:
     """DSN of this session's throwaway database, migrated to the current schema; dropped at the
     end of the session."""
     name = postgres_server.create_database()
+    try:
+        dsn = postgres_server.dsn(name)
+        asyncio.run(migrate(dsn))
+        yield dsn
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """DSN of a migrated database of this test's own, dropped after the test: for a worker
+    process that writes to it while the test reads."""
+    name = postgres_server.create_database("iot_test_hub")
     try:
         dsn = postgres_server.dsn(name)
         asyncio.run(migrate(dsn))

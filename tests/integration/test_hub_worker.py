@@ -1,208 +1,54 @@
 """The hub's Faust worker as a real process against real Kafka 4 and Redis.
 
-Until `hub.storage.Database` lands, the worker runs with a stand-in database that records its
-writes in Redis and can be made to fail (`RedisBackedDb`), started through `hub.cli.run_worker`
-exactly as `iot-hub worker` starts it. Each test uses its own consumer group, positioned at the
-end of `iot.telemetry` first, and its own device ids, so records of other tests do not matter.
+Most tests run the worker over a stand-in database that records its writes in Redis and can be
+made to fail (`tests.support.hub.RedisBackedDb`), started through `hub.cli.run_worker` exactly
+as `iot-hub worker` starts it; the last one runs `iot-hub worker` itself into PostgreSQL. Each
+test uses its own consumer group, positioned at the end of `iot.telemetry` first, and its own
+device ids, so records of other tests do not matter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from hub.settings import HUB_DLQ_TOPIC, HubSettings
+from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.live import latest_key
-from protocol import NormalisedReading, encode, topics
-from tests.support.gateway import ROOT
-from tests.support.kafka import KafkaTail, ensure_topics, partitions_of
-from tests.support.services import run_services
+from protocol import NormalisedReading, encode
+from tests.support.hub import (
+    DB_BUG,
+    DB_DOWN,
+    HubWorkerProcess,
+    committed,
+    position_group_at_end,
+    produce,
+)
+from tests.support.kafka import KafkaTail, ensure_topics
 from tests.support.waiting import async_wait_until, wait_until
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_764_268_800_000
-DB_DOWN = "db_down"  # while this key exists the stand-in database refuses connections
-DB_BUG = "db_bug"  # while this key exists the stand-in database raises a non-transient error
-
-
-# -- the worker process ------------------------------------------------------------------------
-
-
-class RedisBackedDb:
-    """Stand-in for the PostgreSQL adapter: appends `device_id:ts` per reading to a Redis list."""
-
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self.redis = redis
-        self.prefix = prefix
-
-    async def write_readings(self, readings: Sequence[NormalisedReading]) -> object:
-        if await self.redis.exists(f"{self.prefix}:{DB_DOWN}"):
-            raise ConnectionRefusedError(111, "stand-in database refuses connections")
-        if await self.redis.exists(f"{self.prefix}:{DB_BUG}"):
-            raise RuntimeError("stand-in database bug")
-        await self.redis.rpush(f"{self.prefix}:rows", *(f"{r.device_id}:{r.ts}" for r in readings))
-        return len(readings)
-
-
-def worker_main() -> int:
-    """Entry point of the worker subprocess (see `WorkerProcess`)."""
-    from hub.cli import run_worker, start_command
-
-    settings = HubSettings()
-    start_command(settings)
-    prefix = os.environ["TEST_HUB_DB_PREFIX"]
-
-    @asynccontextmanager
-    async def open_database(settings: HubSettings) -> AsyncIterator[RedisBackedDb]:
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            yield RedisBackedDb(redis, prefix)
-        finally:
-            await redis.aclose()
-
-    return run_worker(
-        settings, open_database=open_database, datadir=Path(os.environ["TEST_HUB_DATADIR"])
-    )
-
-
-class WorkerProcess:
-    """The worker as a subprocess: by default with the stand-in database (`worker_main`), with
-    `real=True` exactly as an operator runs it, `python -m hub.cli worker`."""
-
-    def __init__(self, tmp_path: Path, kafka: str, redis_url: str) -> None:
-        self.group = f"hub-test-{uuid.uuid4().hex[:8]}"
-        self.prefix = f"test:{self.group}"
-        self.log_path = tmp_path / "worker.log"
-        self.env = {
-            **os.environ,
-            "HUB_KAFKA_BOOTSTRAP": kafka,
-            "HUB_REDIS_URL": redis_url,
-            "HUB_CONSUMER_GROUP": self.group,
-            "HUB_WORKER_WEB_PORT": "0",
-            "HUB_INGEST_BATCH_MAX": "50",
-            "HUB_INGEST_BATCH_WAIT_S": "0.2",
-            "HUB_DATABASE_URL": "postgresql://iot:not-printed@127.0.0.1:1/iot",
-            "TEST_HUB_DB_PREFIX": self.prefix,
-            "TEST_HUB_DATADIR": str(tmp_path / "faust"),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, real: bool = False, **env: str) -> None:
-        command = (
-            ["-m", "hub.cli", "worker"]
-            if real
-            else [
-                "-c",
-                "from tests.integration.test_hub_worker import worker_main; "
-                "raise SystemExit(worker_main())",
-            ]
-        )
-        self.env.update(env)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, *command],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def count(self, event: str) -> int:
-        return sum(1 for line in self.log().splitlines() if f"event={event} " in line)
-
-    def running(self) -> bool:
-        assert self.proc is not None
-        return self.proc.poll() is None
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-
-    async def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return await asyncio.to_thread(self.proc.wait, timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-# -- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    run_services("start", "redis")
-    host = os.environ.get("REDIS_HOST", "127.0.0.1")
-    return f"redis://{host}:{os.environ.get('REDIS_PORT', '6379')}/0"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
 async def worker(
     tmp_path: Path, kafka: str, redis_url: str, redis: Redis
-) -> AsyncIterator[WorkerProcess]:
+) -> AsyncIterator[HubWorkerProcess]:
     await ensure_topics(kafka, [HUB_DLQ_TOPIC])
-    process = WorkerProcess(tmp_path, kafka, redis_url)
-    await position_group_at_end(kafka, process.group, topics.TELEMETRY)
+    process = HubWorkerProcess(tmp_path, kafka, redis_url)
+    await position_group_at_end(kafka, process.group)
     yield process
-    process.kill()
+    process.cleanup()
     keys = [k async for k in redis.scan_iter(f"{process.prefix}:*")]
     if keys:
         await redis.delete(*keys)
-    # `iot-hub worker` keeps Faust's (empty) data directory in the temp dir.
-    shutil.rmtree(Path(tempfile.gettempdir()) / f"{process.group}-faust", ignore_errors=True)
-
-
-async def position_group_at_end(bootstrap: str, group: str, topic: str) -> None:
-    """Commit the end offsets for a new group, so its worker skips everything older."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        parts = await partitions_of(bootstrap, topic)
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
-
-
-async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topics.TELEMETRY}
 
 
 def telemetry(device_id: str, i: int) -> NormalisedReading:
@@ -216,24 +62,6 @@ def telemetry(device_id: str, i: int) -> NormalisedReading:
         gateway_id="gw-test",
         received_ts=T0 + i * 1000 + 7,
     )
-
-
-async def produce(
-    bootstrap: str, records: Sequence[tuple[bytes | None, bytes]]
-) -> dict[TopicPartition, tuple[int, int]]:
-    """Send and wait for acks=all; returns (first, last) offset per partition written."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    spans: dict[TopicPartition, tuple[int, int]] = {}
-    try:
-        for key, value in records:
-            meta = await producer.send_and_wait(topics.TELEMETRY, value, key=key)
-            tp = TopicPartition(meta.topic, meta.partition)
-            first, _ = spans.get(tp, (meta.offset, meta.offset))
-            spans[tp] = (first, meta.offset)
-    finally:
-        await producer.stop()
-    return spans
 
 
 def readings_for(devices: Sequence[str], per_device: int) -> list[tuple[bytes | None, bytes]]:
@@ -253,14 +81,14 @@ async def rows_of(redis: Redis, prefix: str, devices: Sequence[str]) -> list[str
 
 
 async def test_worker_ingests_dead_letters_commits_and_stops_on_sigterm(
-    worker: WorkerProcess, kafka: str, redis: Redis
+    worker: HubWorkerProcess, kafka: str, redis: Redis
 ) -> None:
     devices = [f"conv-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
     bad = [
         f"not json {uuid.uuid4().hex}".encode(),
         b'{"v": 1, "site": "s"}' + uuid.uuid4().hex.encode(),
     ]
-    worker.start()
+    worker.start(real=False)
     async with KafkaTail(kafka, [HUB_DLQ_TOPIC]) as dlq:
         spans = await produce(kafka, [*readings_for(devices, 40), *((None, b) for b in bad)])
 
@@ -307,11 +135,11 @@ async def test_worker_ingests_dead_letters_commits_and_stops_on_sigterm(
 
 
 async def test_db_outage_holds_offsets_and_sigterm_waits_for_the_batch(
-    worker: WorkerProcess, kafka: str, redis: Redis
+    worker: HubWorkerProcess, kafka: str, redis: Redis
 ) -> None:
     devices = [f"conv-{uuid.uuid4().hex[:6]}"]
     await redis.set(f"{worker.prefix}:{DB_DOWN}", "1")
-    worker.start()
+    worker.start(real=False)
     spans = await produce(kafka, readings_for(devices, 10))
 
     # Three attempts take 0.25..3.5 s of backoff: longer than Faust's 2.8 s commit interval.
@@ -346,11 +174,11 @@ async def test_db_outage_holds_offsets_and_sigterm_waits_for_the_batch(
 
 
 async def test_unexpected_error_exits_without_committing(
-    worker: WorkerProcess, kafka: str, redis: Redis
+    worker: HubWorkerProcess, kafka: str, redis: Redis
 ) -> None:
     devices = [f"conv-{uuid.uuid4().hex[:6]}"]
     await redis.set(f"{worker.prefix}:{DB_BUG}", "1")
-    worker.start()
+    worker.start(real=False)
     spans = await produce(kafka, readings_for(devices, 5))
     assert await worker.wait(90) == 70
     assert worker.count("ingest_failed") == 1
@@ -360,11 +188,11 @@ async def test_unexpected_error_exits_without_committing(
 
 
 async def test_iot_hub_worker_into_postgres_exactly_once(
-    worker: WorkerProcess, kafka: str, redis: Redis, postgres: str, pg: asyncpg.Connection
+    worker: HubWorkerProcess, kafka: str, redis: Redis, postgres: str, pg: asyncpg.Connection
 ) -> None:
     devices = [f"conv-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
     records = readings_for(devices, 20)  # 60 readings of 2 metrics: 120 rows
-    worker.start(real=True, HUB_DATABASE_URL=postgres)
+    worker.start(HUB_DATABASE_URL=postgres)
     await produce(kafka, records)
 
     async def rows() -> int:

@@ -1,0 +1,241 @@
+"""Hub benchmark: `iot-hub worker` ingest rate from Kafka into PostgreSQL (committed rows per
+second, end to end) against a raw COPY of the same rows into a table of the same shape; and
+alert latency, a breaching reading produced to Kafka -> its alert row committed.
+
+The readings are produced to `iot.telemetry` first, under device ids of this run only; the
+worker's consumer group is positioned at the offsets where they begin (a new group would read the
+topic's whole history), and it writes into a database of this run only, dropped at the end.
+
+Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from hub.settings import HUB_DLQ_TOPIC
+from hub.storage.migrations import migrate
+from protocol import NormalisedReading, encode, topics
+from tests.support.hub import HubWorkerProcess, end_offsets, position_group, produce
+from tests.support.kafka import ensure_topics
+from tests.support.services import kafka_bootstrap, run_services
+
+ADMIN_DSN = "postgresql://iot:iot@127.0.0.1:5432/iot"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+DEVICES = 50
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def make_readings(tag: str, count: int, t0_ms: int) -> list[NormalisedReading]:
+    """`count` readings of five metrics each over DEVICES spindles, 10 Hz per device, all values
+    inside the default rules' normal ranges (and never flat)."""
+    return [
+        NormalisedReading(
+            site=f"bench-{tag}",
+            device_id=f"bench-{tag}-{i % DEVICES}",
+            type="cnc_spindle",
+            ts=t0_ms + (i // DEVICES) * 100,
+            seq=i // DEVICES,
+            metrics={
+                "running": True,
+                "spindle_speed_rpm": 12_000.0 + i % 97,
+                "spindle_load_pct": 50.0 + i % 13 * 0.1,
+                "spindle_temp_c": 60.0 + i % 7 * 0.01,
+                "vibration_mm_s": 2.0 + i % 11 * 0.01,
+            },
+            gateway_id=f"bench-gw-{tag}",
+            received_ts=t0_ms + (i // DEVICES) * 100 + 5,
+        )
+        for i in range(count)
+    ]
+
+
+async def create_database(name: str) -> str:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(dsn)
+    return dsn
+
+
+async def drop_database(name: str) -> None:
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()",
+            name,
+        )
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+
+
+async def count_rows(conn: asyncpg.Connection, prefix: str) -> int:
+    n: int = await conn.fetchval(
+        "SELECT count(*) FROM readings WHERE device_id LIKE $1", f"{prefix}%"
+    )
+    return n
+
+
+async def ingest(
+    kafka: str, dsn: str, workdir: Path, readings: list[NormalisedReading], tag: str
+) -> tuple[HubWorkerProcess, float]:
+    """Returns the worker (still running) and its end-to-end rate in rows/s."""
+    total = sum(len(r.metrics) for r in readings)
+    start = await end_offsets(kafka)
+    t = time.monotonic()
+    await produce(kafka, [(r.device_id.encode(), encode(r)) for r in readings])
+    log(f"produced {len(readings):,} readings in {time.monotonic() - t:.1f} s")
+
+    worker = HubWorkerProcess(
+        workdir,
+        kafka,
+        REDIS_URL,
+        database_url=dsn,
+        env={
+            "HUB_INGEST_BATCH_MAX": "2000",
+            "HUB_INGEST_BATCH_WAIT_S": "0.5",
+            "HUB_LOG_LEVEL": "WARNING",
+        },
+    )
+    await position_group(kafka, worker.group, start)
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.monotonic()
+        worker.start()
+        first = None
+        while (n := await count_rows(conn, f"bench-{tag}-")) < total:
+            if not worker.running():
+                raise RuntimeError(f"worker exited; see {worker.log_path}")
+            if n and first is None:
+                first = (time.monotonic(), n)
+            await asyncio.sleep(0.05)
+        done = time.monotonic()
+    finally:
+        await conn.close()
+    log(
+        f"hub ingest: {total:,} rows in {done - t0:.1f} s from worker start = "
+        f"{total / (done - t0):,.0f} rows/s ({len(readings) / (done - t0):,.0f} readings/s)"
+    )
+    if first is not None and done > first[0]:
+        steady = (total - first[1]) / (done - first[0])
+        log(
+            f"  from the first committed row: {steady:,.0f} rows/s "
+            f"(start-up, group join and first batch took {first[0] - t0:.1f} s)"
+        )
+    return worker, total / (done - t0)
+
+
+async def reference_copy(dsn: str, readings: list[NormalisedReading]) -> float:
+    """One COPY of the same rows into a plain table like `readings` (same columns, primary key
+    and indexes; not partitioned)."""
+    rows = [
+        (r.device_id, metric, datetime.fromtimestamp(r.ts / 1000, UTC), float(value), r.seq)
+        for r in readings
+        for metric, value in r.metrics.items()
+    ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE bench_reference (LIKE readings INCLUDING ALL)")
+        t = time.monotonic()
+        await conn.copy_records_to_table(
+            "bench_reference", records=rows, columns=("device_id", "metric", "ts", "value", "seq")
+        )
+        elapsed = time.monotonic() - t
+    finally:
+        await conn.close()
+    rate = len(rows) / elapsed
+    log(f"reference: one COPY of {len(rows):,} rows in {elapsed:.2f} s = {rate:,.0f} rows/s")
+    return rate
+
+
+async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
+    """One spindle over its critical temperature per sample, each a new device; the time from
+    just before the send (acks=all) until the alert row is visible to another connection."""
+    conn = await asyncpg.connect(dsn)
+    latencies = []
+    try:
+        for n in range(samples):
+            device = f"bench-{tag}-hot-{n}"
+            now = int(time.time() * 1000)
+            reading = NormalisedReading(
+                site=f"bench-{tag}",
+                device_id=device,
+                type="cnc_spindle",
+                ts=now,
+                seq=1,
+                metrics={"running": True, "spindle_temp_c": 95.0},
+                gateway_id=f"bench-gw-{tag}",
+                received_ts=now,
+            )
+            t = time.monotonic()
+            await produce(kafka, [(device.encode(), encode(reading))])
+            deadline = t + 30
+            while not await conn.fetchval("SELECT 1 FROM alerts WHERE device_id = $1", device):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no alert for {device} within 30 s")
+                await asyncio.sleep(0.002)
+            latencies.append((time.monotonic() - t) * 1000)
+    finally:
+        await conn.close()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    log(
+        f"alert latency (produce -> alert row committed), {samples} samples: "
+        f"p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms "
+        f"(HUB_INGEST_BATCH_WAIT_S=0.5)"
+    )
+
+
+async def main_async(readings_count: int, alert_samples: int) -> None:
+    kafka = kafka_bootstrap()
+    await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
+    tag = uuid.uuid4().hex[:6]
+    name = f"iot_bench_{tag}"
+    dsn = await create_database(name)
+    worker: HubWorkerProcess | None = None
+    try:
+        t0_ms = (int(time.time()) - 3600) * 1000
+        readings = make_readings(tag, readings_count, t0_ms)
+        with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
+            worker, hub_rate = await ingest(kafka, dsn, Path(tmp), readings, tag)
+            ref_rate = await reference_copy(dsn, readings)
+            log(f"ratio hub / raw COPY: {hub_rate / ref_rate:.2f}")
+            if alert_samples:
+                await alert_latency(kafka, dsn, tag, alert_samples)
+            code = await worker.stop(120)
+            log(f"worker stopped with exit code {code}")
+            worker.cleanup()
+            worker = None
+    finally:
+        if worker is not None:
+            worker.cleanup()
+        await drop_database(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readings", type=int, default=50_000, help="readings of 5 metrics each")
+    parser.add_argument("--alert-samples", type=int, default=50)
+    args = parser.parse_args()
+    run_services("start", "kafka", "postgres", "redis")
+    asyncio.run(main_async(args.readings, args.alert_samples))
+
+
+if __name__ == "__main__":
+    main()

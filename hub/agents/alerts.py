@@ -1,0 +1,199 @@
+"""Alerts: one `AlertEngine` per worker process; its transitions persisted, then published.
+
+Every input (a committed batch of readings, a device status, a gateway heartbeat, a clock
+tick) goes through `AlertPipeline.feed`, which runs the engine and persists and publishes what
+it returns under one lock. The lock is what keeps an alert's life in order: the engine is
+synchronous, but persisting is not, and a "cleared" must never overtake its own "raised" (a
+tick raising device_offline while a reading clears it). It also gives backpressure: while the
+database is away every input waits, as ingest does.
+
+Per transition, in order:
+
+1. `apply_alert` in PostgreSQL (transient errors retried until it succeeds);
+2. the resulting row as a lifecycle event on Kafka `iot.alerts` (key: device or gateway id),
+   retried like the dead-letter sends;
+3. the same event on the Redis channel `iot:live:alerts` (best effort).
+
+A transition that changes nothing in the store (clearing an alert that is not open) publishes
+nothing. A replayed "raised" returns the open row unchanged and is published again: consumers
+key events by (`id`, `updated_at`).
+
+The engine's state is per process. A device's readings and statuses are keyed by device id,
+so all of them reach the one worker that owns its partitions. Gateway heartbeats are keyed by
+gateway id and reach the worker owning that partition of `iot.edge-metrics`: with several
+workers, `gateway_offline` is still raised exactly once, but a worker that never hears a
+gateway does not hold back `device_offline` for that gateway's devices during its outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from hub.agents.ingest import is_transient_db_error, is_transient_kafka_error, retry_transient
+from hub.rules import AlertEngine, AlertTransition, OpenAlert
+from hub.storage.model import AlertRow, AlertTransitionLike
+from protocol import NormalisedReading
+
+log = logging.getLogger(__name__)
+
+EVENT_VERSION: Final = 1
+RESTORE_LIMIT: Final = 1000  # Database.list_alerts' maximum
+
+
+class AlertStore(Protocol):
+    """What alerts need from the PostgreSQL adapter (`hub.storage.postgres.Database`)."""
+
+    async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None: ...
+
+    async def list_alerts(self, state: str | None = None, limit: int = 100) -> list[AlertRow]: ...
+
+
+class AlertChannel(Protocol):
+    """The Redis side (`hub.storage.live.LiveStore`): best effort, never raises for an outage."""
+
+    async def publish_alert(self, event_json: str | bytes) -> bool: ...
+
+
+class EventProducer(Protocol):
+    """Sends one record to `iot.alerts` and returns once Kafka has it."""
+
+    async def send(self, key: bytes | None, value: bytes) -> None: ...
+
+
+@dataclass
+class AlertCounters:
+    transitions_total: int = 0
+    published_total: int = 0
+    db_retries_total: int = 0
+    kafka_retries_total: int = 0
+
+
+def alert_event(kind: str, row: AlertRow) -> dict[str, Any]:
+    """The `iot.alerts` value: the lifecycle event and the alert row as it now stands."""
+    return {"v": EVENT_VERSION, "event": kind, **row.to_json()}
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+
+
+def event_key(row: AlertRow) -> bytes | None:
+    owner = row.device_id if row.device_id is not None else row.gateway_id
+    return None if owner is None else owner.encode()
+
+
+def open_alerts(rows: Iterable[AlertRow]) -> list[OpenAlert]:
+    """Active rows of the store as the engine's `restore` takes them."""
+    return [
+        OpenAlert(row.device_id, row.gateway_id, row.rule, row.severity)
+        for row in rows
+        if row.state == "active"
+    ]
+
+
+class AlertPipeline:
+    """The engine and where its transitions go. Construct once per worker process."""
+
+    def __init__(
+        self,
+        engine: AlertEngine,
+        *,
+        store: AlertStore,
+        channel: AlertChannel,
+        producer: EventProducer,
+        counters: AlertCounters | None = None,
+        backoff_max_s: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
+        is_transient_kafka: Callable[[BaseException], bool] = is_transient_kafka_error,
+    ) -> None:
+        self.engine = engine
+        self._store = store
+        self._channel = channel
+        self._producer = producer
+        self.counters = counters or AlertCounters()
+        self._backoff_max_s = backoff_max_s
+        self._sleep = sleep
+        self._is_transient_db = is_transient_db
+        self._is_transient_kafka = is_transient_kafka
+        self._lock = asyncio.Lock()
+
+    async def restore(self, now_ms: int) -> int:
+        """Adopt the alerts open in the store, so a restart raises none of them twice."""
+        rows = await retry_transient(
+            functools.partial(self._store.list_alerts, "active", RESTORE_LIMIT),
+            what="alerts_restore",
+            is_transient=self._is_transient_db,
+            backoff_max_s=self._backoff_max_s,
+            sleep=self._sleep,
+        )
+        alerts = open_alerts(rows)
+        async with self._lock:
+            self.engine.restore(alerts, now_ms=now_ms)
+        if len(rows) >= RESTORE_LIMIT:
+            log.warning("alerts_restore_truncated", extra={"restored": len(alerts)})
+        return len(alerts)
+
+    async def feed(self, evaluate: Callable[[AlertEngine], Sequence[AlertTransition]]) -> None:
+        """Run `evaluate` on the engine, then persist and publish its transitions, in order."""
+        async with self._lock:
+            for transition in evaluate(self.engine):
+                await self._emit(transition)
+
+    async def observe_readings(self, readings: Iterable[NormalisedReading]) -> None:
+        def evaluate(engine: AlertEngine) -> list[AlertTransition]:
+            return [t for reading in readings for t in engine.observe(reading)]
+
+        await self.feed(evaluate)
+
+    async def tick(self, now_ms: int) -> None:
+        await self.feed(lambda engine: engine.tick(now_ms))
+
+    async def _emit(self, t: AlertTransition) -> None:
+        self.counters.transitions_total += 1
+
+        def db_retried() -> None:
+            self.counters.db_retries_total += 1
+
+        def kafka_retried() -> None:
+            self.counters.kafka_retries_total += 1
+
+        fields: dict[str, object] = {
+            "device_id": t.device_id,
+            "gateway_id": t.gateway_id,
+            "rule": t.rule,
+        }
+        row = await retry_transient(
+            functools.partial(self._store.apply_alert, t),
+            what="alert_persist",
+            is_transient=self._is_transient_db,
+            on_retry=db_retried,
+            backoff_max_s=self._backoff_max_s,
+            sleep=self._sleep,
+            extra=fields,
+        )
+        if row is None:
+            log.info("alert_transition_no_open_alert", extra={**fields, "kind": t.kind})
+            return
+        log.info(
+            f"alert_{t.kind}",
+            extra={**fields, "alert_id": row.id, "severity": row.severity, "text": t.message},
+        )
+        value = encode_event(alert_event(t.kind, row))
+        await retry_transient(
+            functools.partial(self._producer.send, event_key(row), value),
+            what="alert_publish",
+            is_transient=self._is_transient_kafka,
+            on_retry=kafka_retried,
+            backoff_max_s=self._backoff_max_s,
+            sleep=self._sleep,
+            extra=fields,
+        )
+        await self._channel.publish_alert(value)
+        self.counters.published_total += 1

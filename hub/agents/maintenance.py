@@ -1,0 +1,98 @@
+"""Schema and partition upkeep: once at worker start-up, then on an hourly timer.
+
+At start-up, before any agent consumes, the worker applies pending migrations (safe from several
+workers at once) and makes sure the day partitions around today exist; a database that is away
+is waited for, as ingest waits. The hourly pass creates the partitions ahead and drops those past
+the retention; it is housekeeping, so a failure is logged and retried on the next pass, never
+fatal (a batch for a missing day creates its partition on demand anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import asyncpg
+
+from hub.agents.ingest import is_transient_db_error, retry_transient
+
+log = logging.getLogger(__name__)
+
+
+class SchemaStore(Protocol):
+    """What upkeep needs from the PostgreSQL adapter (`hub.storage.postgres.Database`)."""
+
+    async def migrate(self) -> list[str]: ...
+
+    async def ensure_partitions(
+        self, now_ms: int, ahead_days: int, behind_days: int = 1
+    ) -> list[str]: ...
+
+    async def drop_expired_partitions(self, now_ms: int, retention_days: int) -> list[str]: ...
+
+
+async def prepare_schema(
+    db: SchemaStore,
+    *,
+    now_ms: int,
+    ahead_days: int,
+    backoff_max_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    is_transient: Callable[[BaseException], bool] = is_transient_db_error,
+) -> None:
+    applied = await retry_transient(
+        db.migrate,
+        what="startup_migrate",
+        is_transient=is_transient,
+        backoff_max_s=backoff_max_s,
+        sleep=sleep,
+    )
+    created = await retry_transient(
+        lambda: db.ensure_partitions(now_ms, ahead_days),
+        what="startup_partitions",
+        is_transient=is_transient,
+        backoff_max_s=backoff_max_s,
+        sleep=sleep,
+    )
+    log.info(
+        "schema_ready",
+        extra={"migrations_applied": ",".join(applied) or "-", "partitions_created": len(created)},
+    )
+
+
+async def maintain_partitions(
+    db: SchemaStore,
+    *,
+    now_ms: int,
+    ahead_days: int,
+    retention_days: int,
+    is_transient: Callable[[BaseException], bool] = is_transient_db_error,
+) -> bool:
+    """One hourly pass; True when it completed. Database errors are logged, not raised: the
+    next pass tries again (a lock timeout behind a long query is the common one)."""
+    try:
+        created = await db.ensure_partitions(now_ms, ahead_days)
+        dropped = await db.drop_expired_partitions(now_ms, retention_days)
+    except asyncpg.PostgresError as exc:
+        # Not transient (permissions, a broken partition): still no reason to stop ingesting,
+        # but an operator must look.
+        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        log.log(level, "partition_maintenance_failed", extra={"error": _describe(exc)})
+        return False
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("partition_maintenance_failed", extra={"error": _describe(exc)})
+        return False
+    if created or dropped:
+        log.info(
+            "partition_maintenance_done",
+            extra={"created": ",".join(created) or "-", "dropped": ",".join(dropped) or "-"},
+        )
+    return True
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

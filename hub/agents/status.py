@@ -1,0 +1,204 @@
+"""Status: device presence (`iot.device-status`) and gateway health (`iot.edge-metrics`).
+
+Plain async functions over one `stream.take()` batch each, like ingest: they return once the
+batch is durable and never raise for an outage (they wait and retry), so Faust commits the
+batch's offsets only after its effects.
+
+* A device status (the newest per device of the batch) goes to `devices.state` in PostgreSQL,
+  then (when it changed the state) to Redis `iot:device_state`, then to the alert engine (an
+  explicit "offline" raises device_offline at once).
+* A gateway's edge metrics are its heartbeat for the alert engine, and its latest health for
+  the dashboard in the Redis hash `iot:gateways` (the record plus the hub's `received_ts`).
+
+A record that does not decode goes to the hub's dead-letter topic with its reason, as in ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from hub.agents.alerts import AlertPipeline
+from hub.agents.ingest import (
+    DeadLetterSink,
+    describe_invalid,
+    is_transient_db_error,
+    is_transient_kafka_error,
+    retry_transient,
+)
+from hub.rules import AlertEngine
+from protocol import DeviceStatus, EdgeMetrics
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+class DeviceStateWriter(Protocol):
+    """`hub.storage.postgres.Database.set_device_state`: True when the state changed."""
+
+    async def set_device_state(
+        self, device_id: str, site: str, gateway_id: str, state: str, ts_ms: int
+    ) -> bool: ...
+
+
+class StatusLive(Protocol):
+    """The Redis side (`hub.storage.live.LiveStore`): best effort, never raises for an outage."""
+
+    async def set_device_state(
+        self, device_id: str, site: str, gateway_id: str, state: str, ts_ms: int
+    ) -> bool: ...
+
+    async def set_gateway_state(self, gateway_id: str, state_json: str) -> bool: ...
+
+
+@dataclass
+class StatusCounters:
+    statuses_total: int = 0
+    state_changes_total: int = 0
+    heartbeats_total: int = 0
+    dead_lettered_total: int = 0
+    db_retries_total: int = 0
+
+
+def decode_records(
+    raw_values: Sequence[bytes], model: type[M]
+) -> tuple[list[M], list[tuple[bytes, str]]]:
+    """Decoded records, and (raw value, error) for every value that is not one."""
+    good: list[M] = []
+    invalid: list[tuple[bytes, str]] = []
+    for raw in raw_values:
+        try:
+            good.append(model.model_validate_json(raw))
+        except ValidationError as exc:
+            invalid.append((raw, describe_invalid(exc)))
+    return good, invalid
+
+
+def newest_per_device(statuses: Sequence[DeviceStatus]) -> list[DeviceStatus]:
+    """The newest status of each device in a batch (the later one on a tie), in batch order.
+
+    The older ones would be overruled within the same batch anyway: the database ignores a
+    status older than the one applied, and the engine's verdict follows the newest. A backlog
+    (a hub restarting behind thousands of retained statuses) then costs a transaction per
+    device and batch instead of one per record.
+    """
+    newest: dict[str, tuple[int, DeviceStatus]] = {}
+    for index, status in enumerate(statuses):
+        seen = newest.get(status.device_id)
+        if seen is None or status.ts >= seen[1].ts:
+            newest[status.device_id] = (index, status)
+    return [status for _, status in sorted(newest.values(), key=lambda pair: pair[0])]
+
+
+def gateway_state_json(metrics: EdgeMetrics, received_ts: int) -> str:
+    """What the dashboard reads from `iot:gateways`: the edge-metrics record as sent, plus when
+    the hub received it (its own clock, so the page can tell a silent gateway)."""
+    body = {**metrics.model_dump(mode="json"), "received_ts": received_ts}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+async def dead_letter(
+    invalid: Sequence[tuple[bytes, str]],
+    dlq: DeadLetterSink,
+    *,
+    what: str,
+    backoff_max_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    for raw, error in invalid:
+        await retry_transient(
+            functools.partial(dlq.send, raw, error=error),
+            what="dlq_send",
+            is_transient=is_transient_kafka_error,
+            backoff_max_s=backoff_max_s,
+            sleep=sleep,
+            extra={"error_header": error},
+        )
+    if invalid:
+        log.warning(
+            f"undecodable_{what}_dead_lettered",
+            extra={"count": len(invalid), "first_error": invalid[0][1]},
+        )
+
+
+async def handle_statuses(
+    raw_values: Sequence[bytes],
+    *,
+    db: DeviceStateWriter,
+    live: StatusLive,
+    alerts: AlertPipeline,
+    dlq: DeadLetterSink,
+    counters: StatusCounters,
+    backoff_max_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
+) -> None:
+    statuses, invalid = decode_records(raw_values, DeviceStatus)
+    await dead_letter(invalid, dlq, what="statuses", backoff_max_s=backoff_max_s, sleep=sleep)
+    counters.dead_lettered_total += len(invalid)
+
+    def db_retried() -> None:
+        counters.db_retries_total += 1
+
+    counters.statuses_total += len(statuses)
+    for s in newest_per_device(statuses):
+        changed = await retry_transient(
+            functools.partial(
+                db.set_device_state, s.device_id, s.site, s.gateway_id, s.state, s.ts
+            ),
+            what="device_state_write",
+            is_transient=is_transient_db,
+            on_retry=db_retried,
+            backoff_max_s=backoff_max_s,
+            sleep=sleep,
+            extra={"device_id": s.device_id, "gateway_id": s.gateway_id},
+        )
+        if changed:
+            # Only a change: a stale status (older than the state applied) must not overwrite it.
+            counters.state_changes_total += 1
+            log.info(
+                "device_state_changed",
+                extra={"device_id": s.device_id, "gateway_id": s.gateway_id, "state": s.state},
+            )
+            await live.set_device_state(s.device_id, s.site, s.gateway_id, s.state, s.ts)
+        await alerts.feed(
+            functools.partial(
+                AlertEngine.observe_status,
+                device_id=s.device_id,
+                gateway_id=s.gateway_id,
+                state=s.state,
+                ts_ms=s.ts,
+            )
+        )
+
+
+async def handle_edge_metrics(
+    raw_values: Sequence[bytes],
+    *,
+    live: StatusLive,
+    alerts: AlertPipeline,
+    dlq: DeadLetterSink,
+    counters: StatusCounters,
+    now_ms: Callable[[], int],
+    backoff_max_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    records, invalid = decode_records(raw_values, EdgeMetrics)
+    await dead_letter(invalid, dlq, what="edge_metrics", backoff_max_s=backoff_max_s, sleep=sleep)
+    counters.dead_lettered_total += len(invalid)
+    for m in records:
+        received = now_ms()
+        counters.heartbeats_total += 1
+        await live.set_gateway_state(m.gateway_id, gateway_state_json(m, received))
+        # Liveness on the hub's clock: a gateway clock running ahead must not extend its life.
+        heard = min(m.ts, received)
+        await alerts.feed(
+            functools.partial(AlertEngine.observe_heartbeat, gateway_id=m.gateway_id, ts_ms=heard)
+        )

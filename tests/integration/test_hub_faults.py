@@ -1,0 +1,343 @@
+"""The hub's delivery guarantee under faults, with `iot-hub worker` processes against real Kafka,
+PostgreSQL and Redis: each reading lands in `readings` exactly once whether a Kafka range is
+replayed, the worker is killed mid-batch, two workers share the partitions, or PostgreSQL goes
+away for a while.
+
+Each test has its own devices, its own consumer groups positioned where its records begin, and
+its own database, so other records on `iot.telemetry` do not matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from hub.settings import HUB_DLQ_TOPIC
+from protocol import NormalisedReading, encode
+from tests.support.hub import (
+    HubWorkerProcess,
+    Offsets,
+    committed,
+    committed_past,
+    end_offsets,
+    position_group,
+    produce,
+)
+from tests.support.kafka import ensure_topics
+from tests.support.waiting import async_wait_until
+
+pytestmark = pytest.mark.integration
+
+# Recent, so that no partition maintenance at start-up finds the readings past retention.
+T0 = (int(time.time()) // 3600 - 1) * 3_600_000
+METRICS_PER_READING = 2
+
+
+def readings(devices: list[str], per_device: int) -> list[tuple[bytes | None, bytes]]:
+    """Keyed like the edge keys them, each device on one partition, in order."""
+    return [
+        (
+            device.encode(),
+            encode(
+                NormalisedReading(
+                    site="site-faults",
+                    device_id=device,
+                    type="conveyor",
+                    ts=T0 + i * 100,
+                    seq=i,
+                    metrics={"belt_speed_m_s": 1.0 + i % 100 / 100, "running": i % 2 == 0},
+                    gateway_id="gw-faults",
+                    received_ts=T0 + i * 100 + 3,
+                )
+            ),
+        )
+        for i in range(per_device)
+        for device in devices
+    ]
+
+
+def new_devices(count: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6]
+    return [f"conv-{tag}-{n}" for n in range(count)]
+
+
+class Rows:
+    """Counts of the test's rows in its own database."""
+
+    def __init__(self, conn: asyncpg.Connection, devices: list[str]) -> None:
+        self.conn = conn
+        self.devices = devices
+
+    async def count(self) -> int:
+        n: int = await self.conn.fetchval(
+            "SELECT count(*) FROM readings WHERE device_id = ANY($1)", self.devices
+        )
+        return n
+
+    async def distinct(self) -> int:
+        n: int = await self.conn.fetchval(
+            "SELECT count(DISTINCT (device_id, metric, ts)) FROM readings "
+            "WHERE device_id = ANY($1)",
+            self.devices,
+        )
+        return n
+
+
+async def wait_rows(rows: Rows, expected: int, timeout: float, where: str) -> None:
+    async def reached() -> bool:
+        return await rows.count() >= expected
+
+    await async_wait_until(reached, timeout, f"{expected} rows in readings ({where})")
+
+
+async def wait_caught_up(worker: HubWorkerProcess, kafka: str, ends: Offsets) -> None:
+    await async_wait_until(
+        lambda: committed_past(kafka, worker.group, ends),
+        90,
+        f"group {worker.group} committed its range ({worker.log_path})",
+    )
+
+
+@pytest.fixture
+async def pg_fresh(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def workers(kafka: str) -> AsyncIterator[list[HubWorkerProcess]]:
+    """Workers a test starts; killed, if still running, and cleaned up after it."""
+    await ensure_topics(kafka, [HUB_DLQ_TOPIC])
+    started: list[HubWorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.cleanup()
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+async def test_replaying_a_range_with_a_new_group_adds_no_rows(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> None:
+    devices = new_devices(6)
+    rows = Rows(pg_fresh, devices)
+    start = await end_offsets(kafka)
+    records = readings(devices, 100)
+    await produce(kafka, records)
+    ends = await end_offsets(kafka)
+    total = len(records) * METRICS_PER_READING
+
+    for name in ("group-a", "group-b"):
+        worker = HubWorkerProcess(
+            tmp_path, kafka, redis_url, database_url=fresh_database, name=name
+        )
+        workers.append(worker)
+        await position_group(kafka, worker.group, start)
+        worker.start()
+        await wait_caught_up(worker, kafka, ends)
+        assert await worker.stop() == 0
+        assert await rows.count() == total
+    assert workers[0].group != workers[1].group
+    assert await rows.distinct() == total
+
+
+async def test_worker_killed_mid_batch_then_restarted_writes_each_reading_once(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> None:
+    devices = new_devices(10)
+    rows = Rows(pg_fresh, devices)
+    start = await end_offsets(kafka)
+    records = readings(devices, 2_000)  # 20,000 readings, 40,000 rows
+    await produce(kafka, records)
+    ends = await end_offsets(kafka)
+    total = len(records) * METRICS_PER_READING
+
+    first = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=fresh_database, name="first")
+    workers.append(first)
+    await position_group(kafka, first.group, start)
+    first.start()
+    await wait_rows(rows, 1, 90, str(first.log_path))
+    first.kill()  # SIGKILL: no shutdown, no final commit
+    at_kill = await rows.count()
+    assert 0 < at_kill < total, "the worker was to be killed while it still had work"
+
+    again = HubWorkerProcess(
+        tmp_path, kafka, redis_url, database_url=fresh_database, group=first.group, name="again"
+    )
+    workers.append(again)
+    again.start()
+    await wait_rows(rows, total, 120, str(again.log_path))
+    await wait_caught_up(again, kafka, ends)
+    assert await again.stop() == 0
+    assert await rows.count() == total
+    assert await rows.distinct() == total
+    assert again.errors() == []
+
+
+async def test_two_workers_in_one_group_split_the_partitions(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> None:
+    devices = new_devices(40)  # keys spread over every partition
+    rows = Rows(pg_fresh, devices)
+    start = await end_offsets(kafka)
+    group = f"hub-test-{uuid.uuid4().hex[:8]}"
+    await position_group(kafka, group, start)
+    for name in ("one", "two"):
+        worker = HubWorkerProcess(
+            tmp_path, kafka, redis_url, database_url=fresh_database, group=group, name=name
+        )
+        workers.append(worker)
+        worker.start()
+    all_partitions = {f"{tp.topic}[{tp.partition}]" for tp in start}
+
+    def split() -> bool:
+        latest = [w.assignments()[-1] if w.assignments() else set() for w in workers]
+        one, two = latest
+        return bool(one and two and not one & two and one | two == all_partitions)
+
+    await async_wait_until(
+        lambda: asyncio.sleep(0, split()), 90, "the partitions split between two workers"
+    )
+    records = readings(devices, 100)
+    await produce(kafka, records)
+    ends = await end_offsets(kafka)
+    total = len(records) * METRICS_PER_READING
+    await wait_rows(rows, total, 90, "two workers")
+    await wait_caught_up(workers[0], kafka, ends)
+    for worker in workers:
+        assert await worker.stop() == 0
+        assert worker.errors() == []
+    assert await rows.count() == total
+    assert await rows.distinct() == total
+
+
+# -- PostgreSQL away (keep last: the slowest) --------------------------------------------------
+
+
+class TcpCut:
+    """A loopback TCP relay to PostgreSQL that can be cut: open connections are reset and new
+    ones refused until it is restored, on the same port. For the worker, PostgreSQL is away;
+    for every other client of the shared server, nothing happens."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._server = None
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self.cut()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.transport.abort()
+
+
+async def test_postgres_away_then_back_no_crash_and_exact_rows(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> None:
+    host_port, _, _database = fresh_database.rpartition("@")[2].partition("/")
+    host, _, port = host_port.partition(":")
+    relay = TcpCut(host, int(port))
+    await relay.open()
+    via_relay = fresh_database.replace(f"@{host_port}/", f"@127.0.0.1:{relay.port}/")
+    devices = new_devices(6)
+    rows = Rows(pg_fresh, devices)
+    try:
+        worker = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=via_relay)
+        workers.append(worker)
+        await position_group(kafka, worker.group, await end_offsets(kafka))
+        worker.start()
+        before = readings(devices, 50)
+        await produce(kafka, before)
+        await wait_rows(rows, len(before) * METRICS_PER_READING, 90, str(worker.log_path))
+
+        await relay.cut()
+        during = readings(devices, 150)[len(before) :]
+        spans = await produce(kafka, during)
+        await async_wait_until(
+            lambda: asyncio.sleep(0, worker.count("db_write_failed") >= 3),
+            90,
+            "three failed db writes",
+        )
+        assert worker.running()
+        held = await committed(kafka, worker.group)
+        assert all(held[tp] <= first for tp, (first, _) in spans.items()), (held, spans)
+
+        await relay.open()
+        total = (len(before) + len(during)) * METRICS_PER_READING
+        await wait_rows(rows, total, 120, str(worker.log_path))
+        await wait_caught_up(worker, kafka, await end_offsets(kafka))
+        assert await worker.stop() == 0
+    finally:
+        await relay.close()
+    assert await rows.count() == total
+    assert await rows.distinct() == total
+    assert worker.count("db_write_recovered") >= 1
+    assert not [line for line in worker.log().splitlines() if "level=critical" in line]
