@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,20 +30,6 @@ pytestmark = pytest.mark.integration
 T0 = 1_764_268_800_000
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    run_services("start", "redis")
-    host = os.environ.get("REDIS_HOST", "127.0.0.1")
-    return f"redis://{host}:{os.environ.get('REDIS_PORT', '6379')}/0"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    yield redis
-    await redis.aclose()
-
-
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[LiveStore]:
     live = LiveStore.from_url(redis_url, probe_interval_s=0.2)
@@ -53,13 +38,13 @@ async def store(redis_url: str) -> AsyncIterator[LiveStore]:
 
 
 @pytest.fixture
-async def devices(client: Redis) -> AsyncIterator[list[str]]:
+async def devices(redis: Redis) -> AsyncIterator[list[str]]:
     """Device ids unique to this test; their keys are removed afterwards."""
     ids = [f"dev-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     yield ids
-    await client.delete(*(latest_key(d) for d in ids))
-    await client.zrem(LAST_SEEN_KEY, *ids)
-    await client.hdel(DEVICE_STATE_KEY, *ids)
+    await redis.delete(*(latest_key(d) for d in ids))
+    await redis.zrem(LAST_SEEN_KEY, *ids)
+    await redis.hdel(DEVICE_STATE_KEY, *ids)
 
 
 def reading(device_id: str, at: int, **metrics: float | bool) -> NormalisedReading:
@@ -76,7 +61,7 @@ def reading(device_id: str, at: int, **metrics: float | bool) -> NormalisedReadi
 
 
 async def test_latest_values_and_last_seen(
-    store: LiveStore, client: Redis, devices: list[str]
+    store: LiveStore, redis: Redis, devices: list[str]
 ) -> None:
     a, b, _ = devices
     batch = [
@@ -85,27 +70,27 @@ async def test_latest_values_and_last_seen(
         reading(b, T0 + 500, ts=1.5),  # a metric may be called "ts"
     ]
     assert await store.update_latest(batch)
-    assert await client.hgetall(latest_key(a)) == {
+    assert await redis.hgetall(latest_key(a)) == {
         "spindle_temp_c": "62.0",
         "running": "true",
         "_ts": str(T0 + 2000),
         "_site": "site-1",
         "_type": "cnc_spindle",
     }
-    latest_b = await client.hgetall(latest_key(b))
+    latest_b = await redis.hgetall(latest_key(b))
     assert latest_b["ts"] == "1.5"
     assert latest_b["_ts"] == str(T0 + 500)
-    assert await client.zscore(LAST_SEEN_KEY, a) == T0 + 2000
+    assert await redis.zscore(LAST_SEEN_KEY, a) == T0 + 2000
 
     # A replayed, older batch does not move last-seen back.
     assert await store.update_latest([reading(a, T0 + 10, spindle_temp_c=1.0)])
-    assert await client.zscore(LAST_SEEN_KEY, a) == T0 + 2000
+    assert await redis.zscore(LAST_SEEN_KEY, a) == T0 + 2000
 
 
 async def test_published_readings_and_alerts(
-    store: LiveStore, client: Redis, devices: list[str]
+    store: LiveStore, redis: Redis, devices: list[str]
 ) -> None:
-    async with client.pubsub() as pubsub:
+    async with redis.pubsub() as pubsub:
         await pubsub.subscribe(READINGS_CHANNEL, ALERTS_CHANNEL)
         await _next_message(pubsub, "subscribe")
         await _next_message(pubsub, "subscribe")
@@ -131,9 +116,9 @@ async def test_published_readings_and_alerts(
     assert alerts == ['{"kind":"raised","device_id":"x"}']
 
 
-async def test_device_state(store: LiveStore, client: Redis, devices: list[str]) -> None:
+async def test_device_state(store: LiveStore, redis: Redis, devices: list[str]) -> None:
     assert await store.set_device_state(devices[0], "site-1", "gw-1", "offline", T0)
-    assert json.loads(await client.hget(DEVICE_STATE_KEY, devices[0]) or "null") == {
+    assert json.loads(await redis.hget(DEVICE_STATE_KEY, devices[0]) or "null") == {
         "state": "offline",
         "ts": T0,
         "site": "site-1",
@@ -142,7 +127,7 @@ async def test_device_state(store: LiveStore, client: Redis, devices: list[str])
 
 
 async def test_redis_outage_never_stops_the_caller(
-    store: LiveStore, client: Redis, devices: list[str], caplog: pytest.LogCaptureFixture
+    store: LiveStore, redis: Redis, devices: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     device = devices[0]
     assert await store.update_latest([reading(device, T0, load_pct=1.0)])
@@ -166,7 +151,7 @@ async def test_redis_outage_never_stops_the_caller(
 
     await async_wait_until(written, 30, "LiveStore reconnected")
     assert store.available
-    assert (await client.hgetall(latest_key(device)))["load_pct"] == "3.0"
+    assert (await redis.hgetall(latest_key(device)))["load_pct"] == "3.0"
     events = [r.getMessage() for r in caplog.records if r.name == "hub.storage.live"]
     assert events == ["redis_unavailable", "redis_recovered"]
 
