@@ -243,6 +243,9 @@ def create_app(
         producer_acks=-1,
         # Drain the batch in flight on shutdown before the final commit (the default, stated).
         stream_wait_empty=True,
+        # Faust pauses its one fetcher whenever a stream buffer is full; 4096 (the default)
+        # starved the ingest batches (bench.hub_ingest: 24k -> 30k rows/s).
+        stream_buffer_maxsize=32_768,
         # Faust creates its data directory even with the memory store; keep it out of the cwd.
         datadir=str(datadir or Path(tempfile.gettempdir()) / f"{settings.consumer_group}-faust"),
     )
