@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from hub.agents.ingest import is_transient_db_error, is_transient_kafka_error, retry_transient
-from hub.rules import AlertEngine, AlertTransition, OpenAlert
+from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading
 
@@ -52,6 +52,8 @@ class AlertStore(Protocol):
     async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None: ...
 
     async def list_alerts(self, state: str | None = None, limit: int = 100) -> list[AlertRow]: ...
+
+    async def mark_presence(self, device_id: str, state: str, ts_ms: int) -> bool: ...
 
 
 class AlertChannel(Protocol):
@@ -86,6 +88,13 @@ def encode_event(event: dict[str, Any]) -> bytes:
 def event_key(row: AlertRow) -> bytes | None:
     owner = row.device_id if row.device_id is not None else row.gateway_id
     return None if owner is None else owner.encode()
+
+
+def presence_change(t: AlertTransition) -> tuple[str, str] | None:
+    """(device_id, state) when a device-offline alert says the device's presence changed."""
+    if t.rule != DEVICE_OFFLINE or t.device_id is None or t.kind == "updated":
+        return None
+    return t.device_id, "offline" if t.kind == "raised" else "online"
 
 
 def open_alerts(rows: Iterable[AlertRow]) -> list[OpenAlert]:
@@ -178,6 +187,18 @@ class AlertPipeline:
             sleep=self._sleep,
             extra=fields,
         )
+        presence = presence_change(t)
+        if presence is not None:
+            # Silence is presence too: devices.state follows it, not only the alert.
+            await retry_transient(
+                functools.partial(self._store.mark_presence, *presence, t.ts),
+                what="presence_persist",
+                is_transient=self._is_transient_db,
+                on_retry=db_retried,
+                backoff_max_s=self._backoff_max_s,
+                sleep=self._sleep,
+                extra=fields,
+            )
         if row is None:
             log.info("alert_transition_no_open_alert", extra={**fields, "kind": t.kind})
             return

@@ -128,6 +128,14 @@ WHERE d.state_ts IS NULL OR d.state_ts <= EXCLUDED.state_ts
 RETURNING d.state
 """
 
+# Presence derived by the hub itself (silence, data again) for a device it already knows; an
+# explicit status with a newer ts wins, and an unchanged state is not rewritten.
+_MARK_PRESENCE = """
+UPDATE devices SET state = $2, state_changed_at = $3, state_ts = $3
+WHERE device_id = $1 AND state IS DISTINCT FROM $2 AND (state_ts IS NULL OR state_ts <= $3)
+RETURNING state
+"""
+
 # "last" is the value at the newest ts of the bucket; (device_id, metric, ts) is unique, so
 # there is no tie to break.
 _AGGREGATES = """
@@ -345,6 +353,14 @@ class Database:
                 _SET_DEVICE_STATE, device_id, site, gateway_id, state, ms_to_datetime(ts_ms)
             )
         return new is not None and new != old
+
+    async def mark_presence(self, device_id: str, state: str, ts_ms: int) -> bool:
+        """Set a known device's state as the hub observed it (``offline`` after silence,
+        ``online`` when data returns); True when it changed. Unknown devices are left alone."""
+        if state not in DEVICE_STATES:
+            raise ValueError(f"unknown device state: {state!r}")
+        changed = await self._pool.fetchval(_MARK_PRESENCE, device_id, state, ms_to_datetime(ts_ms))
+        return changed is not None
 
     # --- rollups --------------------------------------------------------------------------
 

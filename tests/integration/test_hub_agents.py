@@ -279,6 +279,8 @@ async def test_silence_and_offline_status_and_gateway_health(
     assert await db.fetchval("SELECT state FROM devices WHERE device_id = $1", reported) == (
         "offline"
     )
+    # Silence is presence too: written before the alert event was published.
+    assert await db.fetchval("SELECT state FROM devices WHERE device_id = $1", silent) == "offline"
     state = json.loads(await redis.hget(DEVICE_STATE_KEY, reported) or "{}")
     assert state == {"state": "offline", "ts": status.ts, "site": "site-1", "gateway_id": gateway}
 

@@ -183,6 +183,20 @@ async def test_a_failed_batch_keeps_nothing(database: Database, pg: asyncpg.Conn
     assert (await database.write_readings([reading("fail", NOW, {"a": 1.0})])).inserted == 1
 
 
+async def test_presence_observed_by_the_hub(database: Database, pg: asyncpg.Connection) -> None:
+    assert await database.mark_presence("pr-1", "offline", NOW) is False  # unknown: left alone
+    assert await database.set_device_state("pr-1", "site-1", "gw-1", "online", NOW) is True
+    assert await database.mark_presence("pr-1", "offline", NOW + 10) is True
+    assert await database.mark_presence("pr-1", "offline", NOW + 20) is False  # unchanged
+    assert await database.set_device_state("pr-1", "site-1", "gw-1", "online", NOW + 30) is True
+    assert await database.mark_presence("pr-1", "offline", NOW + 25) is False  # older than that
+    row = await pg.fetchrow("SELECT state, site, gateway_id FROM devices WHERE device_id = 'pr-1'")
+    assert row is not None
+    assert (row["state"], row["site"], row["gateway_id"]) == ("online", "site-1", "gw-1")
+    with pytest.raises(ValueError, match="unknown device state"):
+        await database.mark_presence("pr-1", "asleep", NOW + 40)
+
+
 async def test_device_state_changes_in_ts_order(database: Database, pg: asyncpg.Connection) -> None:
     assert await database.set_device_state("st-1", "site-1", "gw-1", "online", NOW) is True
     assert await database.set_device_state("st-1", "site-1", "gw-1", "online", NOW + 1) is False

@@ -85,6 +85,9 @@ class RedisBackedDb:
     async def list_alerts(self, state: str | None = None, limit: int = 100) -> list[AlertRow]:
         return []
 
+    async def mark_presence(self, device_id: str, state: str, ts_ms: int) -> bool:
+        return False
+
     async def recompute_rollups(self, buckets: Iterable[tuple[str, str, int]]) -> int:
         return 0
 

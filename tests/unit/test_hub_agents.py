@@ -105,6 +105,7 @@ class FakeStore:
     def __init__(self, fail_first: int = 0) -> None:
         self.rows: dict[int, AlertRow] = {}
         self.applied: list[str] = []
+        self.presence: list[tuple[str, str, int]] = []
         self.fail_first = fail_first
 
     async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None:
@@ -154,6 +155,10 @@ class FakeStore:
 
     async def list_alerts(self, state: str | None = None, limit: int = 100) -> list[AlertRow]:
         return [r for r in self.rows.values() if state is None or r.state == state][:limit]
+
+    async def mark_presence(self, device_id: str, state: str, ts_ms: int) -> bool:
+        self.presence.append((device_id, state, ts_ms))
+        return True
 
 
 class FakeChannel:
@@ -222,6 +227,19 @@ def _cleared(device_id: str) -> AlertTransition:
         message="back",
         ts=T0,
     )
+
+
+async def test_silence_and_return_set_the_devices_presence() -> None:
+    alerts, store, _, _ = pipeline(offline_after_s=5)
+    await alerts.observe_readings([reading("cnc-1", T0, spindle_temp_c=40.0)])
+    assert store.presence == []  # data alone says nothing new
+    await alerts.tick(T0 + 6_000)
+    assert store.presence == [("cnc-1", "offline", T0 + 6_000)]
+    await alerts.feed(lambda engine: [_cleared("cnc-1")])
+    assert store.presence[-1] == ("cnc-1", "online", T0)
+    threshold = replace(_cleared("cnc-1"), rule="cnc_spindle.spindle_temp_c.threshold")
+    await alerts.feed(lambda engine: [threshold])
+    assert len(store.presence) == 2  # other rules leave presence alone
 
 
 async def test_transient_store_errors_are_retried_and_counted() -> None:
