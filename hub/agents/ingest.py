@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edge_gateway.backoff import Backoff
 from hub.storage.postgres import TRANSIENT_ERRORS
@@ -31,6 +31,7 @@ from protocol import NormalisedReading
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 ERROR_HEADER_MAX: Final = 500
 
@@ -89,18 +90,25 @@ def describe_invalid(exc: ValidationError) -> str:
     return detail[:ERROR_HEADER_MAX]
 
 
+def decode_records(
+    raw_values: Sequence[bytes], model: type[M]
+) -> tuple[list[M], list[tuple[bytes, str]]]:
+    """Decoded records, and (raw value, error) for every value that is not one."""
+    good: list[M] = []
+    invalid: list[tuple[bytes, str]] = []
+    for raw in raw_values:
+        try:
+            good.append(model.model_validate_json(raw))
+        except ValidationError as exc:
+            invalid.append((raw, describe_invalid(exc)))
+    return good, invalid
+
+
 def decode_batch(
     raw_values: Sequence[bytes],
 ) -> tuple[list[NormalisedReading], list[tuple[bytes, str]]]:
     """Readings, and (raw value, error) for every value that is not a normalised reading."""
-    readings: list[NormalisedReading] = []
-    invalid: list[tuple[bytes, str]] = []
-    for raw in raw_values:
-        try:
-            readings.append(NormalisedReading.model_validate_json(raw))
-        except ValidationError as exc:
-            invalid.append((raw, describe_invalid(exc)))
-    return readings, invalid
+    return decode_records(raw_values, NormalisedReading)
 
 
 async def ingest_batch(

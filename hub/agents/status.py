@@ -21,14 +21,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Protocol
 
 from hub.agents.alerts import AlertPipeline
 from hub.agents.ingest import (
     DeadLetterSink,
-    describe_invalid,
+    decode_records,
     is_transient_db_error,
     is_transient_kafka_error,
     retry_transient,
@@ -37,7 +35,6 @@ from hub.rules import AlertEngine
 from protocol import DeviceStatus, EdgeMetrics
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
 
 
 class DeviceStateWriter(Protocol):
@@ -65,20 +62,6 @@ class StatusCounters:
     heartbeats_total: int = 0
     dead_lettered_total: int = 0
     db_retries_total: int = 0
-
-
-def decode_records(
-    raw_values: Sequence[bytes], model: type[M]
-) -> tuple[list[M], list[tuple[bytes, str]]]:
-    """Decoded records, and (raw value, error) for every value that is not one."""
-    good: list[M] = []
-    invalid: list[tuple[bytes, str]] = []
-    for raw in raw_values:
-        try:
-            good.append(model.model_validate_json(raw))
-        except ValidationError as exc:
-            invalid.append((raw, describe_invalid(exc)))
-    return good, invalid
 
 
 def newest_per_device(statuses: Sequence[DeviceStatus]) -> list[DeviceStatus]:
