@@ -10,10 +10,9 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import TextIO
 
-from pydantic import ValidationError
-
+from edge_gateway import settings_cli
 from edge_gateway.broker import add_passwd_parser
 from edge_gateway.logs import configure_logging
 from edge_gateway.settings import EdgeSettings
@@ -22,19 +21,11 @@ from edge_gateway.status_view import render_status, summary_line
 
 
 def load_settings() -> EdgeSettings:
-    try:
-        return EdgeSettings()
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            name = "EDGE_" + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return settings_cli.load_settings(EdgeSettings, "EDGE_")
 
 
-def print_settings(settings: EdgeSettings, stream: Any = sys.stdout) -> None:
-    print("effective settings (environment EDGE_*; secrets masked):", file=stream)
-    for name, value in settings.describe():
-        print(f"  {name}={value}", file=stream)
+def print_settings(settings: EdgeSettings, stream: TextIO | None = None) -> None:
+    settings_cli.print_settings(settings.describe(), "EDGE_", stream)
 
 
 # -- run ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_gateway.settings_cli import mask_url
 from protocol.topics import IDENTIFIER_PATTERN
 
 Compression = Literal["none", "gzip", "lz4", "zstd", "snappy"]
@@ -32,15 +33,6 @@ class MqttEndpoint:
         self.port: int = parts.port or 1883
         self.username: str | None = parts.username
         self.password: str | None = parts.password
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 class EdgeSettings(BaseSettings):

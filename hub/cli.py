@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
+from edge_gateway import settings_cli
 from edge_gateway.logs import RepeatLimitFilter, configure_logging
 from hub.settings import HubSettings
 
@@ -18,21 +16,11 @@ log = logging.getLogger("hub")
 
 
 def load_settings() -> HubSettings:
-    try:
-        return HubSettings()
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            name = "HUB_" + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return settings_cli.load_settings(HubSettings, "HUB_")
 
 
 def print_settings(settings: HubSettings, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout
-    print("effective settings (environment HUB_*; secrets masked):", file=stream)
-    for name, value in settings.describe():
-        print(f"  {name}={value}", file=stream)
-    stream.flush()
+    settings_cli.print_settings(settings.describe(), "HUB_", stream)
 
 
 def start_command(settings: HubSettings) -> None:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_gateway.settings_cli import mask_url
+
 # Not in the edge's contract: records the hub cannot decode go here with their reason.
 HUB_DLQ_TOPIC = "iot.hub.dlq"
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 class HubSettings(BaseSettings):

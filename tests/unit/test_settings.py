@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from edge_gateway.settings import EdgeSettings, mask_url
+from edge_gateway.settings import EdgeSettings
+from edge_gateway.settings_cli import mask_url
 
 
 def test_defaults_point_at_local_services(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +58,15 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
 
 def test_mask_url_leaves_passwordless_urls_alone() -> None:
     assert mask_url("mqtt://host:1883") == "mqtt://host:1883"
+
+
+def test_a_bad_variable_is_named_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_gateway.settings_cli import load_settings
+
+    monkeypatch.setenv("EDGE_MQTT_PORT", "70000")
+    with pytest.raises(SystemExit) as info:
+        load_settings(EdgeSettings, "EDGE_")
+    assert info.value.code == 2
+    assert "invalid setting EDGE_MQTT_PORT:" in capsys.readouterr().err
