@@ -4,6 +4,7 @@ devices kept current, retention by partition."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import asyncpg
@@ -18,32 +19,14 @@ from hub.storage.partitions import (
 )
 from hub.storage.postgres import Database, WriteResult
 from protocol import NormalisedReading
+from tests.support.readings import make_reading
 
 pytestmark = pytest.mark.integration
 
 NOW = int(time.time() * 1000)
 
 
-def reading(
-    device_id: str,
-    ts: int,
-    metrics: dict[str, float | bool],
-    *,
-    seq: int | None = None,
-    site: str = "site-1",
-    gateway_id: str = "gw-1",
-    type: str | None = "cnc_spindle",
-) -> NormalisedReading:
-    return NormalisedReading(
-        site=site,
-        device_id=device_id,
-        type=type,
-        ts=ts,
-        seq=seq,
-        metrics=metrics,
-        gateway_id=gateway_id,
-        received_ts=ts,
-    )
+reading = functools.partial(make_reading, type="cnc_spindle")
 
 
 def batch(devices: int, per_device: int, start: int = NOW) -> list[NormalisedReading]:

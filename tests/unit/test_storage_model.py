@@ -21,31 +21,12 @@ from hub.storage.model import (
     rollup_bucket_ms,
     summarise_devices,
 )
-from protocol import NormalisedReading
+from tests.support.readings import make_reading
 
 T = 1_764_288_000_000  # 2025-11-28T00:00:00Z
 
 
-def reading(
-    device_id: str,
-    ts: int,
-    metrics: dict[str, float | bool],
-    *,
-    seq: int | None = None,
-    site: str = "site-1",
-    gateway_id: str = "gw-1",
-    type: str | None = None,
-) -> NormalisedReading:
-    return NormalisedReading(
-        site=site,
-        device_id=device_id,
-        type=type,
-        ts=ts,
-        seq=seq,
-        metrics=metrics,
-        gateway_id=gateway_id,
-        received_ts=ts,
-    )
+reading = make_reading
 
 
 def test_flatten_gives_one_row_per_metric_with_booleans_as_one_and_zero() -> None:
