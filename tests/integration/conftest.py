@@ -4,6 +4,7 @@ a throwaway database per test session (never the development database)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -52,6 +53,18 @@ class PostgresServer:
 
     def drop_database(self, name: str) -> None:
         asyncio.run(self._drop(name))
+
+    @contextlib.contextmanager
+    def own_database(self, prefix: str = "iot_test", *, migrated: bool = True) -> Iterator[str]:
+        """DSN of a database of its own (migrated unless asked not to), dropped afterwards."""
+        name = self.create_database(prefix)
+        try:
+            dsn = self.dsn(name)
+            if migrated:
+                asyncio.run(migrate(dsn))
+            yield dsn
+        finally:
+            self.drop_database(name)
 
     async def _create(self, name: str) -> None:
         conn = await asyncpg.connect(self.dsn())
@@ -110,36 +123,23 @@ def postgres_server() -> PostgresServer:
 def postgres(postgres_server: PostgresServer) -> Iterator[str]:
     """DSN of this session's throwaway database, migrated to the current schema; dropped at the
     end of the session."""
-    name = postgres_server.create_database()
-    try:
-        dsn = postgres_server.dsn(name)
-        asyncio.run(migrate(dsn))
+    with postgres_server.own_database() as dsn:
         yield dsn
-    finally:
-        postgres_server.drop_database(name)
 
 
 @pytest.fixture
 def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
     """DSN of a migrated database of this test's own, dropped after the test: for a worker
     process that writes to it while the test reads."""
-    name = postgres_server.create_database("iot_test_hub")
-    try:
-        dsn = postgres_server.dsn(name)
-        asyncio.run(migrate(dsn))
+    with postgres_server.own_database("iot_test_hub") as dsn:
         yield dsn
-    finally:
-        postgres_server.drop_database(name)
 
 
 @pytest.fixture
 def blank_database(postgres_server: PostgresServer) -> Iterator[str]:
     """DSN of an empty database of its own (no schema), dropped after the test."""
-    name = postgres_server.create_database("iot_test_blank")
-    try:
-        yield postgres_server.dsn(name)
-    finally:
-        postgres_server.drop_database(name)
+    with postgres_server.own_database("iot_test_blank", migrated=False) as dsn:
+        yield dsn
 
 
 @pytest.fixture
