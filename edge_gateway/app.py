@@ -31,6 +31,8 @@ def _notify(loop: asyncio.AbstractEventLoop, forwarder: Forwarder) -> None:
 class EdgeGateway:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
+        endpoint = settings.mqtt_endpoint()
+        self._mqtt_address = f"{endpoint.host}:{endpoint.port}"
         self.counters = GatewayCounters()
         self.router = MessageRouter(
             settings.gateway_id,
@@ -212,7 +214,7 @@ class EdgeGateway:
             now_ms=now_ms(),
             uptime_s=now_s - self._started_s,
             mqtt_mode="embedded" if s.embedded_broker else "external",
-            mqtt_address=self._mqtt_address(),
+            mqtt_address=self._mqtt_address,
             mqtt_connected=c.mqtt_connected,
             kafka_bootstrap=s.kafka_bootstrap,
             kafka_connected=c.kafka_connected,
@@ -225,10 +227,6 @@ class EdgeGateway:
             received_rate=self._received_rate.rate(now_s, c.received_total),
             forwarded_rate=self._forwarded_rate.rate(now_s, c.forwarded_total),
         )
-
-    def _mqtt_address(self) -> str:
-        endpoint = self.settings.mqtt_endpoint()
-        return f"{endpoint.host}:{endpoint.port}"
 
     def readiness(self) -> Readiness:
         checks = {
