@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -195,7 +195,7 @@ class Forwarder:
     async def _idle(self, stop: asyncio.Event) -> None:
         """Wait for new records; meanwhile check that Kafka is still there."""
         self._wakeup.clear()
-        if await self._wait_any(stop, self._wakeup, _IDLE_PROBE_S):
+        if await wait_any((self._wakeup, stop), _IDLE_PROBE_S):
             return
         producer = self._producer
         if producer is None:
@@ -207,18 +207,13 @@ class Forwarder:
             await self._disconnect()
 
     async def _pause(self, stop: asyncio.Event, delay: float) -> None:
-        await self._wait_any(stop, stop, delay)
+        await wait_any((stop,), delay)
 
-    @staticmethod
-    async def _wait_any(stop: asyncio.Event, event: asyncio.Event, timeout: float) -> bool:
-        """True if `event` or `stop` was set within `timeout`."""
-        waits: list[Awaitable[object]] = (
-            [event.wait()] if event is stop else [event.wait(), stop.wait()]
-        )
-        tasks = [asyncio.ensure_future(w) for w in waits]
-        done, pending = await asyncio.wait(
-            tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        return bool(done)
+
+async def wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> bool:
+    """True if one of `events` was set within `timeout`."""
+    tasks = [asyncio.ensure_future(event.wait()) for event in events]
+    done, pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return bool(done)
