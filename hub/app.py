@@ -82,6 +82,8 @@ _EXITING: Final = {"action": "exit_without_commit"}
 class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, RollupStore, SchemaStore, Protocol):
     """Everything the worker needs from PostgreSQL (`hub.storage.postgres.Database`)."""
 
+    async def ping(self) -> None: ...
+
 
 DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[HubDatabase]]
 
@@ -406,6 +408,7 @@ def create_app(
         log.info("partitions_assigned", extra={"partitions": ",".join(mine) or "-"})
 
     app.on_partitions_assigned.connect(on_assigned)
+    register_probes(app, runtime)
 
     async def on_before_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Faust sends this once the streams are drained and their offsets acknowledged.
@@ -413,6 +416,36 @@ def create_app(
 
     app.on_before_shutdown.connect(on_before_shutdown)
     return app
+
+
+READY_PING_TIMEOUT_S: Final = 2.0
+
+
+def register_probes(app: faust.App, runtime: WorkerRuntime) -> None:
+    """`/healthz` and `/readyz` on the worker's Faust web server (HUB_WORKER_WEB_PORT), for
+    Kubernetes probes: alive while the event loop answers; ready once start-up is done (schema,
+    restored alerts) and PostgreSQL answers. Kafka is not a check: Faust reconnects by itself,
+    and a restart would not bring the broker back."""
+
+    @app.page("/healthz")
+    async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        shared = runtime.current
+        checks = {"started": shared is not None, "postgres": False}
+        if shared is not None:
+            try:
+                await asyncio.wait_for(shared.db.ping(), READY_PING_TIMEOUT_S)
+                checks["postgres"] = True
+            except Exception as exc:
+                # Unreachable or overloaded: not ready (the agents log the outage themselves).
+                if not (isinstance(exc, TimeoutError) or is_transient_db_error(exc)):
+                    raise
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return view.json(body, status=200 if ready else 503)
 
 
 def _as_bytes(values: Sequence[object]) -> list[bytes]:

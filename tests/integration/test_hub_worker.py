@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from redis.asyncio import Redis
@@ -21,6 +22,7 @@ from redis.asyncio import Redis
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.live import latest_key
 from protocol import NormalisedReading, encode
+from tests.support.gateway import free_port
 from tests.support.hub import (
     DB_BUG,
     DB_DOWN,
@@ -192,7 +194,13 @@ async def test_iot_hub_worker_into_postgres_exactly_once(
 ) -> None:
     devices = [f"conv-{uuid.uuid4().hex[:6]}-{n}" for n in range(3)]
     records = readings_for(devices, 20)  # 60 readings of 2 metrics: 120 rows
-    worker.start(HUB_DATABASE_URL=postgres)
+    port = free_port()
+    worker.start(HUB_DATABASE_URL=postgres, HUB_WORKER_WEB_PORT=str(port))
+    probes = f"http://127.0.0.1:{port}"
+    await async_wait_until(
+        lambda: _status_is(f"{probes}/readyz", 200), 60, "the worker ready on /readyz"
+    )
+    assert await _status_is(f"{probes}/healthz", 200)
     await produce(kafka, records)
 
     async def rows() -> int:
@@ -229,6 +237,14 @@ async def test_iot_hub_worker_into_postgres_exactly_once(
     for device in devices:
         await redis.delete(latest_key(device))
         await redis.zrem("iot:last_seen", device)
+
+
+async def _status_is(url: str, expected: int) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status == expected
+    except aiohttp.ClientConnectionError:
+        return False
 
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
