@@ -19,9 +19,9 @@ import asyncio
 import functools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -165,6 +165,24 @@ async def ingest_batch(
             await after_commit(readings)
     counters.batches_total += 1
     counters.readings_total += len(readings)
+
+
+class OneAhead:
+    """Runs one job at a time in the background, in submission order: the agent collects the
+    next batch while the previous one is written. `submit` waits for the job before."""
+
+    def __init__(self) -> None:
+        self._job: asyncio.Future[None] | None = None
+
+    async def submit(self, job: Coroutine[Any, Any, None]) -> None:
+        await self.drain()
+        self._job = asyncio.ensure_future(job)
+
+    async def drain(self) -> None:
+        """Wait for the job in flight, if any (its exception, if any, propagates)."""
+        job, self._job = self._job, None
+        if job is not None:
+            await job
 
 
 async def retry_transient(

@@ -238,15 +238,23 @@ class _DeviceLatest:
 
 
 def _merge_latest(readings: Iterable[NormalisedReading]) -> dict[str, _DeviceLatest]:
-    latest: dict[str, _DeviceLatest] = {}
+    # The newest value of each metric wins; values are encoded once per device and metric,
+    # not once per reading (a batch holds many readings of each device).
+    newest: dict[str, dict[str, Any]] = {}
     for reading in sorted(readings, key=lambda r: r.ts):
-        device = latest.setdefault(reading.device_id, _DeviceLatest(reading.ts, {}))
-        device.ts = reading.ts
-        device.fields.update({metric: _compact(v) for metric, v in reading.metrics.items()})
-        device.fields["_ts"] = reading.ts
-        device.fields["_site"] = reading.site
+        fields = newest.setdefault(reading.device_id, {})
+        fields.update(reading.metrics)
+        fields["_ts"] = reading.ts
+        fields["_site"] = reading.site
         if reading.type is not None:
-            device.fields["_type"] = reading.type
+            fields["_type"] = reading.type
+    latest: dict[str, _DeviceLatest] = {}
+    for device_id, fields in newest.items():
+        encoded: dict[FieldT, EncodableT] = {
+            name: value if name.startswith("_") else _compact(value)
+            for name, value in fields.items()
+        }
+        latest[device_id] = _DeviceLatest(fields["_ts"], encoded)
     return latest
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
@@ -74,6 +75,7 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
 ) ON COMMIT DELETE ROWS
 """
 _STAGING_COLUMNS: Final = ("device_id", "metric", "ts_ms", "value", "seq")
+_READINGS_COLUMNS: Final = ("device_id", "metric", "ts", "value", "seq")
 
 # In primary key order: concurrent writers of overlapping rows then lock them in the same order
 # and cannot deadlock. Duplicates inside the batch are absorbed like replays.
@@ -221,6 +223,20 @@ def _is_missing_partition(exc: asyncpg.CheckViolationError) -> bool:
     return exc.table_name == partitions.PARENT and exc.constraint_name is None
 
 
+def _direct_records(
+    rows: Iterable[ReadingRow],
+) -> list[tuple[str, str, datetime, float, int | None]]:
+    # The metrics of one reading share its ts: convert each distinct ts once.
+    stamps: dict[int, datetime] = {}
+    out = []
+    for device_id, metric, ts_ms, value, seq in rows:
+        ts = stamps.get(ts_ms)
+        if ts is None:
+            ts = stamps[ts_ms] = ms_to_datetime(ts_ms)
+        out.append((device_id, metric, ts, value, seq))
+    return out
+
+
 def _status_count(status: str) -> int:
     """Rows affected, from a command status such as "INSERT 0 12"."""
     return int(status.rsplit(" ", 1)[-1])
@@ -323,8 +339,18 @@ class Database:
         conn: asyncpg.Connection, rows: list[ReadingRow], devices: list[DeviceSeen]
     ) -> int:
         async with conn.transaction():
-            await conn.copy_records_to_table(_STAGING, records=rows, columns=_STAGING_COLUMNS)
-            inserted = _status_count(await conn.execute(_INSERT_READINGS))
+            try:
+                # Fast path, for the usual batch of new readings: COPY straight into
+                # `readings`. A row already there (a replay, a duplicate in the batch) fails
+                # it at once, and the savepoint takes it back for the slow path.
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "readings", records=_direct_records(rows), columns=_READINGS_COLUMNS
+                    )
+                inserted = len(rows)
+            except asyncpg.UniqueViolationError:
+                await conn.copy_records_to_table(_STAGING, records=rows, columns=_STAGING_COLUMNS)
+                inserted = _status_count(await conn.execute(_INSERT_READINGS))
             await conn.execute(
                 _UPSERT_DEVICES,
                 [d.device_id for d in devices],
