@@ -46,6 +46,7 @@ bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 	@$(SERVICES) start kafka mosquitto postgres redis
 	$(BIN)/python -m bench.edge_pipeline
 	$(BIN)/python -m bench.hub_ingest
+	$(BIN)/python -m bench.web_live
 
 schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
 	$(BIN)/python -m protocol.schema docs

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-from hub.settings import HUB_DLQ_TOPIC
+from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.migrations import migrate
 from protocol import NormalisedReading, encode, topics
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group, produce
@@ -109,7 +109,6 @@ async def ingest(
         database_url=dsn,
         env={
             "HUB_INGEST_BATCH_MAX": "2000",
-            "HUB_INGEST_BATCH_WAIT_S": "0.5",
             "HUB_LOG_LEVEL": "WARNING",
         },
     )
@@ -198,7 +197,7 @@ async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
     log(
         f"alert latency (produce -> alert row committed), {samples} samples: "
         f"p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms "
-        f"(HUB_INGEST_BATCH_WAIT_S=0.5)"
+        f"(HUB_INGEST_BATCH_WAIT_S={HubSettings().ingest_batch_wait_s})"
     )
 
 

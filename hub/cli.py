@@ -1,10 +1,15 @@
-"""`iot-hub`: apply database migrations, run the Faust worker, rebuild rollups."""
+"""`iot-hub`: apply database migrations, run the Faust worker, rebuild rollups, serve the web
+app, manage its users and API tokens."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
 import logging
+import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -209,6 +214,204 @@ def _add_rollup_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     rebuild.set_defaults(func=_rollup_rebuild)
 
 
+# -- web, user, token (hub/web) ----------------------------------------------------------------
+
+
+def _web(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    secret = settings.web_storage_secret
+    if secret is None or not secret.get_secret_value():
+        log.error(
+            "web_refused",
+            extra={
+                "reason": "HUB_WEB_STORAGE_SECRET is not set: set it to a long random string "
+                "(it signs the session cookies)"
+            },
+        )
+        return 2
+    from hub.web import server  # NiceGUI only for this command
+
+    try:
+        asyncio.run(server.check_schema(settings.database_url))
+    except server.SchemaMissingError as exc:
+        log.error("web_refused", extra={"reason": str(exc)})
+        return 1
+    except _database_errors() as exc:
+        log.error("web_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    server.run(settings)  # until SIGTERM or Ctrl-C
+    return 0
+
+
+def _add_web_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "web",
+        help="serve the operator dashboard and the REST/WebSocket API",
+        description="Serve the NiceGUI dashboard, the REST API under /api/v1 and the live "
+        "WebSocket on HUB_WEB_HOST:HUB_HTTP_PORT. Needs HUB_WEB_STORAGE_SECRET and a migrated "
+        "database (`iot-hub migrate`). Stops cleanly on SIGTERM or Ctrl-C.",
+    )
+    p.set_defaults(func=_web)
+
+
+def _role_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--role",
+        required=True,
+        choices=("viewer", "operator", "admin"),
+        help=f"what the {what} may do: viewer (read), operator (also acknowledge and clear "
+        "alerts), admin (everything)",
+    )
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    """The new password: the first line of stdin, or typed twice at a prompt; None on mismatch."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("password again: ") != first:
+        return None
+    return first
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    password = _read_password(args.password_stdin)
+    if password is None:
+        log.error("user_add_failed", extra={"user": args.name, "reason": "passwords differ"})
+        return 2
+
+    async def add(auth: Any) -> None:
+        await auth.add_user(args.name, password, args.role)
+
+    code = _with_auth(settings, add, "user_add_failed", user=args.name)
+    if code == 0:
+        log.info("user_added", extra={"user": args.name, "role": args.role})
+    return code
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    # stdout carries the token alone, so that `TOKEN=$(iot-hub token create ...)` works.
+    with contextlib.redirect_stdout(sys.stderr):
+        start_command(settings)
+    tokens: list[str] = []
+
+    async def create(auth: Any) -> None:
+        tokens.append(await auth.create_token(args.name, args.role))
+
+    code = _with_auth(settings, create, "token_create_failed", token=args.name)
+    if code == 0:
+        log.info("token_created", extra={"token": args.name, "role": args.role})
+        print(tokens[0], flush=True)
+    return code
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    revoked: list[bool] = []
+
+    async def revoke(auth: Any) -> None:
+        revoked.append(await auth.revoke_token(args.name))
+
+    code = _with_auth(settings, revoke, "token_revoke_failed", token=args.name)
+    if code != 0:
+        return code
+    if not revoked[0]:
+        log.error("token_revoke_failed", extra={"token": args.name, "reason": "no active token"})
+        return 1
+    log.info("token_revoked", extra={"token": args.name})
+    return 0
+
+
+def _with_auth(
+    settings: HubSettings,
+    action: Callable[[Any], Awaitable[None]],
+    failed_event: str,
+    **fields: str,
+) -> int:
+    """Run ``action(AuthStore)`` on a pool of its own; one log line and exit code on failure:
+    2 for a refused value, 1 for the database (unreachable, or not migrated)."""
+    import asyncpg
+
+    from hub.web.auth import AuthStore
+    from hub.web.data import connect_pool
+
+    async def run() -> None:
+        pool = await connect_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            await action(AuthStore(pool))
+        finally:
+            await pool.close()
+
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        log.error(failed_event, extra={**fields, "reason": str(exc)})
+        return 2
+    except asyncpg.UndefinedTableError:
+        log.error(failed_event, extra={**fields, "reason": "run `iot-hub migrate` first"})
+        return 1
+    except _database_errors() as exc:
+        log.error(failed_event, extra={**fields, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    return 0
+
+
+def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "user",
+        help="manage dashboard users",
+        description="Manage the users who log in to the dashboard.",
+    )
+    user_sub = p.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+    add = user_sub.add_parser(
+        "add",
+        help="add a user, or set an existing user's password and role",
+        description="Add a dashboard user, or replace an existing user's password and role "
+        "(argon2id hash; the password never appears in the database, the logs or argv). "
+        "Bootstrap the first administrator with `iot-hub user add admin --role admin`.",
+    )
+    add.add_argument("name", metavar="NAME", help="user name: 1..64 of A-Z a-z 0-9 _ . @ -")
+    _role_arg(add, "user")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin instead of prompting",
+    )
+    add.set_defaults(func=_user_add)
+
+
+def _add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "token",
+        help="manage API bearer tokens",
+        description="Manage the bearer tokens of the REST and WebSocket API.",
+    )
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    create = token_sub.add_parser(
+        "create",
+        help="create a token and print it once",
+        description="Create a bearer token and print it, alone, on stdout (the settings go to "
+        "stderr). It is shown this once: only its SHA-256 is stored. Use it as "
+        "`Authorization: Bearer <token>`.",
+    )
+    create.add_argument("name", metavar="NAME", help="token name: 1..64 of A-Z a-z 0-9 _ . @ -")
+    _role_arg(create, "token")
+    create.set_defaults(func=_token_create)
+    revoke = token_sub.add_parser(
+        "revoke",
+        help="revoke a token",
+        description="Revoke the active token NAME: it stops working at once. Exits 1 if there "
+        "is no active token of that name.",
+    )
+    revoke.add_argument("name", metavar="NAME")
+    revoke.set_defaults(func=_token_revoke)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iot-hub",
@@ -218,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_migrate_parser(sub)
     _add_worker_parser(sub)
     _add_rollup_parser(sub)
+    _add_web_parser(sub)
+    _add_user_parser(sub)
+    _add_token_parser(sub)
     return parser
 
 

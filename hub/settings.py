@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_gateway.settings_cli import mask_url
@@ -25,7 +25,9 @@ class HubSettings(BaseSettings):
     consumer_group: str = "iot-hub"
     topic_partitions: int = Field(default=6, ge=1)
     ingest_batch_max: int = Field(default=2000, ge=1)
-    ingest_batch_wait_s: float = Field(default=0.5, gt=0)
+    # Bounds the latency from Kafka to PostgreSQL and the live charts at low rates; under load
+    # batches fill to ingest_batch_max long before it.
+    ingest_batch_wait_s: float = Field(default=0.1, gt=0)
 
     retention_days: int = Field(default=30, ge=1)
     partitions_ahead_days: int = Field(default=3, ge=1)
@@ -36,6 +38,13 @@ class HubSettings(BaseSettings):
     gateway_offline_after_s: float = Field(default=30.0, gt=0)
 
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
+
+    # `iot-hub web`: NiceGUI signs its session cookies with the storage secret, so it has no
+    # default; the command refuses to start without one.
+    web_storage_secret: SecretStr | None = None
+    web_host: str = "127.0.0.1"
+    web_session_hours: float = Field(default=12.0, gt=0)
+    web_client_queue: int = Field(default=1000, ge=1)  # live messages held per slow client
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def describe(self) -> list[tuple[str, str]]:
@@ -43,7 +52,9 @@ class HubSettings(BaseSettings):
         rows = []
         for name, value in self.model_dump().items():
             shown = "" if value is None else str(value)
-            if name.endswith("_url"):
+            if isinstance(value, SecretStr):
+                shown = "***"
+            elif name.endswith("_url"):
                 shown = mask_url(shown)
             rows.append((f"HUB_{name.upper()}", shown))
         return rows

@@ -246,7 +246,8 @@ def _ms(value: Any) -> int | None:
     return None if value is None else datetime_to_ms(value)
 
 
-def _alert_row(record: Any) -> AlertRow:
+def alert_row(record: Any) -> AlertRow:
+    """One `alerts` record; the web app's queries use it too, so both read rows alike."""
     return AlertRow(
         id=record["id"],
         device_id=record["device_id"],
@@ -452,7 +453,7 @@ class Database:
             if record is None and t.kind != "cleared":
                 # A replayed or late transition: the open alert, unchanged (None if none).
                 record = await conn.fetchrow(f"SELECT * FROM alerts WHERE {_ACTIVE_ALERT}", *key)
-        return None if record is None else _alert_row(record)
+        return None if record is None else alert_row(record)
 
     async def acknowledge_alert(
         self, alert_id: int, by: str, comment: str | None
@@ -465,7 +466,7 @@ class Database:
             by,
             comment,
         )
-        return None if record is None else _alert_row(record)
+        return None if record is None else alert_row(record)
 
     async def clear_alert(self, alert_id: int, by: str) -> AlertRow | None:
         """Clear an open alert by hand, now; an alert already cleared is returned unchanged.
@@ -480,11 +481,11 @@ class Database:
             )
             if record is None:
                 record = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
-        return None if record is None else _alert_row(record)
+        return None if record is None else alert_row(record)
 
     async def get_alert(self, alert_id: int) -> AlertRow | None:
         record = await self._pool.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
-        return None if record is None else _alert_row(record)
+        return None if record is None else alert_row(record)
 
     async def list_alerts(self, state: str | None = None, limit: int = 100) -> list[AlertRow]:
         """Newest first; ``state`` is ``active``, ``cleared`` or None for both."""
@@ -502,4 +503,4 @@ class Database:
                 state,
                 limit,
             )
-        return [_alert_row(r) for r in records]
+        return [alert_row(r) for r in records]

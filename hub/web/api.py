@@ -1,0 +1,868 @@
+"""REST and WebSocket API of the web process (`/api/v1`), and `/healthz`, `/readyz`, `/metrics`.
+
+Every `/api/v1` route needs `Authorization: Bearer <token>` (`iot-hub token create NAME --role
+ROLE`): none gives 401 with `WWW-Authenticate: Bearer`, a wrong or revoked one 401, a viewer
+acknowledging or clearing an alert 403. Errors are JSON `{"error": <code>, "detail": <message>}`
+with a message that names the parameter at fault; the OpenAPI document (`/openapi.json`, `/docs`)
+describes every response, errors included.
+
+WebSocket `/api/v1/live?devices=a,b&alerts=true&token=...` (or the Authorization header): the
+token is checked before anything is subscribed; a bad one gets the connection closed with 1008
+(accepted first, so that a browser sees the code: a refused handshake shows as 1006). Then
+`{"type": "readings", "readings": [...]}` and `{"type": "alert", "alert": {...}}` as the hub
+publishes them. A client too slow to keep up gets `{"type": "dropped", "reason": "slow client"}`
+and close code 1013 (try again later); it never holds up the others: the fan-out's bounded queue
+drops it, and a send blocked for `SEND_TIMEOUT_S` drops it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException  # what FastAPI raises, and its subclass
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+
+from hub.web.context import get_context
+from hub.web.data import MAX_COMMENT_CHARS
+from hub.web.fanout import LiveEvent, Subscription
+from hub.web.metrics import CONTENT_TYPE, METRICS, WsEnd
+from hub.web.model import (
+    MAX_PAGE,
+    AlertFilter,
+    AlertStatus,
+    DeviceFilter,
+    DeviceState,
+    Principal,
+    Severity,
+    can_acknowledge,
+)
+
+__all__ = ["SEND_TIMEOUT_S", "ApiError", "router"]
+
+log = logging.getLogger("hub.web.api")
+
+API: Final = "/api/v1"
+MAX_OFFSET: Final = 2**31 - 1
+MAX_ALERT_ID: Final = 2**63 - 1  # bigserial
+MAX_TS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last ms a datetime holds
+HOUR_MS: Final = 3_600_000
+MAX_TEXT: Final = 256  # query strings: device ids, sites, types, search
+MAX_WS_DEVICES: Final = 1000
+# A send still blocked after this long means the client stopped reading (or its network did):
+# it is dropped, as the fan-out drops one whose queue is full.
+SEND_TIMEOUT_S: Final = 10.0
+_CLOSE_TIMEOUT_S: Final = 2.0
+# PostgreSQL text cannot hold NUL. Documented as a pattern, so that clients and fuzzers know;
+# enforced by hand (`_text`), with a message that says so plainly.
+NO_NUL: Final = {"pattern": r"^[^\x00]*$"}
+
+# WebSocket close codes (RFC 6455 section 7.4.1 and the IANA registry).
+WS_GOING_AWAY: Final = 1001
+WS_POLICY_VIOLATION: Final = 1008
+WS_TRY_AGAIN_LATER: Final = 1013
+
+
+# -- response models: what /openapi.json documents ---------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: a stable code and a message for a person, naming what was wrong."""
+
+    error: Literal[
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "invalid_request",
+        "bad_request",
+    ]
+    detail: str
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    site: str
+    type: str | None
+    gateway_id: str
+    state: DeviceState
+    last_seen: int | None = Field(description="epoch ms of the newest reading")
+    metrics: list[str] = Field(description="every metric the device ever reported, sorted")
+    latest: dict[str, bool | float] = Field(
+        description="latest value per metric (empty if Redis is away)"
+    )
+    latest_ts: int | None
+    active_alerts: int
+    worst_severity: Severity | None
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    total: int = Field(description="devices matching the filter, over all pages")
+    limit: int
+    offset: int
+
+
+class SeriesOut(BaseModel):
+    device_id: str
+    metric: str
+    source: Literal["raw", "1m"] = Field(description="raw readings, or 1-minute rollups")
+    start: int
+    end: int
+    ts: list[int]
+    values: list[float]
+    downsampled: bool = Field(description="points were dropped to fit max_points")
+
+
+class GatewayOut(BaseModel):
+    gateway_id: str
+    site: str
+    state: Literal["online", "offline"]
+    received_ts: int
+    buffer_depth: int
+    buffer_bytes: int
+    buffer_max_bytes: int
+    buffer_oldest_age_s: float | None
+    forwarded_rate: float
+    received_rate: float
+    dropped_total: int
+    kafka_connected: bool
+
+
+class AlertOut(BaseModel):
+    id: int
+    device_id: str | None
+    gateway_id: str | None
+    rule: str
+    severity: Severity
+    state: Literal["active", "cleared"]
+    acknowledged: bool
+    ack_by: str | None
+    ack_at: int | None
+    ack_comment: str | None
+    metric: str | None
+    value: float | None
+    message: str
+    raised_at: int
+    updated_at: int
+    cleared_at: int | None
+    cleared_by: str | None
+    occurrences: int
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    total: int = Field(description="alerts matching the filter, over all pages")
+    limit: int
+    offset: int
+
+
+class AckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(
+        default=None, max_length=MAX_COMMENT_CHARS, json_schema_extra=dict(NO_NUL)
+    )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def _invalid(detail: str) -> ApiError:
+    return ApiError(422, "invalid_request", detail)
+
+
+def _not_found(detail: str) -> ApiError:
+    return ApiError(404, "not_found", detail)
+
+
+def _error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(
+        {"error": exc.error, "detail": exc.detail}, status_code=exc.status, headers=exc.headers
+    )
+
+
+_LOCATIONS: Final = {"query": "query parameter", "path": "path parameter", "header": "header"}
+
+
+def describe_validation_error(error: Mapping[str, Any]) -> str:
+    """One pydantic/FastAPI validation error as a sentence naming the parameter at fault."""
+    loc = [str(part) for part in error.get("loc", ())]
+    where, rest = (loc[0], loc[1:]) if loc else ("request", [])
+    if error.get("type") == "json_invalid":
+        return (
+            f"request body is not valid JSON: {error.get('ctx', {}).get('error', 'decode error')}"
+        )
+    if where in _LOCATIONS:
+        subject = f"{_LOCATIONS[where]} {'.'.join(rest)!r}"
+    elif where == "body":
+        subject = f"body field {'.'.join(rest)!r}" if rest else "request body"
+    else:
+        subject = ".".join(loc) or "request"
+    message = f"{subject}: {error.get('msg', 'invalid')}"
+    value = error.get("input")
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and rest:
+        shown = repr(value)
+        message += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"
+    return message
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    detail = "; ".join(describe_validation_error(e) for e in exc.errors()) or "invalid request"
+    return _error_response(_invalid(detail))
+
+
+_HTTP_CODES: Final = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
+
+
+def _from_http_exception(exc: HTTPException) -> ApiError:
+    if exc.status_code == 400:  # a body that is not UTF-8 JSON: invalid, like one that is not JSON
+        return _invalid(f"request body: {exc.detail}")
+    code = _HTTP_CODES.get(exc.status_code, "bad_request")
+    return ApiError(exc.status_code, code, str(exc.detail), exc.headers)
+
+
+class _ApiRoute(APIRoute):
+    """Errors in our shape, counted per route template, and headers every API answer carries."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        route, method_of = self.path, frozenset(self.methods or ())
+
+        async def handle(request: Request) -> Response:
+            started = time.perf_counter()
+            status = 500
+            try:
+                try:
+                    response = await handler(request)
+                except ApiError as exc:
+                    response = _error_response(exc)
+                except RequestValidationError as exc:
+                    response = _validation_response(exc)
+                except HTTPException as exc:  # FastAPI's own, e.g. a body it cannot read
+                    response = _error_response(_from_http_exception(exc))
+                status = response.status_code
+                response.headers["X-Content-Type-Options"] = "nosniff"
+                response.headers.setdefault("Cache-Control", "no-store")
+                return response
+            finally:
+                method = request.method if request.method in method_of else "other"
+                METRICS.http_request(method, route, status, time.perf_counter() - started)
+
+        return handle
+
+
+router = APIRouter(route_class=_ApiRoute)
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        401: "No token, or a wrong or revoked one",
+        403: "The token's role may not do this",
+        404: "No such device, metric of the device, or alert",
+        422: "A parameter or the body is invalid; the message names it",
+    }
+    return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
+
+
+def _links(**links: tuple[str, dict[str, str]]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links of the 200 response: which operation takes what from this one's body
+    (documentation for clients, and what a stateful fuzzer follows)."""
+    return {
+        200: {
+            "links": {
+                name: {"operationId": operation, "parameters": parameters}
+                for name, (operation, parameters) in links.items()
+            }
+        }
+    }
+
+
+# -- authentication ----------------------------------------------------------------------------
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `iot-hub token create NAME --role viewer|operator|admin`.",
+)
+
+
+async def require_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing bearer token: send the header 'Authorization: Bearer <token>'",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    principal = await get_context().auth.verify_token(credentials.credentials)
+    if principal is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "invalid or revoked token",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return principal
+
+
+async def require_operator(
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> Principal:
+    if not can_acknowledge(principal.role):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"role {principal.role!r} may not acknowledge or clear alerts; "
+            "operator or admin is required",
+        )
+    return principal
+
+
+Viewer = Annotated[Principal, Depends(require_principal)]
+Operator = Annotated[Principal, Depends(require_operator)]
+
+
+def _text(name: str, value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL, so no stored value contains it: say so, rather than fail
+    in the driver."""
+    if value is not None and "\x00" in value:
+        raise _invalid(f"query parameter {name!r} must not contain NUL characters")
+    return value
+
+
+TextQuery = Query(max_length=MAX_TEXT, json_schema_extra=NO_NUL)
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX_PAGE}")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
+
+
+def _link_next(request: Request, response: Response, total: int, limit: int, offset: int) -> None:
+    if offset + limit < total:
+        url = request.url.include_query_params(offset=offset + limit, limit=limit)
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+
+
+# -- devices and gateways -----------------------------------------------------------------------
+
+
+@router.get(
+    f"{API}/devices",
+    operation_id="listDevices",
+    response_model=DevicePage,
+    responses={
+        **_errors(401, 422),
+        **_links(
+            FirstDevice=("getDevice", {"device_id": "$response.body#/items/0/device_id"}),
+            FirstDeviceReadings=(
+                "getReadings",
+                {
+                    "device_id": "$response.body#/items/0/device_id",
+                    "metric": "$response.body#/items/0/metrics/0",
+                },
+            ),
+        ),
+    },
+    tags=["devices"],
+    summary="Devices, filtered and paginated",
+)
+async def list_devices(
+    request: Request,
+    response: Response,
+    principal: Viewer,
+    site: Annotated[str | None, TextQuery] = None,
+    type: Annotated[str | None, TextQuery] = None,
+    state: Annotated[DeviceState | None, Query()] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_TEXT,
+            description="substring of the device id, any case",
+            json_schema_extra=NO_NUL,
+        ),
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    f = DeviceFilter(
+        site=_text("site", site),
+        type=_text("type", type),
+        state=state,
+        search=_text("search", search),
+        limit=limit,
+        offset=offset,
+    )
+    try:
+        page = await get_context().data.devices(f)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from exc
+    _link_next(request, response, page.total, limit, offset)
+    return page.to_json()
+
+
+DeviceId = Annotated[str, Path(max_length=MAX_TEXT)]
+
+
+def _device_id(device_id: str) -> str:
+    if "\x00" in device_id:  # cannot be stored, so it does not exist
+        raise _not_found(f"no device {device_id!r}")
+    return device_id
+
+
+@router.get(
+    f"{API}/devices/{{device_id}}",
+    operation_id="getDevice",
+    response_model=DeviceOut,
+    responses={
+        **_errors(401, 404, 422),
+        **_links(
+            Readings=(
+                "getReadings",
+                {"device_id": "$response.body#/device_id", "metric": "$response.body#/metrics/0"},
+            )
+        ),
+    },
+    tags=["devices"],
+    summary="One device: state, latest values, active alerts",
+)
+async def get_device(principal: Viewer, device_id: DeviceId) -> dict[str, Any]:
+    device = await get_context().data.device(_device_id(device_id))
+    if device is None:
+        raise _not_found(f"no device {device_id!r}")
+    return device.to_json()
+
+
+@router.get(
+    f"{API}/devices/{{device_id}}/readings",
+    operation_id="getReadings",
+    response_model=SeriesOut,
+    responses=_errors(401, 404, 422),
+    tags=["devices"],
+    summary="One metric of a device over a time range, downsampled to max_points",
+    description="Readings in [start, end), from the raw table for ranges up to 6 hours and "
+    "from 1-minute rollups (each minute's min and max) beyond; downsampled to about max_points "
+    "with every pixel column's min and max kept. start must be before end (422 otherwise); "
+    "an unknown device or a metric the device never reported is 404.",
+)
+async def get_readings(
+    principal: Viewer,
+    device_id: DeviceId,
+    metric: Annotated[
+        str, Query(min_length=1, max_length=MAX_TEXT, description="one of the device's metrics")
+    ],
+    start: Annotated[
+        int | None, Query(ge=0, le=MAX_TS, description="epoch ms; default: end - 1 hour")
+    ] = None,
+    end: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms; default: now")] = None,
+    max_points: Annotated[int, Query(ge=2, le=10_000, description="points at most")] = 1000,
+) -> dict[str, Any]:
+    data = get_context().data
+    device = await data.device(_device_id(device_id))
+    if device is None:
+        raise _not_found(f"no device {device_id!r}")
+    if metric not in device.metrics:
+        known = ", ".join(device.metrics) or "none"
+        # Not found rather than invalid: the metric is well-formed, this device just has no
+        # readings of it.
+        raise _not_found(
+            f"query parameter 'metric': device {device_id!r} has no metric {metric!r} "
+            f"(it reports: {known})"
+        )
+    end_ms = int(time.time() * 1000) if end is None else end
+    start_ms = max(0, end_ms - HOUR_MS) if start is None else start
+    if start_ms >= end_ms:
+        raise _invalid(f"query parameter 'start' ({start_ms}) must be before 'end' ({end_ms})")
+    try:
+        series = await data.series(device_id, metric, start_ms, end_ms, max_points)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from exc
+    return series.to_json()
+
+
+@router.get(
+    f"{API}/gateways",
+    operation_id="listGateways",
+    response_model=list[GatewayOut],
+    responses=_errors(401),
+    tags=["gateways"],
+    summary="Edge gateways and their latest health report",
+)
+async def list_gateways(principal: Viewer) -> list[dict[str, Any]]:
+    return [g.to_json() for g in await get_context().data.gateways()]
+
+
+# -- alerts -------------------------------------------------------------------------------------
+
+
+@router.get(
+    f"{API}/alerts",
+    operation_id="listAlerts",
+    response_model=AlertPage,
+    responses={
+        **_errors(401, 422),
+        **_links(
+            AcknowledgeFirst=("acknowledgeAlert", {"alert_id": "$response.body#/items/0/id"}),
+            ClearFirst=("clearAlert", {"alert_id": "$response.body#/items/0/id"}),
+        ),
+    },
+    tags=["alerts"],
+    summary="Alerts, newest first, filtered and paginated",
+)
+async def list_alerts(
+    request: Request,
+    response: Response,
+    principal: Viewer,
+    status: Annotated[AlertStatus, Query()] = "active",
+    severity: Annotated[Severity | None, Query()] = None,
+    device_id: Annotated[str | None, TextQuery] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    f = AlertFilter(
+        status=status,
+        severity=severity,
+        device_id=_text("device_id", device_id),
+        limit=limit,
+        offset=offset,
+    )
+    try:
+        page = await get_context().data.alerts(f)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from exc
+    _link_next(request, response, page.total, limit, offset)
+    return page.to_json()
+
+
+AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]
+
+
+@router.post(
+    f"{API}/alerts/{{alert_id}}/ack",
+    operation_id="acknowledgeAlert",
+    response_model=AlertOut,
+    responses={
+        **_errors(401, 403, 404, 422),
+        **_links(Clear=("clearAlert", {"alert_id": "$response.body#/id"})),
+    },
+    tags=["alerts"],
+    summary="Acknowledge an alert, with an optional comment (operator or admin)",
+)
+async def acknowledge_alert(
+    principal: Operator, alert_id: AlertId, body: AckBody | None = None
+) -> dict[str, Any]:
+    comment = None if body is None else body.comment
+    if comment is not None and "\x00" in comment:
+        raise _invalid("body field 'comment' must not contain NUL characters")
+    try:
+        row = await get_context().data.acknowledge(alert_id, principal, comment)
+    except ValueError as exc:
+        raise _invalid(f"body field 'comment': {exc}") from exc
+    if row is None:
+        raise _not_found(f"no alert {alert_id}")
+    METRICS.alert_actions["ack"] += 1  # WebData logs the acknowledgement (alert, rule, by)
+    return row.to_json()
+
+
+@router.post(
+    f"{API}/alerts/{{alert_id}}/clear",
+    operation_id="clearAlert",
+    response_model=AlertOut,
+    responses=_errors(401, 403, 404, 422),
+    tags=["alerts"],
+    summary="Clear an alert by hand (operator or admin)",
+)
+async def clear_alert(principal: Operator, alert_id: AlertId) -> dict[str, Any]:
+    row = await get_context().data.clear(alert_id, principal)
+    if row is None:
+        raise _not_found(f"no alert {alert_id}")
+    METRICS.alert_actions["clear"] += 1  # WebData logs the clearing
+    return row.to_json()
+
+
+# -- operations: public --------------------------------------------------------------------------
+
+
+@router.get(
+    "/healthz",
+    operation_id="healthz",
+    response_model=HealthOut,
+    tags=["operations"],
+    summary="The process is up",
+)
+async def healthz() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "A dependency is unreachable"}},
+    tags=["operations"],
+    summary="PostgreSQL and Redis reachable, live subscription up",
+)
+async def readyz() -> Response:
+    ctx = get_context()
+    checks = dict(await ctx.data.ping())
+    checks["live"] = ctx.fanout.connected
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    tags=["operations"],
+    summary="Prometheus metrics (text exposition format 0.0.4)",
+)
+async def metrics() -> Response:
+    return Response(METRICS.render(get_context().fanout.stats), media_type=CONTENT_TYPE)
+
+
+# -- live WebSocket -------------------------------------------------------------------------------
+
+
+def encode_event(event: LiveEvent) -> str:
+    if event.kind == "alert":
+        body: dict[str, Any] = {"type": "alert", "alert": event.alert}
+    else:
+        body = {"type": "readings", "readings": event.readings}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+class _EncodedEvents:
+    """Each event's JSON text, computed once however many clients it goes to: the fan-out hands
+    the same `LiveEvent` to every subscriber that wants all of it. Keyed by identity, holding the
+    event so that its id is not reused while cached."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._cache: OrderedDict[int, tuple[LiveEvent, str]] = OrderedDict()
+
+    def text(self, event: LiveEvent) -> str:
+        hit = self._cache.get(id(event))
+        if hit is not None and hit[0] is event:
+            return hit[1]
+        text = encode_event(event)
+        self._cache[id(event)] = (event, text)
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return text
+
+
+_encoded = _EncodedEvents()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveParams:
+    devices: frozenset[str] | None  # None: every device
+    alerts: bool
+
+
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
+
+
+def parse_live_params(query: Mapping[str, str]) -> LiveParams:
+    """`devices` (comma list; absent: every device) and `alerts` (default true), or ValueError."""
+    raw_alerts = query.get("alerts", "true").strip().lower()
+    if raw_alerts not in _TRUE | _FALSE:
+        raise ValueError(f"alerts must be true or false, got {raw_alerts[:20]!r}")
+    devices: frozenset[str] | None = None
+    if "devices" in query:
+        devices = frozenset(d.strip() for d in query["devices"].split(",") if d.strip())
+        if len(devices) > MAX_WS_DEVICES:
+            raise ValueError(f"at most {MAX_WS_DEVICES} devices, got {len(devices)}")
+    return LiveParams(devices=devices, alerts=raw_alerts in _TRUE)
+
+
+def _ws_token(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return websocket.query_params.get("token") or None
+
+
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else "-"
+
+
+async def _refuse(websocket: WebSocket, reason: str) -> None:
+    METRICS.ws_rejected_total += 1
+    log.info("ws_rejected", extra={"client": _peer(websocket), "reason": reason})
+    await websocket.accept()
+    await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
+
+
+@router.websocket(f"{API}/live")
+async def live(websocket: WebSocket) -> None:
+    ctx = get_context()
+    token = _ws_token(websocket)
+    principal = None if token is None else await ctx.auth.verify_token(token)
+    if principal is None:
+        await _refuse(websocket, "missing token" if token is None else "invalid or revoked token")
+        return
+    try:
+        params = parse_live_params(websocket.query_params)
+    except ValueError as exc:
+        await _refuse(websocket, f"bad parameter: {exc}"[:120])
+        return
+    # Subscribed before the handshake completes: whatever is published once the client sees
+    # the connection open reaches it.
+    sub = ctx.fanout.subscribe(devices=params.devices, alerts=params.alerts)
+    try:
+        await websocket.accept()
+    except (WebSocketDisconnect, WebSocketDisconnected, OSError):
+        sub.close()
+        return
+    METRICS.ws_accepted_total += 1
+    METRICS.ws_clients += 1
+    peer, started = _peer(websocket), time.monotonic()
+    log.info(
+        "ws_connected",
+        extra={
+            "client": peer,
+            "principal": principal.name,
+            "devices": "all" if params.devices is None else len(params.devices),
+            "alerts": params.alerts,
+        },
+    )
+    sent = [0]
+    how: WsEnd = "error"
+    reason = "unexpected error"
+    pump = asyncio.create_task(_pump(websocket, sub, sent), name=f"ws-pump-{peer}")
+    reader = asyncio.create_task(_until_disconnect(websocket), name=f"ws-reader-{peer}")
+    try:
+        await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done():
+            how, reason = "closed", "client closed"
+        elif (failure := pump.exception()) is not None:
+            if isinstance(failure, TimeoutError):
+                how, reason = "dropped", f"send blocked for {SEND_TIMEOUT_S:.0f} s"
+                await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=False)
+            elif isinstance(failure, WebSocketDisconnect | WebSocketDisconnected | OSError):
+                how, reason = "closed", "connection lost"
+            else:
+                raise failure
+        elif sub.dropped:
+            how, reason = "dropped", "slow client"
+            await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=True)
+        else:  # the fan-out stopped: the process is shutting down
+            how, reason = "shutdown", "server shutting down"
+            await _close(websocket, WS_GOING_AWAY, "server shutting down", notify=False)
+    finally:
+        sub.close()
+        for task in (pump, reader):
+            task.cancel()
+        await asyncio.gather(pump, reader, return_exceptions=True)
+        METRICS.ws_clients -= 1
+        METRICS.ws_ended[how] += 1
+        fields = {
+            "client": peer,
+            "principal": principal.name,
+            "sent": sent[0],
+            "seconds": round(time.monotonic() - started, 1),
+            "reason": reason,
+        }
+        if how == "dropped":
+            log.warning("ws_dropped", extra=fields)
+        else:
+            log.info("ws_disconnected", extra={**fields, "how": how})
+
+
+async def _pump(websocket: WebSocket, sub: Subscription, sent: list[int]) -> None:
+    """Forward the subscription until it ends; a send that blocks too long raises TimeoutError."""
+    async for event in sub:
+        await asyncio.wait_for(websocket.send_text(_encoded.text(event)), SEND_TIMEOUT_S)
+        sent[0] += 1
+        METRICS.ws_messages_total += 1
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, until it closes."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _close(websocket: WebSocket, code: int, reason: str, *, notify: bool) -> None:
+    """Best effort: the client may be gone, or too stuck to take even the close frame."""
+    with contextlib.suppress(
+        TimeoutError, WebSocketDisconnect, WebSocketDisconnected, OSError, RuntimeError
+    ):
+        async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+            if notify:
+                await websocket.send_text(json.dumps({"type": "dropped", "reason": reason}))
+            await websocket.close(code=code, reason=reason)
+
+
+# -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------
+
+_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@router.api_route(f"{API}/{{rest:path}}", methods=_METHODS, include_in_schema=False)
+async def unknown_route(request: Request, rest: str) -> Response:
+    """Registered last, so it sees only what no route above matched. Starlette would answer a
+    known path with the wrong method 405 by itself, but this route matches every method, so it
+    works that out here, from the routes' own path patterns."""
+    path = request.scope["path"]
+    allowed = sorted(
+        {
+            method
+            for route in router.routes
+            if isinstance(route, APIRoute)
+            and route.endpoint is not unknown_route
+            and route.path_regex.match(path)
+            for method in route.methods or ()
+        }
+    )
+    if allowed:
+        return _error_response(
+            ApiError(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+                {"Allow": ", ".join(allowed)},
+            )
+        )
+    return _error_response(_not_found(f"no API route {request.method} {path}"))

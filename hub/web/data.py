@@ -1,0 +1,516 @@
+"""What the dashboard and the API read and do: PostgreSQL for the record, Redis for what is live.
+
+Every query is parameterised. Redis failures degrade (no latest values, no gateways) and never
+raise: the dashboard stays useful with PostgreSQL alone. A list reads Redis in one pipelined
+round trip for the whole page, never one per device.
+
+Series: ranges up to `RAW_MAX_SPAN_MS` (6 h) come from `readings` (a range scan of its primary
+key within the day partitions the range touches), longer ones from `readings_1m`, each minute
+drawn as its minimum and maximum so that no spike disappears; a raw range denser than
+`RAW_MAX_ROWS` falls back to the rollups too. The freshest minutes, not yet rolled up (the
+aggregator waits for late readings), are filled in from `readings`. Either way the result is
+downsampled to at most `max_points` with every pixel column's min and max kept
+(`hub.web.downsample.m4`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from hub.agents.alerts import alert_event, encode_event
+from hub.storage.live import ALERTS_CHANNEL, GATEWAYS_KEY, REDIS_UNAVAILABLE, latest_key
+from hub.storage.partitions import datetime_to_ms, ms_to_datetime
+
+# The adapter's own row mapping, so alerts read here can never drift from those it returns.
+from hub.storage.postgres import Database, alert_row
+from hub.web.downsample import m4
+from hub.web.model import (
+    AlertFilter,
+    AlertRow,
+    DeviceFilter,
+    DeviceView,
+    GatewayView,
+    Page,
+    Principal,
+    Series,
+    can_acknowledge,
+)
+
+__all__ = [
+    "MAX_COMMENT_CHARS",
+    "MAX_SERIES_POINTS",
+    "RAW_MAX_ROWS",
+    "RAW_MAX_SPAN_MS",
+    "WebData",
+    "connect_pool",
+    "redis_client",
+]
+
+log = logging.getLogger(__name__)
+
+RAW_MAX_SPAN_MS: Final = 6 * 3_600_000
+RAW_MAX_ROWS: Final = 200_000  # beyond this a raw range reads the rollups instead
+MIN_SERIES_POINTS: Final = 2
+MAX_SERIES_POINTS: Final = 10_000
+MAX_COMMENT_CHARS: Final = 1000
+MAX_MARKERS: Final = 1000
+_PING_TIMEOUT_S: Final = 2.0
+_BUCKET_MS: Final = 60_000
+
+# Active alerts per device through the partial unique index on open alerts, whose leading
+# column is coalesce(device_id, '').
+_DEVICE_COLUMNS = """
+d.device_id, d.site, d.type, d.gateway_id, d.state, d.last_seen, d.metrics,
+a.active_alerts, a.worst_severity
+FROM devices d
+CROSS JOIN LATERAL (
+    SELECT count(*)::integer AS active_alerts,
+           CASE WHEN bool_or(severity = 'critical') THEN 'critical'
+                WHEN count(*) > 0 THEN 'warning' END AS worst_severity
+    FROM alerts
+    WHERE coalesce(device_id, '') = d.device_id AND state = 'active'
+) a
+"""
+_DEVICE_ONE = f"SELECT {_DEVICE_COLUMNS} WHERE d.device_id = $1"
+
+# Epoch ms computed by the server: exact (extract() is numeric) and cheaper than converting
+# thousands of datetimes in Python.
+_EPOCH_MS = "(extract(epoch FROM {col}) * 1000)::bigint"
+_RAW = f"""
+SELECT {_EPOCH_MS.format(col="ts")} AS ts, value
+FROM readings
+WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4
+ORDER BY ts
+LIMIT $5
+"""
+_ROLLUPS = f"""
+SELECT {_EPOCH_MS.format(col="bucket")} AS ts, min, max
+FROM readings_1m
+WHERE device_id = $1 AND metric = $2 AND bucket >= $3 AND bucket < $4
+ORDER BY bucket
+"""
+
+# A filter adds only the conditions it sets, so that the planner sees plain predicates and
+# can pick the matching index (a generic "$1 IS NULL OR col = $1" defeats that).
+_ALERT_STATUS: Final = {
+    "active": "state = 'active'",
+    "cleared": "state = 'cleared'",
+    "unacknowledged": "NOT acknowledged",
+    "all": None,
+}
+_MARKERS = """
+SELECT * FROM alerts
+WHERE device_id = $1 AND raised_at < $3 AND (cleared_at IS NULL OR cleared_at >= $2)
+ORDER BY raised_at DESC, id DESC LIMIT $4
+"""
+
+
+async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """The web process's pool: shared by `WebData`, `AuthStore` and the alert methods of
+    `hub.storage.postgres.Database` (which takes a pool)."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"application_name": "iot-hub-web", "timezone": "UTC"},
+    )
+    return pool
+
+
+def redis_client(url: str, *, timeout_s: float = 2.0) -> Redis:
+    """For reads and publishes: short timeouts and one quick retry (as the worker's), so a page
+    waits seconds at worst, not redis-py's default ten retries, while Redis is away."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), retries=1),
+        health_check_interval=30,
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_latest(
+    fields: dict[Any, Any],
+) -> tuple[dict[str, float | bool], int | None]:
+    """An `iot:latest:{id}` hash as (metric -> value, `_ts`); unreadable fields are skipped."""
+    latest: dict[str, float | bool] = {}
+    ts: int | None = None
+    for raw_name, raw_value in fields.items():
+        name, text = _text(raw_name), _text(raw_value)
+        if name == "_ts":
+            with contextlib.suppress(ValueError):
+                ts = int(text)
+            continue
+        if name.startswith("_"):
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, bool | int | float):
+            latest[name] = value if isinstance(value, bool) else float(value)
+    return latest, ts
+
+
+def parse_gateway(text: str, now_ms: int, offline_after_ms: float) -> GatewayView | None:
+    """One `iot:gateways` entry (EdgeMetrics JSON plus `received_ts`), or None if unreadable."""
+    try:
+        body = json.loads(text)
+        received_ts = int(body["received_ts"])
+        oldest = body.get("buffer_oldest_age_s")
+        return GatewayView(
+            gateway_id=str(body["gateway_id"]),
+            site=str(body["site"]),
+            state="online" if now_ms - received_ts <= offline_after_ms else "offline",
+            received_ts=received_ts,
+            buffer_depth=int(body["buffer_depth"]),
+            buffer_bytes=int(body["buffer_bytes"]),
+            buffer_max_bytes=int(body["buffer_max_bytes"]),
+            buffer_oldest_age_s=None if oldest is None else float(oldest),
+            forwarded_rate=float(body["forwarded_rate"]),
+            received_rate=float(body["received_rate"]),
+            dropped_total=int(body["dropped_total"]),
+            kafka_connected=bool(body["kafka_connected"]),
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def rollup_points(rows: Sequence[Any]) -> tuple[list[int], list[float]]:
+    """Each minute as its minimum then its maximum, both at the minute's start (one point when
+    they are equal): the envelope, which is what a chart of many minutes can show."""
+    ts: list[int] = []
+    values: list[float] = []
+    for row in rows:
+        ts.append(row["ts"])
+        values.append(row["min"])
+        if row["max"] != row["min"]:
+            ts.append(row["ts"])
+            values.append(row["max"])
+    return ts, values
+
+
+class _Where:
+    """Conditions with numbered parameters ($1, $2...): values are always bound, never spliced;
+    only the fixed templates of this module become SQL text."""
+
+    def __init__(self) -> None:
+        self._clauses: list[str] = []
+        self.args: list[object] = []
+        self._filters = 0
+
+    def add(self, template: str, value: object | None) -> None:
+        """``template`` with ``{}`` for the parameter, unless ``value`` is None (no filter)."""
+        if value is not None:
+            self._clauses.append(template.format(self.param(value)))
+            self._filters = len(self.args)
+
+    def add_sql(self, condition: str | None) -> None:
+        if condition is not None:
+            self._clauses.append(condition)
+
+    def param(self, value: object) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self._clauses) or "true"
+
+    @property
+    def filter_args(self) -> list[object]:
+        """The arguments of the conditions alone (without LIMIT and OFFSET)."""
+        return self.args[: self._filters]
+
+
+class WebData:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        *,
+        gateway_offline_after_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self._db = Database(pool)
+        self._redis = redis
+        self._gateway_offline_after_ms = gateway_offline_after_s * 1000
+        self._clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- devices -------------------------------------------------------------------------------
+
+    async def devices(self, f: DeviceFilter) -> Page[DeviceView]:
+        f.validate()
+        where = _Where()
+        where.add("d.site = {}", f.site)
+        where.add("d.type = {}", f.type)
+        where.add("d.state = {}", f.state)
+        where.add("strpos(lower(d.device_id), lower({})) > 0", f.search or None)
+        page_sql = (
+            f"SELECT {_DEVICE_COLUMNS} WHERE {where.sql} ORDER BY d.device_id "
+            f"LIMIT {where.param(f.limit)} OFFSET {where.param(f.offset)}"
+        )
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(page_sql, *where.args)
+            if f.offset == 0 and len(rows) < f.limit:
+                total = len(rows)  # the whole result is on this page
+            else:
+                count_sql = f"SELECT count(*) FROM devices d WHERE {where.sql}"
+                total = await conn.fetchval(count_sql, *where.filter_args)
+        latest = await self._latest([r["device_id"] for r in rows])
+        items = [_device_view(r, *latest.get(r["device_id"], ({}, None))) for r in rows]
+        return Page(items=items, total=total, limit=f.limit, offset=f.offset)
+
+    async def device(self, device_id: str) -> DeviceView | None:
+        row = await self._pool.fetchrow(_DEVICE_ONE, device_id)
+        if row is None:
+            return None
+        latest = await self._latest([device_id])
+        return _device_view(row, *latest.get(device_id, ({}, None)))
+
+    async def facets(self) -> tuple[list[str], list[str]]:
+        """Distinct sites and types of the known devices, sorted."""
+        async with self._pool.acquire() as conn:
+            sites = await conn.fetch("SELECT DISTINCT site FROM devices ORDER BY 1")
+            types = await conn.fetch(
+                "SELECT DISTINCT type FROM devices WHERE type IS NOT NULL ORDER BY 1"
+            )
+        return [r[0] for r in sites], [r[0] for r in types]
+
+    async def _latest(
+        self, device_ids: Sequence[str]
+    ) -> dict[str, tuple[dict[str, float | bool], int | None]]:
+        if not device_ids:
+            return {}
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for device_id in device_ids:
+                    pipe.hgetall(latest_key(device_id))
+                results = await pipe.execute()
+        except REDIS_UNAVAILABLE as exc:
+            _redis_degraded("latest", exc)
+            return {}
+        return {d: parse_latest(fields) for d, fields in zip(device_ids, results, strict=True)}
+
+    # -- gateways ------------------------------------------------------------------------------
+
+    async def gateways(self) -> list[GatewayView]:
+        """Every gateway the hub has heard from, by id; [] while Redis is away."""
+        try:
+            entries = await self._redis.hgetall(GATEWAYS_KEY)
+        except REDIS_UNAVAILABLE as exc:
+            _redis_degraded("gateways", exc)
+            return []
+        now = self._now_ms()
+        views = []
+        for key, value in entries.items():
+            view = parse_gateway(_text(value), now, self._gateway_offline_after_ms)
+            if view is None:
+                log.warning("gateway_entry_unreadable", extra={"gateway_id": _text(key)})
+                continue
+            views.append(view)
+        return sorted(views, key=lambda g: g.gateway_id)
+
+    # -- series --------------------------------------------------------------------------------
+
+    async def series(
+        self, device_id: str, metric: str, start: int, end: int, max_points: int
+    ) -> Series:
+        """Readings of one metric in ``[start, end)``, at most ``max_points`` (see the module
+        docstring for the source). Booleans come as 0.0 and 1.0."""
+        if start >= end:
+            raise ValueError(f"start must be before end, got start={start} end={end}")
+        if not MIN_SERIES_POINTS <= max_points <= MAX_SERIES_POINTS:
+            raise ValueError(
+                f"max_points must be within {MIN_SERIES_POINTS}..{MAX_SERIES_POINTS}, "
+                f"got {max_points}"
+            )
+        ts: list[int] | None = None
+        values: list[float] = []
+        source: Any = "raw"
+        async with self._pool.acquire() as conn:
+            if end - start <= RAW_MAX_SPAN_MS:
+                rows = await conn.fetch(
+                    _RAW, device_id, metric, ms_to_datetime(start), ms_to_datetime(end),
+                    RAW_MAX_ROWS + 1,
+                )  # fmt: skip
+                if len(rows) <= RAW_MAX_ROWS:
+                    ts, values = [r["ts"] for r in rows], [r["value"] for r in rows]
+            if ts is None:
+                source = "1m"
+                ts, values = await self._rollup_series(conn, device_id, metric, start, end)
+        out_ts, out_values = m4(ts, values, max_points, start=start, end=end)
+        return Series(
+            device_id=device_id,
+            metric=metric,
+            source=source,
+            start=start,
+            end=end,
+            ts=out_ts,
+            values=out_values,
+            downsampled=len(out_ts) < len(ts),
+        )
+
+    @staticmethod
+    async def _rollup_series(
+        conn: asyncpg.Connection, device_id: str, metric: str, start: int, end: int
+    ) -> tuple[list[int], list[float]]:
+        # Whole minutes only: a bucket that starts before `start` would draw data from outside.
+        first_bucket = -(-start // _BUCKET_MS) * _BUCKET_MS
+        rows = await conn.fetch(
+            _ROLLUPS, device_id, metric, ms_to_datetime(first_bucket), ms_to_datetime(end)
+        )
+        ts, values = rollup_points(rows)
+        # The tail the aggregator has not rolled up yet, raw, bounded so that a metric without
+        # rollups at all costs at most RAW_MAX_SPAN_MS of raw rows.
+        tail_start = ts[-1] + _BUCKET_MS if ts else start
+        tail_start = max(tail_start, end - RAW_MAX_SPAN_MS)
+        if tail_start < end:
+            tail = await conn.fetch(
+                _RAW, device_id, metric, ms_to_datetime(tail_start), ms_to_datetime(end),
+                RAW_MAX_ROWS,
+            )  # fmt: skip
+            ts += [r["ts"] for r in tail]
+            values += [r["value"] for r in tail]
+        return ts, values
+
+    # -- alerts --------------------------------------------------------------------------------
+
+    async def alerts(self, f: AlertFilter) -> Page[AlertRow]:
+        """Newest first. ``unacknowledged``: not acknowledged yet, whether still active or
+        cleared meanwhile (an operator should still see what happened)."""
+        f.validate()
+        where = _Where()
+        where.add_sql(_ALERT_STATUS[f.status])
+        where.add("severity = {}", f.severity)
+        where.add("device_id = {}", f.device_id)
+        page_sql = (
+            f"SELECT * FROM alerts WHERE {where.sql} ORDER BY raised_at DESC, id DESC "
+            f"LIMIT {where.param(f.limit)} OFFSET {where.param(f.offset)}"
+        )
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(page_sql, *where.args)
+            if f.offset == 0 and len(rows) < f.limit:
+                total = len(rows)
+            else:
+                count_sql = f"SELECT count(*) FROM alerts WHERE {where.sql}"
+                total = await conn.fetchval(count_sql, *where.filter_args)
+        items = [alert_row(r) for r in rows]
+        return Page(items=items, total=total, limit=f.limit, offset=f.offset)
+
+    async def alert_markers(self, device_id: str, start: int, end: int) -> list[AlertRow]:
+        """The device's alerts open at any time in ``[start, end)``, newest first."""
+        rows = await self._pool.fetch(
+            _MARKERS, device_id, ms_to_datetime(start), ms_to_datetime(end), MAX_MARKERS
+        )
+        return [alert_row(r) for r in rows]
+
+    async def acknowledge(
+        self, alert_id: int, by: Principal, comment: str | None
+    ) -> AlertRow | None:
+        """Acknowledge as ``by`` (operator or admin, else PermissionError), with an optional
+        comment (at most MAX_COMMENT_CHARS); None if no such alert. Published live."""
+        _require_acknowledge(by)
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise ValueError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+        row = await self._db.acknowledge_alert(alert_id, by.name, comment)
+        if row is not None:
+            log.info("alert_acknowledged", extra=_alert_fields(row, by))
+            await self._publish("acknowledged", row)
+        return row
+
+    async def clear(self, alert_id: int, by: Principal) -> AlertRow | None:
+        """Clear an active alert as ``by`` (operator or admin, else PermissionError); an alert
+        already cleared is returned unchanged and not published again. None if no such alert."""
+        _require_acknowledge(by)
+        before = await self._db.get_alert(alert_id)
+        if before is None:
+            return None
+        row = await self._db.clear_alert(alert_id, by.name)
+        if row is not None and before.state == "active":
+            log.info("alert_cleared", extra=_alert_fields(row, by))
+            await self._publish("cleared", row)
+        return row
+
+    async def _publish(self, kind: str, row: AlertRow) -> None:
+        """The same event the worker publishes (`hub.agents.alerts.alert_event`), best effort."""
+        try:
+            await self._redis.publish(ALERTS_CHANNEL, encode_event(alert_event(kind, row)))
+        except REDIS_UNAVAILABLE as exc:
+            _redis_degraded("publish_alert", exc)
+
+    # -- health --------------------------------------------------------------------------------
+
+    async def ping(self) -> dict[str, bool]:
+        """Reachability of each store, for readiness; each check bounded by a timeout."""
+        postgres, redis = await asyncio.gather(self._ping_postgres(), self._ping_redis())
+        return {"postgres": postgres, "redis": redis}
+
+    async def _ping_postgres(self) -> bool:
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT_S):
+                await self._pool.fetchval("SELECT 1")
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
+    async def _ping_redis(self) -> bool:
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT_S):
+                await self._redis.ping()
+        except (TimeoutError, *REDIS_UNAVAILABLE):
+            return False
+        return True
+
+
+def _require_acknowledge(by: Principal) -> None:
+    if not can_acknowledge(by.role):
+        raise PermissionError(f"{by.name} ({by.role}) may not acknowledge or clear alerts")
+
+
+def _alert_fields(row: AlertRow, by: Principal) -> dict[str, object]:
+    return {"alert_id": row.id, "device_id": row.device_id, "rule": row.rule, "by": by.name}
+
+
+def _redis_degraded(op: str, exc: BaseException) -> None:
+    log.warning("redis_unavailable", extra={"op": op, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _ms(value: Any) -> int | None:
+    return None if value is None else datetime_to_ms(value)
+
+
+def _device_view(row: Any, latest: dict[str, float | bool], latest_ts: int | None) -> DeviceView:
+    return DeviceView(
+        device_id=row["device_id"],
+        site=row["site"],
+        type=row["type"],
+        gateway_id=row["gateway_id"],
+        state=row["state"],
+        last_seen=_ms(row["last_seen"]),
+        metrics=tuple(sorted(row["metrics"])),
+        latest=latest,
+        latest_ts=latest_ts,
+        active_alerts=row["active_alerts"],
+        worst_severity=row["worst_severity"],
+    )

@@ -1,0 +1,152 @@
+"""The frame every signed-in page shares: a header with the navigation, the live count of active
+critical alerts, who is signed in, the dark-mode switch and sign-out; a toast for each new
+critical alert; and the page's one live subscription (`LivePump`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
+
+from nicegui import ui
+
+from hub.web.context import get_context
+from hub.web.model import AlertFilter, Principal, can_acknowledge
+from hub.web.pages import session
+from hub.web.pages.format import zone
+from hub.web.pages.live import LivePump
+
+__all__ = ["NavItem", "PageFrame", "critical_count", "page_frame"]
+
+log = logging.getLogger(__name__)
+
+NavItem = Literal["overview", "alerts", "device"]
+
+# Auto (the browser's setting) -> dark -> light -> auto.
+_DARK_CYCLE: Final[dict[bool | None, bool | None]] = {None: True, True: False, False: None}
+_DARK_ICON: Final[dict[bool | None, str]] = {
+    None: "brightness_auto",
+    True: "dark_mode",
+    False: "light_mode",
+}
+_DARK_TIP: Final[dict[bool | None, str]] = {
+    None: "Theme: follows the system (click for dark)",
+    True: "Theme: dark (click for light)",
+    False: "Theme: light (click to follow the system)",
+}
+
+SHARED_CSS: Final = """
+.iot-new-critical { animation: iot-pulse 1.2s ease-in-out 4; border-left: 6px solid #c10015; }
+@keyframes iot-pulse { 50% { background-color: rgba(193, 0, 21, 0.25); } }
+.iot-mono { font-variant-numeric: tabular-nums; }
+.iot-spark polyline { fill: none; stroke: currentColor; stroke-width: 1.5;
+  vector-effect: non-scaling-stroke; }
+"""
+
+
+@dataclass
+class PageFrame:
+    principal: Principal
+    tz: ZoneInfo
+    pump: LivePump
+    content: ui.column
+
+    @property
+    def can_acknowledge(self) -> bool:
+        return can_acknowledge(self.principal.role)
+
+
+async def critical_count() -> int:
+    page = await get_context().data.alerts(
+        AlertFilter(status="active", severity="critical", limit=1)
+    )
+    return page.total
+
+
+async def page_frame(
+    principal: Principal,
+    active: NavItem,
+    *,
+    devices: frozenset[str] | None = frozenset(),
+) -> PageFrame:
+    """Build the header and return the frame; put the page's own content into ``content``.
+    ``devices``: whose live readings the page wants (None: every device's)."""
+    dark = ui.dark_mode(session.dark_preference(principal.name))
+    pump = LivePump(devices=devices, alerts=True)
+    count = await critical_count()
+
+    with ui.header(elevated=True).classes("items-center gap-2 px-3 py-1 flex-wrap"):
+        ui.link("IoT Hub", "/").classes("text-lg font-semibold text-white no-underline mr-2")
+        _nav_link("Overview", "/", active == "overview", "dashboard")
+        with _nav_link("Alerts", "/alerts", active == "alerts", "notifications"):
+            badge = (
+                ui.badge(str(count), color="negative")
+                .props("floating rounded")
+                .mark("critical-count")
+                .props("data-testid=critical-count")
+            )
+            badge.set_visibility(count > 0)
+            badge.tooltip("active critical alerts")
+        ui.space()
+        with ui.row().classes("items-center gap-1 no-wrap"):
+            ui.icon("person").classes("text-white")
+            ui.label(principal.name).classes("text-white max-w-[10rem] truncate").mark(
+                "user-name"
+            ).props("data-testid=user-name")
+            ui.label(principal.role).classes(
+                "text-white text-xs opacity-80 border rounded px-1"
+            ).mark("user-role").props("data-testid=user-role")
+
+        def toggle_dark() -> None:
+            dark.value = _DARK_CYCLE[dark.value]
+            session.set_dark_preference(principal.name, dark.value)
+            dark_button.props(f"icon={_DARK_ICON[dark.value]}")
+            dark_tip.text = _DARK_TIP[dark.value]
+
+        dark_button = (
+            ui.button(icon=_DARK_ICON[dark.value], on_click=toggle_dark)
+            .props("flat round dense color=white")
+            .mark("dark-toggle")
+            .props("data-testid=dark-toggle")
+        )
+        with dark_button:
+            dark_tip = ui.tooltip(_DARK_TIP[dark.value])
+
+        def logout() -> None:
+            log.info("logout", extra={"user": principal.name})
+            session.end_session()
+            ui.navigate.to("/login")
+
+        ui.button(icon="logout", on_click=logout).props("flat round dense color=white").mark(
+            "logout"
+        ).props("data-testid=logout").tooltip("Sign out")
+
+    async def on_alerts(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            if event.get("event") == "raised" and event.get("severity") == "critical":
+                where = event.get("device_id") or event.get("gateway_id") or "?"
+                ui.notify(
+                    f"Critical alert on {where}: {event.get('message', '')}",
+                    type="negative",
+                    position="top-right",
+                    timeout=10_000,
+                    close_button=True,
+                )
+        total = await critical_count()
+        badge.text = str(total)
+        badge.set_visibility(total > 0)
+
+    pump.on_alerts(on_alerts)
+    content = ui.column().classes("w-full max-w-screen-2xl mx-auto p-2 sm:p-4 gap-4")
+    return PageFrame(
+        principal=principal, tz=zone(session.time_zone_name()), pump=pump, content=content
+    )
+
+
+def _nav_link(text: str, target: str, active: bool, icon: str) -> ui.button:
+    # A real link (q-btn renders <a href>), so it opens in a new tab like any other.
+    button = ui.button(text, icon=icon).props(f"flat no-caps color=white href={target}")
+    if active:
+        button.classes("bg-white/20")
+    return button

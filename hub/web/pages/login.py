@@ -1,0 +1,105 @@
+"""`/login`: user name and password against `AuthStore`; on success a session for
+HUB_WEB_SESSION_HOURS and on to where the browser was going (a path on this site only)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from fastapi.responses import RedirectResponse
+from nicegui import ui
+
+from hub.web.context import get_context
+from hub.web.metrics import METRICS
+from hub.web.pages import session
+from hub.web.pages.format import zone
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_CHARS: Final = 64
+MAX_PASSWORD_CHARS: Final = 1024
+_TZ_JS: Final = "return Intl.DateTimeFormat().resolvedOptions().timeZone"
+
+
+def register() -> None:
+    @ui.page("/login", title="Sign in · IoT Hub")
+    async def login_page(redirect_to: str = "/") -> RedirectResponse | None:
+        target = session.safe_redirect(redirect_to)
+        if session.session_principal() is not None:
+            return RedirectResponse(target, status_code=303)
+        ui.dark_mode(None)
+        ui.query("body").classes("bg-grey-2 dark:bg-[#121212]")
+
+        with ui.card().classes("absolute-center w-[22rem] max-w-[92vw] p-6 gap-3"):
+            ui.label("IoT Hub").classes("text-2xl font-semibold")
+            ui.label("Sign in to the operator dashboard").classes("text-sm opacity-70")
+            name = (
+                ui.input("User name")
+                .props(f"autofocus autocomplete=username maxlength={MAX_NAME_CHARS}")
+                .classes("w-full")
+                .mark("username")
+                .props("data-testid=username")
+            )
+            password = (
+                ui.input("Password", password=True, password_toggle_button=True)
+                .props(f"autocomplete=current-password maxlength={MAX_PASSWORD_CHARS}")
+                .classes("w-full")
+                .mark("password")
+                .props("data-testid=password")
+            )
+            error = (
+                ui.label("")
+                .classes("text-negative text-sm")
+                .mark("login-error")
+                .props("data-testid=login-error")
+            )
+            error.set_visibility(False)
+
+            async def submit() -> None:
+                user = (name.value or "").strip()[:MAX_NAME_CHARS]
+                secret = (password.value or "")[:MAX_PASSWORD_CHARS]
+                if not user or not secret:
+                    error.text = "Enter a user name and a password."
+                    error.set_visibility(True)
+                    return
+                button.disable()
+                try:
+                    context = get_context()
+                    principal = await context.auth.authenticate(user, secret)
+                finally:
+                    button.enable()
+                if principal is None:
+                    METRICS.login(ok=False)
+                    log.warning("login_failed", extra={"user": user})
+                    error.text = "Wrong user name or password."
+                    error.set_visibility(True)
+                    password.value = ""
+                    return
+                METRICS.login(ok=True)
+                log.info("login_ok", extra={"user": principal.name, "role": principal.role})
+                session.start_session(principal, context.settings.web_session_hours)
+                ui.navigate.to(target)
+
+            password.on("keydown.enter", submit)
+            name.on("keydown.enter", lambda: password.run_method("focus"))
+            button = (
+                ui.button("Sign in", on_click=submit)
+                .classes("w-full mt-2")
+                .mark("login-submit")
+                .props("data-testid=login-submit")
+            )
+
+        async def remember_time_zone() -> None:
+            # Charts and tables show the browser's local time: learn its zone once per login.
+            await ui.context.client.connected()
+            try:
+                name = await ui.run_javascript(_TZ_JS, timeout=5)
+            except TimeoutError:
+                return  # times stay in UTC
+            if isinstance(name, str) and zone(name).key == name:
+                session.set_time_zone_name(name)
+
+        ui.timer(0.1, remember_time_zone, once=True)
+        return None

@@ -1,0 +1,128 @@
+"""Who is logged in to this browser, for how long, and their preferences.
+
+The session lives in NiceGUI's `app.storage.user` (per browser, signed with the storage secret
+from HUB_WEB_STORAGE_SECRET); preferences that follow a person from browser to browser (dark
+mode) live in `app.storage.general`, keyed by user name.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse
+from nicegui import app
+
+from hub.web.context import get_context
+from hub.web.model import Principal, check_role
+
+__all__ = [
+    "current_principal",
+    "dark_preference",
+    "end_session",
+    "login_redirect",
+    "safe_redirect",
+    "session_principal",
+    "set_dark_preference",
+    "start_session",
+    "time_zone_name",
+]
+
+SESSION_KEY: Final = "session"
+TZ_KEY: Final = "tz"
+PREFS_KEY: Final = "web_prefs"
+
+
+def start_session(principal: Principal, hours: float, *, now: float | None = None) -> None:
+    expires = (time.time() if now is None else now) + hours * 3600
+    app.storage.user[SESSION_KEY] = {
+        "name": principal.name,
+        "role": principal.role,
+        "expires": expires,
+    }
+
+
+def end_session() -> None:
+    app.storage.user.pop(SESSION_KEY, None)
+
+
+def session_principal(*, now: float | None = None) -> Principal | None:
+    """The principal this browser logged in as, unless the session expired (then it is ended)."""
+    session = app.storage.user.get(SESSION_KEY)
+    if not isinstance(session, dict):
+        return None
+    try:
+        name = str(session["name"])
+        role = check_role(str(session["role"]))
+        expires = float(session["expires"])
+    except (KeyError, TypeError, ValueError):
+        end_session()
+        return None
+    if (time.time() if now is None else now) >= expires:
+        end_session()
+        return None
+    return Principal(name=name, role=role)
+
+
+async def current_principal() -> Principal | None:
+    """The logged-in user as the database has them now: a session outlives neither the user's
+    deletion nor a role change (the new role applies at once)."""
+    principal = session_principal()
+    if principal is None:
+        return None
+    now = await get_context().auth.get_user(principal.name)
+    if now is None:
+        end_session()
+        return None
+    if now.role != principal.role:
+        session = dict(app.storage.user[SESSION_KEY])
+        session["role"] = now.role
+        app.storage.user[SESSION_KEY] = session
+    return now
+
+
+def safe_redirect(target: str | None) -> str:
+    """Only a path on this site: never another host (`//evil`, `https://...`, `/\\evil`)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.path.startswith("/login"):
+        return "/"
+    return target
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?redirect_to={quote(target, safe='')}", status_code=303)
+
+
+def time_zone_name() -> str | None:
+    name = app.storage.user.get(TZ_KEY)
+    return name if isinstance(name, str) else None
+
+
+def set_time_zone_name(name: str) -> None:
+    app.storage.user[TZ_KEY] = name[:64]
+
+
+def _prefs(name: str) -> dict[str, Any]:
+    every = app.storage.general.get(PREFS_KEY)
+    mine = every.get(name) if isinstance(every, dict) else None
+    return dict(mine) if isinstance(mine, dict) else {}
+
+
+def dark_preference(name: str) -> bool | None:
+    """True, False, or None for the browser's own setting."""
+    value = _prefs(name).get("dark")
+    return value if isinstance(value, bool) else None
+
+
+def set_dark_preference(name: str, dark: bool | None) -> None:
+    every = app.storage.general.get(PREFS_KEY)
+    every = dict(every) if isinstance(every, dict) else {}
+    mine = _prefs(name)
+    mine["dark"] = dark
+    every[name] = mine
+    app.storage.general[PREFS_KEY] = every

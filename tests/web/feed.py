@@ -1,0 +1,179 @@
+"""Arrange what the dashboard shows, through the hub's own code paths: readings written with
+`Database.write_readings` and then put on Redis with `LiveStore` exactly as the ingest agent
+does, alerts through `Database.apply_alert` and published as the alert agent does, gateway
+heartbeats as the status agent stores them, users through `AuthStore`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from edge_gateway.simulators import FleetSpec, build_fleet
+from hub.agents.alerts import alert_event, encode_event
+from hub.agents.status import gateway_state_json
+from hub.rules.model import AlertTransition
+from hub.storage.live import LiveStore
+from hub.storage.model import AlertRow
+from hub.storage.postgres import Database
+from hub.web.auth import AuthStore
+from hub.web.model import Role
+from protocol import EdgeMetrics, NormalisedReading
+
+PASSWORD = "correct horse battery"  # every test user's
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class HubFeed:
+    database: Database
+    live: LiveStore
+    auth: AuthStore
+    redis: Redis
+
+    async def add_user(self, name: str, role: Role, password: str = PASSWORD) -> None:
+        await self.auth.add_user(name, password, role)
+
+    async def ingest(self, readings: Sequence[NormalisedReading], *, publish: bool = True) -> None:
+        """What the worker does with a batch: PostgreSQL first (the readings, and the device
+        online as the alert agent marks it when data arrives), then Redis."""
+        await self.database.write_readings(readings)
+        newest: dict[str, int] = {}
+        for r in readings:
+            newest[r.device_id] = max(r.ts, newest.get(r.device_id, r.ts))
+        for device_id, ts in newest.items():  # the alert agent's presence tracking
+            await self.database.mark_presence(device_id, "online", ts)
+        await self.live.update_latest(readings)
+        if publish:
+            await self.live.publish_readings(readings)
+
+    async def rollups(self, since_ms: int) -> None:
+        await self.database.rebuild_rollups(since_ms)
+
+    async def raise_alert(
+        self,
+        device_id: str,
+        *,
+        rule: str = "test.threshold",
+        severity: str = "critical",
+        metric: str | None = None,
+        value: float | None = None,
+        message: str = "value out of range",
+        ts: int | None = None,
+        gateway_id: str = "gw-1",
+    ) -> AlertRow:
+        """Open an alert and publish it as the alert agent does."""
+        transition = AlertTransition(
+            kind="raised",
+            device_id=device_id,
+            gateway_id=gateway_id,
+            rule=rule,
+            severity=severity,  # type: ignore[arg-type]
+            metric=metric,
+            value=value,
+            message=message,
+            ts=now_ms() if ts is None else ts,
+        )
+        row = await self.database.apply_alert(transition)
+        assert row is not None
+        await self.live.publish_alert(encode_event(alert_event("raised", row)))
+        return row
+
+    async def heartbeat(
+        self,
+        gateway_id: str,
+        *,
+        site: str = "site-1",
+        buffer_depth: int = 0,
+        buffer_bytes: int = 0,
+        forwarded_rate: float = 5.0,
+        kafka_connected: bool = True,
+        received_ts: int | None = None,
+    ) -> None:
+        metrics = EdgeMetrics(
+            gateway_id=gateway_id,
+            site=site,
+            ts=now_ms(),
+            uptime_s=3600.0,
+            buffer_depth=buffer_depth,
+            buffer_bytes=buffer_bytes,
+            buffer_max_bytes=1 << 30,
+            buffer_oldest_age_s=12.0 if buffer_depth else None,
+            received_total=100_000,
+            forwarded_total=100_000 - buffer_depth,
+            dropped_total=0,
+            dead_lettered_total=0,
+            received_rate=forwarded_rate,
+            forwarded_rate=forwarded_rate,
+            kafka_connected=kafka_connected,
+        )
+        await self.live.set_gateway_state(
+            gateway_id,
+            gateway_state_json(metrics, now_ms() if received_ts is None else received_ts),
+        )
+
+
+def reading(
+    device_id: str,
+    ts: int,
+    metrics: dict[str, float | bool],
+    *,
+    type: str | None = "cnc_spindle",
+    site: str = "site-1",
+    gateway_id: str = "gw-1",
+    seq: int | None = None,
+    validate: bool = True,
+) -> NormalisedReading:
+    """``validate=False`` skips the model's checks: a device id that breaks the MQTT contract,
+    as if it had reached the database some other way (the dashboard must still show it safely)."""
+    build = NormalisedReading if validate else NormalisedReading.model_construct
+    return build(
+        site=site,
+        device_id=device_id,
+        type=type,
+        ts=ts,
+        seq=seq,
+        metrics=metrics,
+        gateway_id=gateway_id,
+        received_ts=ts,
+    )
+
+
+def simulated_history(
+    *,
+    end_ms: int,
+    hours: float,
+    step_s: float,
+    site: str = "site-1",
+    gateway_id: str = "gw-1",
+    seed: int = 7,
+) -> list[NormalisedReading]:
+    """The five simulator types, one device each, with their real models (shifts, load, warm-up,
+    noise), one payload every ``step_s`` for the ``hours`` before ``end_ms``."""
+    fleet = build_fleet(FleetSpec(site=site, seed=seed, anomaly_probability=0.0))
+    start = end_ms - int(hours * 3_600_000)
+    step = int(step_s * 1000)
+    readings: list[NormalisedReading] = []
+    for ts in range(start, end_ms, step):
+        for device in fleet:
+            payload = device.next_payload(ts)
+            if payload is None:
+                continue
+            readings.append(
+                NormalisedReading(
+                    site=site,
+                    device_id=device.device_id,
+                    type=payload["type"],
+                    ts=payload["ts"],
+                    seq=payload["seq"],
+                    metrics=payload["metrics"],
+                    gateway_id=gateway_id,
+                    received_ts=payload["ts"],
+                )
+            )
+    return readings
