@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SERVICES := scripts/services
 
 .DEFAULT_GOAL := help
-.PHONY: help install services services-down services-status lint test test-unit bench demo schema clean
+.PHONY: help install services services-down services-status lint test test-unit test-deploy bench demo schema images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-unit: $(STAMP) ## only the fast tests that need no services
 test: lint ## lint, then every test (starts the services it needs)
 	$(BIN)/pytest -q -rs
 
+test-deploy: $(STAMP) ## only the deployment checks (helm, compose, Dockerfile, extras)
+	$(BIN)/pytest -q tests/deploy
+
 bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 	@$(SERVICES) start kafka mosquitto postgres redis
 	$(BIN)/python -m bench.edge_pipeline
@@ -51,9 +54,13 @@ bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
 	$(BIN)/python -m protocol.schema docs
 
-demo: $(STAMP) ## local services, the hub worker, and the edge gateway with all five simulators
+demo: $(STAMP) ## local services, hub worker, dashboard, and the edge with five simulators
 	@$(SERVICES) start
 	@scripts/demo
+
+images: ## build both container images (needs a Docker engine)
+	docker build --target edge -t iot-monitoring/edge:local .
+	docker build --target hub -t iot-monitoring/hub:local .
 
 clean: ## remove the venv and local state (stops the services first)
 	-@$(SERVICES) stop
