@@ -24,8 +24,9 @@ from pathlib import Path
 import psutil
 from aiokafka import AIOKafkaConsumer
 
-from tests.support.gateway import ROOT, GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
 from tests.support.kafka import ensure_topics, partitions_of
+from tests.support.process import ROOT, free_port
 from tests.support.services import kafka_bootstrap, mosquitto_address
 from tests.support.waiting import wait_until
 

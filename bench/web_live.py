@@ -40,10 +40,11 @@ from hub.storage.live import READINGS_CHANNEL
 from hub.web.auth import AuthStore
 from hub.web.metrics import parse as parse_metrics
 from protocol import topics
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, position_group_at_end
 from tests.support.kafka import ensure_topics
 from tests.support.mqtt import Publisher
+from tests.support.process import free_port
 from tests.support.services import kafka_bootstrap, run_services
 from tests.support.web import WebProcess
 

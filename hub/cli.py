@@ -255,6 +255,10 @@ def _add_web_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_web)
 
 
+def _name_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("name", metavar="NAME", help=f"{what} name: 1..64 of A-Z a-z 0-9 _ . @ -")
+
+
 def _role_arg(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--role",
@@ -375,7 +379,7 @@ def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(argon2id hash; the password never appears in the database, the logs or argv). "
         "Bootstrap the first administrator with `iot-hub user add admin --role admin`.",
     )
-    add.add_argument("name", metavar="NAME", help="user name: 1..64 of A-Z a-z 0-9 _ . @ -")
+    _name_arg(add, "user")
     _role_arg(add, "user")
     add.add_argument(
         "--password-stdin",
@@ -399,7 +403,7 @@ def _add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "stderr). It is shown this once: only its SHA-256 is stored. Use it as "
         "`Authorization: Bearer <token>`.",
     )
-    create.add_argument("name", metavar="NAME", help="token name: 1..64 of A-Z a-z 0-9 _ . @ -")
+    _name_arg(create, "token")
     _role_arg(create, "token")
     create.set_defaults(func=_token_create)
     revoke = token_sub.add_parser(

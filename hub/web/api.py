@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -46,6 +46,8 @@ from hub.web.model import (
     AlertStatus,
     DeviceFilter,
     DeviceState,
+    DeviceView,
+    Page,
     Principal,
     Severity,
     can_acknowledge,
@@ -370,10 +372,19 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, 1..{MAX
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
 
 
-def _link_next(request: Request, response: Response, total: int, limit: int, offset: int) -> None:
-    if offset + limit < total:
-        url = request.url.include_query_params(offset=offset + limit, limit=limit)
+async def _page_json(
+    request: Request, response: Response, fetch: Awaitable[Page[Any]]
+) -> dict[str, Any]:
+    """A list endpoint's answer: the page, with a `Link: <...>; rel="next"` header while more
+    pages follow; a filter the data layer refuses is 422."""
+    try:
+        page = await fetch
+    except ValueError as exc:
+        raise _invalid(str(exc)) from exc
+    if page.offset + page.limit < page.total:
+        url = request.url.include_query_params(offset=page.offset + page.limit, limit=page.limit)
         response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return page.to_json()
 
 
 # -- devices and gateways -----------------------------------------------------------------------
@@ -425,21 +436,18 @@ async def list_devices(
         limit=limit,
         offset=offset,
     )
-    try:
-        page = await get_context().data.devices(f)
-    except ValueError as exc:
-        raise _invalid(str(exc)) from exc
-    _link_next(request, response, page.total, limit, offset)
-    return page.to_json()
+    return await _page_json(request, response, get_context().data.devices(f))
 
 
 DeviceId = Annotated[str, Path(max_length=MAX_TEXT)]
 
 
-def _device_id(device_id: str) -> str:
-    if "\x00" in device_id:  # cannot be stored, so it does not exist
+async def _device(device_id: str) -> DeviceView:
+    """The device, or 404. An id holding NUL cannot be stored, so no such device exists."""
+    device = None if "\x00" in device_id else await get_context().data.device(device_id)
+    if device is None:
         raise _not_found(f"no device {device_id!r}")
-    return device_id
+    return device
 
 
 @router.get(
@@ -459,10 +467,7 @@ def _device_id(device_id: str) -> str:
     summary="One device: state, latest values, active alerts",
 )
 async def get_device(principal: Viewer, device_id: DeviceId) -> dict[str, Any]:
-    device = await get_context().data.device(_device_id(device_id))
-    if device is None:
-        raise _not_found(f"no device {device_id!r}")
-    return device.to_json()
+    return (await _device(device_id)).to_json()
 
 
 @router.get(
@@ -489,10 +494,7 @@ async def get_readings(
     end: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms; default: now")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="points at most")] = 1000,
 ) -> dict[str, Any]:
-    data = get_context().data
-    device = await data.device(_device_id(device_id))
-    if device is None:
-        raise _not_found(f"no device {device_id!r}")
+    device = await _device(device_id)
     if metric not in device.metrics:
         known = ", ".join(device.metrics) or "none"
         # Not found rather than invalid: the metric is well-formed, this device just has no
@@ -506,7 +508,7 @@ async def get_readings(
     if start_ms >= end_ms:
         raise _invalid(f"query parameter 'start' ({start_ms}) must be before 'end' ({end_ms})")
     try:
-        series = await data.series(device_id, metric, start_ms, end_ms, max_points)
+        series = await get_context().data.series(device_id, metric, start_ms, end_ms, max_points)
     except ValueError as exc:
         raise _invalid(str(exc)) from exc
     return series.to_json()
@@ -558,12 +560,7 @@ async def list_alerts(
         limit=limit,
         offset=offset,
     )
-    try:
-        page = await get_context().data.alerts(f)
-    except ValueError as exc:
-        raise _invalid(str(exc)) from exc
-    _link_next(request, response, page.total, limit, offset)
-    return page.to_json()
+    return await _page_json(request, response, get_context().data.alerts(f))
 
 
 AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]

@@ -256,6 +256,24 @@ class WebData:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    async def _page(
+        self, rows_from: str, count_from: str, order_by: str, where: _Where, limit: int, offset: int
+    ) -> tuple[list[asyncpg.Record], int]:
+        """One page of ``SELECT {rows_from} WHERE ... ORDER BY {order_by}``, and how many rows
+        match over all pages (``SELECT count(*) FROM {count_from} WHERE ...``, skipped when the
+        whole result is on this page)."""
+        page_sql = (
+            f"SELECT {rows_from} WHERE {where.sql} ORDER BY {order_by} "
+            f"LIMIT {where.param(limit)} OFFSET {where.param(offset)}"
+        )
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(page_sql, *where.args)
+            if offset == 0 and len(rows) < limit:
+                return rows, len(rows)
+            count_sql = f"SELECT count(*) FROM {count_from} WHERE {where.sql}"
+            total: int = await conn.fetchval(count_sql, *where.filter_args)
+        return rows, total
+
     # -- devices -------------------------------------------------------------------------------
 
     async def devices(self, f: DeviceFilter) -> Page[DeviceView]:
@@ -265,17 +283,9 @@ class WebData:
         where.add("d.type = {}", f.type)
         where.add("d.state = {}", f.state)
         where.add("strpos(lower(d.device_id), lower({})) > 0", f.search or None)
-        page_sql = (
-            f"SELECT {_DEVICE_COLUMNS} WHERE {where.sql} ORDER BY d.device_id "
-            f"LIMIT {where.param(f.limit)} OFFSET {where.param(f.offset)}"
+        rows, total = await self._page(
+            _DEVICE_COLUMNS, "devices d", "d.device_id", where, f.limit, f.offset
         )
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(page_sql, *where.args)
-            if f.offset == 0 and len(rows) < f.limit:
-                total = len(rows)  # the whole result is on this page
-            else:
-                count_sql = f"SELECT count(*) FROM devices d WHERE {where.sql}"
-                total = await conn.fetchval(count_sql, *where.filter_args)
         latest = await self._latest([r["device_id"] for r in rows])
         items = [_device_view(r, *latest.get(r["device_id"], ({}, None))) for r in rows]
         return Page(items=items, total=total, limit=f.limit, offset=f.offset)
@@ -403,17 +413,9 @@ class WebData:
         where.add_sql(_ALERT_STATUS[f.status])
         where.add("severity = {}", f.severity)
         where.add("device_id = {}", f.device_id)
-        page_sql = (
-            f"SELECT * FROM alerts WHERE {where.sql} ORDER BY raised_at DESC, id DESC "
-            f"LIMIT {where.param(f.limit)} OFFSET {where.param(f.offset)}"
+        rows, total = await self._page(
+            "* FROM alerts", "alerts", "raised_at DESC, id DESC", where, f.limit, f.offset
         )
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(page_sql, *where.args)
-            if f.offset == 0 and len(rows) < f.limit:
-                total = len(rows)
-            else:
-                count_sql = f"SELECT count(*) FROM alerts WHERE {where.sql}"
-                total = await conn.fetchval(count_sql, *where.filter_args)
         items = [alert_row(r) for r in rows]
         return Page(items=items, total=total, limit=f.limit, offset=f.offset)
 

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from edge_gateway.simulators.catalog import ALL_TYPES
-from tests.support.gateway import ROOT, free_port
 from tests.support.hub import position_group_at_end
+from tests.support.process import ROOT, free_port
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

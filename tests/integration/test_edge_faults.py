@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from protocol import NormalisedReading, topics
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
 from tests.support.kafka import KafkaTail, Record
 from tests.support.mqtt import Publisher
+from tests.support.process import free_port
 from tests.support.services import run_services
 from tests.support.waiting import wait_until
 

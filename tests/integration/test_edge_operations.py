@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from protocol import NormalisedReading, topics
-from tests.support.gateway import ROOT, GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
 from tests.support.kafka import KafkaTail
 from tests.support.mqtt import Publisher
+from tests.support.process import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, topics
-from tests.support.gateway import ROOT, GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
 from tests.support.kafka import KafkaTail, Record
+from tests.support.process import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 

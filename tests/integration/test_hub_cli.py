@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from hub.storage.migrations import load_migrations
-from tests.support.gateway import ROOT
+from tests.support.process import ROOT
 
 pytestmark = pytest.mark.integration
 

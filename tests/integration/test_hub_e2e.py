@@ -16,7 +16,7 @@ from edge_gateway.simulators.catalog import DEVICE_ID_PREFIX
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.live import LAST_SEEN_KEY, latest_key
 from protocol import NormalisedReading, topics
-from tests.support.gateway import GatewayProcess, free_port
+from tests.support.gateway import GatewayProcess
 from tests.support.hub import (
     HubWorkerProcess,
     committed,
@@ -26,6 +26,7 @@ from tests.support.hub import (
     read_range,
 )
 from tests.support.kafka import Record, ensure_topics
+from tests.support.process import free_port
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,6 @@ from redis.asyncio import Redis
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.live import latest_key
 from protocol import NormalisedReading, encode
-from tests.support.gateway import free_port
 from tests.support.hub import (
     DB_BUG,
     DB_DOWN,
@@ -32,6 +31,7 @@ from tests.support.hub import (
     produce,
 )
 from tests.support.kafka import KafkaTail, ensure_topics
+from tests.support.process import free_port
 from tests.support.waiting import async_wait_until, wait_until
 
 pytestmark = pytest.mark.integration

@@ -36,6 +36,7 @@ from hub.storage.model import AlertRow, Severity
 from hub.storage.postgres import Database
 from hub.web.metrics import parse as parse_metrics
 from protocol import EdgeMetrics, NormalisedReading
+from tests.support.readings import make_reading
 from tests.support.waiting import async_wait_until, wait_until
 from tests.support.web import API, Tokens, WebProcess, create_tokens
 
@@ -108,25 +109,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def reading(
-    device_id: str,
-    ts: int,
-    metrics: dict[str, float | bool],
-    *,
-    site: str = "site-1",
-    type: str | None = "cnc_spindle",
-    seq: int | None = None,
-) -> NormalisedReading:
-    return NormalisedReading(
-        site=site,
-        device_id=device_id,
-        type=type,
-        ts=ts,
-        seq=seq,
-        metrics=metrics,
-        gateway_id="gw-c",
-        received_ts=ts + 2,
-    )
+reading = functools.partial(make_reading, type="cnc_spindle", gateway_id="gw-c")
 
 
 async def store_readings(

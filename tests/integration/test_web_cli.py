@@ -19,7 +19,7 @@ import pytest
 from hub.web.auth import AuthStore
 from hub.web.data import connect_pool
 from hub.web.model import Principal
-from tests.support.gateway import ROOT, free_port
+from tests.support.process import ROOT, free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from hub.storage.live import ALERTS_CHANNEL, READINGS_CHANNEL
 from hub.web.fanout import LiveEvent, LiveFanout, Subscription
-from tests.support.gateway import free_port
+from tests.support.process import free_port
 from tests.support.waiting import async_wait_until, wait_until
 
 pytestmark = pytest.mark.integration

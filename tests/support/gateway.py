@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -16,62 +14,29 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.support.mqtt import forget_session as mqtt_forget_session
-from tests.support.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.process import ServiceProcess, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class GatewayProcess:
+class GatewayProcess(ServiceProcess):
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
         self.http_port = int(env.get("EDGE_HTTP_PORT") or free_port())
-        self.env = {
-            **os.environ,
-            "EDGE_HTTP_HOST": "127.0.0.1",
-            "EDGE_MQTT_BIND": "127.0.0.1",
-            "EDGE_BUFFER_PATH": str(workdir / "buffer.db"),
-            "EDGE_METRICS_INTERVAL_S": "1",
-            "EDGE_GATEWAY_ID": f"gw-{uuid.uuid4().hex[:8]}",
-            **env,
-            "EDGE_HTTP_PORT": str(self.http_port),
-        }
-        self.log_path = workdir / "gateway.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60) -> GatewayProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_gateway.cli", "run"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            "gateway",
+            ["-m", "edge_gateway.cli", "run"],
+            workdir / "gateway.log",
+            {
+                **os.environ,
+                "EDGE_HTTP_HOST": "127.0.0.1",
+                "EDGE_MQTT_BIND": "127.0.0.1",
+                "EDGE_BUFFER_PATH": str(workdir / "buffer.db"),
+                "EDGE_METRICS_INTERVAL_S": "1",
+                "EDGE_GATEWAY_ID": f"gw-{uuid.uuid4().hex[:8]}",
+                **env,
+                "EDGE_HTTP_PORT": str(self.http_port),
+            },
+            f"http://127.0.0.1:{self.http_port}",
         )
-        log.close()
-        wait_until(self._ready, timeout, f"gateway ready (log {self.log_path})")
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -85,9 +50,6 @@ class GatewayProcess:
         assert code == 200, body
         result: dict[str, Any] = json.loads(body)
         return result
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
         assert self.proc is not None

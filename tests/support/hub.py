@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from hub.settings import HubSettings
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading, topics
-from tests.support.gateway import ROOT
 from tests.support.kafka import Record, partitions_of
+from tests.support.process import ROOT
 
 DB_DOWN = "db_down"  # while this key exists the stand-in database refuses connections
 DB_BUG = "db_bug"  # while this key exists the stand-in database raises a non-transient error

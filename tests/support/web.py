@@ -6,9 +6,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,64 +14,41 @@ import asyncpg
 
 from hub.web.auth import AuthStore
 from hub.web.model import Role
-from tests.support.gateway import ROOT, free_port
-from tests.support.waiting import wait_until
+from tests.support.process import ServiceProcess, free_port
 
 API = "/api/v1"
 
 
-class WebProcess:
-    """`iot-hub web` as a subprocess (`python -m hub.cli web`), as an operator starts it."""
+class WebProcess(ServiceProcess):
+    """`iot-hub web` as a subprocess (`python -m hub.cli web`), as an operator starts it. Ready
+    means `/readyz` answers 200: the stores are reachable and the live Redis subscription is up,
+    so nothing published after `start` returns is lost."""
 
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        self.env = {
-            # Not PYTEST_CURRENT_TEST: NiceGUI would take itself for a test run of its own.
-            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
-            "HUB_WEB_HOST": "127.0.0.1",
-            "HUB_WEB_STORAGE_SECRET": secrets.token_urlsafe(32),
-            **env,
-            "HUB_HTTP_PORT": str(self.port),
-        }
-        self.log_path = workdir / "web.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            "iot-hub web",
+            ["-m", "hub.cli", "web"],
+            workdir / "web.log",
+            {
+                # Not PYTEST_CURRENT_TEST: NiceGUI would take itself for a test run of its own.
+                **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+                "HUB_WEB_HOST": "127.0.0.1",
+                "HUB_WEB_STORAGE_SECRET": secrets.token_urlsafe(32),
+                # Sessions and preferences in the work directory, not in .nicegui/ of the tree.
+                "NICEGUI_STORAGE_PATH": str(workdir / "nicegui"),
+                **env,
+                "HUB_HTTP_PORT": str(self.port),
+            },
+            f"http://127.0.0.1:{self.port}",
+        )
 
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}{API}/live"
 
-    def start(self, timeout: float = 60) -> WebProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "web"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._ready, timeout, f"iot-hub web ready (log {self.log_path})")
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"iot-hub web exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            # Ready includes the live Redis subscription: nothing published after this is lost.
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then the exit code; SIGKILL if it has not exited within ``timeout``."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

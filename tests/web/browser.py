@@ -1,16 +1,11 @@
-"""Real-browser tests' machinery: `iot-hub web` as a subprocess, exactly as an operator starts it,
-and headless Chromium from Debian's packages driven by Selenium (no browser is downloaded:
-scripts/browser installs `chromium` and `chromium-driver` with apt when they are missing)."""
+"""Real-browser tests' machinery: headless Chromium from Debian's packages driven by Selenium
+(no browser is downloaded: scripts/browser installs `chromium` and `chromium-driver` with apt
+when they are missing). The app they open is `iot-hub web` as a subprocess
+(`tests.support.web.WebProcess`), exactly as an operator starts it."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,8 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support.gateway import ROOT, free_port
-from tests.support.waiting import wait_until
+from tests.support.process import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -76,65 +70,6 @@ def set_viewport(driver: webdriver.Chrome, width: int, height: int) -> None:
         "Emulation.setDeviceMetricsOverride",
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
     )
-
-
-class WebServer:
-    """`python -m hub.cli web` on a free port, with its log in ``workdir``."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.log_path = workdir / "web.log"
-        self.env = {
-            **os.environ,
-            **env,
-            "HUB_HTTP_PORT": str(self.port),
-            "HUB_WEB_HOST": "127.0.0.1",
-            "NICEGUI_STORAGE_PATH": tempfile.mkdtemp(prefix="nicegui-storage-", dir=workdir),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60) -> WebServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "web"],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._ready, timeout, f"iot-hub web ready (log {self.log_path})")
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"iot-hub web exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/login", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-                raise
-        return self.proc.returncode
 
 
 class Page:

@@ -31,10 +31,10 @@ from hub.web.context import WebContext, get_context
 from tests.integration.conftest import PostgresServer, reset_data
 from tests.support.services import run_services
 from tests.support.waiting import async_wait_until
-from tests.web.browser import Page, WebServer, chromium, install_browser
+from tests.support.web import WebProcess
+from tests.web.browser import Page, chromium, install_browser
 from tests.web.feed import HubFeed
 
-ROOT = Path(__file__).resolve().parents[2]
 WEB_MAIN = Path(__file__).with_name("web_main.py")
 # Redis keys of these tests live in a database number of their own, so the overview's
 # `iot:gateways` and latest values hold only what a test put there. (Pub/sub channels are not
@@ -167,9 +167,9 @@ async def login(user: User, name: str, password: str | None = None) -> None:
 @pytest.fixture(scope="session")
 def web_server(
     web_database_url: str, web_redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebServer]:
+) -> Iterator[WebProcess]:
     """`iot-hub web` as a subprocess on the tests' stores (emptied by `feed` per test)."""
-    server = WebServer(tmp_path_factory.mktemp("web"), web_env(web_database_url, web_redis_url))
+    server = WebProcess(tmp_path_factory.mktemp("web"), web_env(web_database_url, web_redis_url))
     server.start()
     try:
         yield server
@@ -193,7 +193,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrom
 
 
 @pytest.fixture
-def page(driver: webdriver.Chrome, web_server: WebServer, feed: HubFeed) -> Iterator[Page]:
+def page(driver: webdriver.Chrome, web_server: WebProcess, feed: HubFeed) -> Iterator[Page]:
     """A signed-out browser on the running app, with the stores emptied for this test."""
     driver.delete_all_cookies()
     yield Page(driver, web_server.url)

@@ -5,6 +5,7 @@ heartbeats as the status agent stores them, users through `AuthStore`."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from hub.storage.postgres import Database
 from hub.web.auth import AuthStore
 from hub.web.model import Role
 from protocol import EdgeMetrics, NormalisedReading
+from tests.support.readings import make_reading
 
 PASSWORD = "correct horse battery"  # every test user's
 
@@ -118,30 +120,7 @@ class HubFeed:
         )
 
 
-def reading(
-    device_id: str,
-    ts: int,
-    metrics: dict[str, float | bool],
-    *,
-    type: str | None = "cnc_spindle",
-    site: str = "site-1",
-    gateway_id: str = "gw-1",
-    seq: int | None = None,
-    validate: bool = True,
-) -> NormalisedReading:
-    """``validate=False`` skips the model's checks: a device id that breaks the MQTT contract,
-    as if it had reached the database some other way (the dashboard must still show it safely)."""
-    build = NormalisedReading if validate else NormalisedReading.model_construct
-    return build(
-        site=site,
-        device_id=device_id,
-        type=type,
-        ts=ts,
-        seq=seq,
-        metrics=metrics,
-        gateway_id=gateway_id,
-        received_ts=ts,
-    )
+reading = functools.partial(make_reading, type="cnc_spindle")
 
 
 def simulated_history(
@@ -165,15 +144,14 @@ def simulated_history(
             if payload is None:
                 continue
             readings.append(
-                NormalisedReading(
-                    site=site,
-                    device_id=device.device_id,
-                    type=payload["type"],
-                    ts=payload["ts"],
+                make_reading(
+                    device.device_id,
+                    payload["ts"],
+                    payload["metrics"],
                     seq=payload["seq"],
-                    metrics=payload["metrics"],
+                    site=site,
                     gateway_id=gateway_id,
-                    received_ts=payload["ts"],
+                    type=payload["type"],
                 )
             )
     return readings

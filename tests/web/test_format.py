@@ -8,14 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.web.model import Series
+from edge_gateway.status_view import human_bytes
+from hub.web.model import Page, Series
 from hub.web.pages.charts import marker_text, metric_figure
 from hub.web.pages.format import (
     DAY_MS,
     SparkBuffer,
     csv_export,
     format_age,
-    format_bytes,
+    format_page,
     format_value,
     is_flag,
     parse_local,
@@ -47,8 +48,19 @@ def test_values_read_at_a_glance() -> None:
     assert is_flag("conveyor", "jammed")
     assert not is_flag("conveyor", "motor_current_a")
     assert is_flag(None, "door_open", True)
-    assert format_bytes(5 << 20) == "5.0 MiB"
-    assert format_bytes(12) == "12 B"
+    assert human_bytes(5 << 20) == "5.0 MiB"  # a gateway's backlog, as `iot-edge status` says
+    assert human_bytes(12) == "12 B"
+
+
+def test_list_counts() -> None:
+    assert format_page(Page(items=[1, 2, 3], total=3, limit=100, offset=0), "device") == (
+        "3 devices"
+    )
+    assert format_page(Page(items=[1], total=1, limit=100, offset=0), "alert") == "1 alert"
+    assert format_page(Page(items=[], total=0, limit=100, offset=0), "alert") == "0 alerts"
+    assert format_page(Page(items=[1] * 100, total=250, limit=100, offset=100), "device") == (
+        "101-200 of 250 devices"
+    )
 
 
 def test_ages() -> None:

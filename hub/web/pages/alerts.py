@@ -32,7 +32,7 @@ from hub.web.model import (
 )
 from hub.web.pages import session
 from hub.web.pages.format import format_age, format_number, format_time
-from hub.web.pages.layout import PageFrame, page_frame
+from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.pages.overview import device_href, now_ms
 
 __all__ = ["AlertsPage", "register"]
@@ -137,9 +137,7 @@ class AlertsPage:
                 .mark("alert-list")
                 .props("data-testid=alert-list")
             )
-            with ui.row().classes("w-full justify-center"):
-                self.pager = ui.pagination(1, 1, direction_links=True, on_change=self._on_page)
-                self.pager.set_visibility(False)
+            self.pager = list_pager(self._on_page)
             self._build_dialogs()
         await self.refresh()
         self.seen = {a.id for a in self.alerts}
@@ -193,16 +191,7 @@ class AlertsPage:
         if changed or not self._rendered:
             self._render()  # only when something shown changed: no flicker under a pointer
             self._rendered = True
-        first = page.offset + 1 if page.items else 0
-        noun = "alert" if page.total == 1 else "alerts"
-        self.count_label.text = (
-            f"{first}-{page.offset + len(page.items)} of {page.total} {noun}"
-            if page.total > len(page.items)
-            else f"{page.total} {noun}"
-        )
-        pages = max(1, -(-page.total // page.limit))
-        self.pager.max = pages
-        self.pager.set_visibility(pages > 1)
+        show_list_page(page, "alert", self.count_label, self.pager)
 
     def _render(self) -> None:
         self.list_box.clear()

@@ -1,5 +1,6 @@
 """What the pages show, as plain functions with no UI and no I/O: numbers, ages, local times,
-sparkline geometry, time ranges and the CSV export. Unit-tested in tests/web/test_format.py."""
+sparkline geometry, time ranges, list counts and the CSV export. Unit-tested in
+tests/web/test_format.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_gateway.simulators.catalog import METRICS, MetricSpec
-from hub.web.model import Series
+from hub.web.model import Page, Series
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 60 * MINUTE_MS
@@ -102,15 +103,6 @@ def metric_value(device_type: str | None, metric: str, value: float | bool) -> s
     return f"{text} {spec.unit}"
 
 
-def format_bytes(count: float) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def format_rate(per_s: float) -> str:
     return f"{format_number(per_s)}/s"
 
@@ -139,6 +131,15 @@ def format_age(ts_ms: int | None, now_ms: int) -> str:
     if age_s < 86_400:
         return f"{age_s // 3600} h ago"
     return f"{age_s // 86_400} d ago"
+
+
+def format_page(page: Page[Any], noun: str) -> str:
+    """What a list page holds: `101-200 of 250 devices`, or `3 devices` when all are on it."""
+    nouns = noun if page.total == 1 else f"{noun}s"
+    if page.total > len(page.items):
+        first = page.offset + 1 if page.items else 0
+        return f"{first}-{page.offset + len(page.items)} of {page.total} {nouns}"
+    return f"{page.total} {nouns}"
 
 
 # -- time zones and local times ------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The frame every signed-in page shares: a header with the navigation, the live count of active
 critical alerts, who is signed in, the dark-mode switch and sign-out; a toast for each new
-critical alert; and the page's one live subscription (`LivePump`)."""
+critical alert; and the page's one live subscription (`LivePump`). Also the count and pager of a
+paginated list (`list_pager`, `show_list_page`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -12,12 +14,12 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 
 from hub.web.context import get_context
-from hub.web.model import AlertFilter, Principal, can_acknowledge
+from hub.web.model import AlertFilter, Page, Principal, can_acknowledge
 from hub.web.pages import session
-from hub.web.pages.format import zone
+from hub.web.pages.format import format_page, zone
 from hub.web.pages.live import LivePump
 
-__all__ = ["NavItem", "PageFrame", "critical_count", "page_frame"]
+__all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame", "show_list_page"]
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +152,19 @@ def _nav_link(text: str, target: str, active: bool, icon: str) -> ui.button:
     if active:
         button.classes("bg-white/20")
     return button
+
+
+def list_pager(on_change: Callable[[], Any]) -> ui.pagination:
+    """The page switcher under a list, hidden while the list fits on one page."""
+    with ui.row().classes("w-full justify-center"):
+        pager = ui.pagination(1, 1, direction_links=True, on_change=on_change)
+        pager.set_visibility(False)
+    return pager
+
+
+def show_list_page(page: Page[Any], noun: str, count: ui.label, pager: ui.pagination) -> None:
+    """A list's count (`1-100 of 250 alerts`) and its pager, for the page now shown."""
+    count.text = format_page(page, noun)
+    pages = max(1, -(-page.total // page.limit))
+    pager.max = pages
+    pager.set_visibility(pages > 1)

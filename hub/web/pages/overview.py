@@ -19,6 +19,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from edge_gateway.status_view import human_bytes
 from hub.web.context import get_context
 from hub.web.model import (
     DEVICE_STATES,
@@ -35,13 +36,12 @@ from hub.web.pages.format import (
     SPARK_WINDOW_MS,
     SparkBuffer,
     format_age,
-    format_bytes,
     format_duration,
     format_rate,
     metric_value,
     spark_metric,
 )
-from hub.web.pages.layout import PageFrame, page_frame
+from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 
 __all__ = ["DeviceRow", "OverviewView", "device_href", "register"]
 
@@ -269,7 +269,7 @@ class GatewayCard:
         self.state_icon.props(f"color={'positive' if online else 'negative'}")
         oldest = format_duration(g.buffer_oldest_age_s) if g.buffer_depth else "-"
         self.backlog.text = (
-            f"backlog {g.buffer_depth:,} ({format_bytes(g.buffer_bytes)}), oldest {oldest}"
+            f"backlog {g.buffer_depth:,} ({human_bytes(g.buffer_bytes)}), oldest {oldest}"
         )
         fill = g.buffer_bytes / g.buffer_max_bytes if g.buffer_max_bytes > 0 else 0.0
         self.bar.value = round(min(1.0, fill), 4)
@@ -345,9 +345,7 @@ class OverviewView:
                     .mark("device-list")
                     .props("data-testid=device-list")
                 )
-            with ui.row().classes("w-full justify-center"):
-                self.pager = ui.pagination(1, 1, direction_links=True, on_change=self._on_page)
-                self.pager.set_visibility(False)
+            self.pager = list_pager(self._on_page)
 
         await self.refresh(rebuild=True)
         pump = self.frame.pump
@@ -388,16 +386,7 @@ class OverviewView:
                     self.rows[device.device_id].apply_view(device)
             self._render_gateways(gateways)
             self._render_totals(*totals)
-            first = page.offset + 1 if page.items else 0
-            noun = "device" if page.total == 1 else "devices"
-            self.shown_label.text = (
-                f"{first}-{page.offset + len(page.items)} of {page.total} {noun}"
-                if page.total > len(page.items)
-                else f"{page.total} {noun}"
-            )
-            pages = max(1, -(-page.total // page.limit))
-            self.pager.max = pages
-            self.pager.set_visibility(pages > 1)
+            show_list_page(page, "device", self.shown_label, self.pager)
         finally:
             self._refreshing = False
             self._last_refresh = time.monotonic()
