@@ -6,40 +6,41 @@ acknowledging or clearing an alert 403. Errors are JSON `{"error": <code>, "deta
 with a message that names the parameter at fault; the OpenAPI document (`/openapi.json`, `/docs`)
 describes every response, errors included.
 
-WebSocket `/api/v1/live?devices=a,b&alerts=true&token=...` (or the Authorization header): the
-token is checked before anything is subscribed; a bad one gets the connection closed with 1008
-(accepted first, so that a browser sees the code: a refused handshake shows as 1006). Then
+WebSocket `/api/v1/live?devices=a,b&alerts=true&token=...` (or the Authorization header) sends
 `{"type": "readings", "readings": [...]}` and `{"type": "alert", "alert": {...}}` as the hub
-publishes them. A client too slow to keep up gets `{"type": "dropped", "reason": "slow client"}`
-and close code 1013 (try again later); it never holds up the others: the fan-out's bounded queue
-drops it, and a send blocked for `SEND_TIMEOUT_S` drops it too.
+publishes them (`hub.web.api_live`). Bodies are in `hub.web.api_models`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException  # what FastAPI raises, and its subclass
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
+from hub.web.api_live import live
+from hub.web.api_models import (
+    NO_NUL,
+    AckBody,
+    AlertOut,
+    AlertPage,
+    DeviceOut,
+    DevicePage,
+    ErrorBody,
+    GatewayOut,
+    HealthOut,
+    ReadyOut,
+    SeriesOut,
+)
 from hub.web.context import get_context
-from hub.web.data import MAX_COMMENT_CHARS
-from hub.web.fanout import LiveEvent, Subscription
-from hub.web.metrics import CONTENT_TYPE, METRICS, WsEnd
+from hub.web.metrics import CONTENT_TYPE, METRICS
 from hub.web.model import (
     MAX_PAGE,
     AlertFilter,
@@ -53,7 +54,7 @@ from hub.web.model import (
     can_acknowledge,
 )
 
-__all__ = ["SEND_TIMEOUT_S", "ApiError", "router"]
+__all__ = ["ApiError", "router"]
 
 log = logging.getLogger("hub.web.api")
 
@@ -63,130 +64,6 @@ MAX_ALERT_ID: Final = 2**63 - 1  # bigserial
 MAX_TS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last ms a datetime holds
 HOUR_MS: Final = 3_600_000
 MAX_TEXT: Final = 256  # query strings: device ids, sites, types, search
-MAX_WS_DEVICES: Final = 1000
-# A send still blocked after this long means the client stopped reading (or its network did):
-# it is dropped, as the fan-out drops one whose queue is full.
-SEND_TIMEOUT_S: Final = 10.0
-_CLOSE_TIMEOUT_S: Final = 2.0
-# PostgreSQL text cannot hold NUL. Documented as a pattern, so that clients and fuzzers know;
-# enforced by hand (`_text`), with a message that says so plainly.
-NO_NUL: Final = {"pattern": r"^[^\x00]*$"}
-
-# WebSocket close codes (RFC 6455 section 7.4.1 and the IANA registry).
-WS_GOING_AWAY: Final = 1001
-WS_POLICY_VIOLATION: Final = 1008
-WS_TRY_AGAIN_LATER: Final = 1013
-
-
-# -- response models: what /openapi.json documents ---------------------------------------------
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx: a stable code and a message for a person, naming what was wrong."""
-
-    error: Literal[
-        "unauthorized",
-        "forbidden",
-        "not_found",
-        "method_not_allowed",
-        "invalid_request",
-        "bad_request",
-    ]
-    detail: str
-
-
-class DeviceOut(BaseModel):
-    device_id: str
-    site: str
-    type: str | None
-    gateway_id: str
-    state: DeviceState
-    last_seen: int | None = Field(description="epoch ms of the newest reading")
-    metrics: list[str] = Field(description="every metric the device ever reported, sorted")
-    latest: dict[str, bool | float] = Field(
-        description="latest value per metric (empty if Redis is away)"
-    )
-    latest_ts: int | None
-    active_alerts: int
-    worst_severity: Severity | None
-
-
-class DevicePage(BaseModel):
-    items: list[DeviceOut]
-    total: int = Field(description="devices matching the filter, over all pages")
-    limit: int
-    offset: int
-
-
-class SeriesOut(BaseModel):
-    device_id: str
-    metric: str
-    source: Literal["raw", "1m"] = Field(description="raw readings, or 1-minute rollups")
-    start: int
-    end: int
-    ts: list[int]
-    values: list[float]
-    downsampled: bool = Field(description="points were dropped to fit max_points")
-
-
-class GatewayOut(BaseModel):
-    gateway_id: str
-    site: str
-    state: Literal["online", "offline"]
-    received_ts: int
-    buffer_depth: int
-    buffer_bytes: int
-    buffer_max_bytes: int
-    buffer_oldest_age_s: float | None
-    forwarded_rate: float
-    received_rate: float
-    dropped_total: int
-    kafka_connected: bool
-
-
-class AlertOut(BaseModel):
-    id: int
-    device_id: str | None
-    gateway_id: str | None
-    rule: str
-    severity: Severity
-    state: Literal["active", "cleared"]
-    acknowledged: bool
-    ack_by: str | None
-    ack_at: int | None
-    ack_comment: str | None
-    metric: str | None
-    value: float | None
-    message: str
-    raised_at: int
-    updated_at: int
-    cleared_at: int | None
-    cleared_by: str | None
-    occurrences: int
-
-
-class AlertPage(BaseModel):
-    items: list[AlertOut]
-    total: int = Field(description="alerts matching the filter, over all pages")
-    limit: int
-    offset: int
-
-
-class AckBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    comment: str | None = Field(
-        default=None, max_length=MAX_COMMENT_CHARS, json_schema_extra=dict(NO_NUL)
-    )
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok"]
-
-
-class ReadyOut(BaseModel):
-    status: Literal["ready", "not ready"]
-    checks: dict[str, bool]
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -652,184 +529,7 @@ async def metrics() -> Response:
     return Response(METRICS.render(get_context().fanout.stats), media_type=CONTENT_TYPE)
 
 
-# -- live WebSocket -------------------------------------------------------------------------------
-
-
-def encode_event(event: LiveEvent) -> str:
-    if event.kind == "alert":
-        body: dict[str, Any] = {"type": "alert", "alert": event.alert}
-    else:
-        body = {"type": "readings", "readings": event.readings}
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
-
-
-class _EncodedEvents:
-    """Each event's JSON text, computed once however many clients it goes to: the fan-out hands
-    the same `LiveEvent` to every subscriber that wants all of it. Keyed by identity, holding the
-    event so that its id is not reused while cached."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._cache: OrderedDict[int, tuple[LiveEvent, str]] = OrderedDict()
-
-    def text(self, event: LiveEvent) -> str:
-        hit = self._cache.get(id(event))
-        if hit is not None and hit[0] is event:
-            return hit[1]
-        text = encode_event(event)
-        self._cache[id(event)] = (event, text)
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return text
-
-
-_encoded = _EncodedEvents()
-
-
-@dataclass(frozen=True, slots=True)
-class LiveParams:
-    devices: frozenset[str] | None  # None: every device
-    alerts: bool
-
-
-_TRUE: Final = frozenset({"true", "1", "yes", "on"})
-_FALSE: Final = frozenset({"false", "0", "no", "off"})
-
-
-def parse_live_params(query: Mapping[str, str]) -> LiveParams:
-    """`devices` (comma list; absent: every device) and `alerts` (default true), or ValueError."""
-    raw_alerts = query.get("alerts", "true").strip().lower()
-    if raw_alerts not in _TRUE | _FALSE:
-        raise ValueError(f"alerts must be true or false, got {raw_alerts[:20]!r}")
-    devices: frozenset[str] | None = None
-    if "devices" in query:
-        devices = frozenset(d.strip() for d in query["devices"].split(",") if d.strip())
-        if len(devices) > MAX_WS_DEVICES:
-            raise ValueError(f"at most {MAX_WS_DEVICES} devices, got {len(devices)}")
-    return LiveParams(devices=devices, alerts=raw_alerts in _TRUE)
-
-
-def _ws_token(websocket: WebSocket) -> str | None:
-    header = websocket.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return websocket.query_params.get("token") or None
-
-
-def _peer(websocket: WebSocket) -> str:
-    client = websocket.client
-    return f"{client.host}:{client.port}" if client else "-"
-
-
-async def _refuse(websocket: WebSocket, reason: str) -> None:
-    METRICS.ws_rejected_total += 1
-    log.info("ws_rejected", extra={"client": _peer(websocket), "reason": reason})
-    await websocket.accept()
-    await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
-
-
-@router.websocket(f"{API}/live")
-async def live(websocket: WebSocket) -> None:
-    ctx = get_context()
-    token = _ws_token(websocket)
-    principal = None if token is None else await ctx.auth.verify_token(token)
-    if principal is None:
-        await _refuse(websocket, "missing token" if token is None else "invalid or revoked token")
-        return
-    try:
-        params = parse_live_params(websocket.query_params)
-    except ValueError as exc:
-        await _refuse(websocket, f"bad parameter: {exc}"[:120])
-        return
-    # Subscribed before the handshake completes: whatever is published once the client sees
-    # the connection open reaches it.
-    sub = ctx.fanout.subscribe(devices=params.devices, alerts=params.alerts)
-    try:
-        await websocket.accept()
-    except (WebSocketDisconnect, WebSocketDisconnected, OSError):
-        sub.close()
-        return
-    METRICS.ws_accepted_total += 1
-    METRICS.ws_clients += 1
-    peer, started = _peer(websocket), time.monotonic()
-    log.info(
-        "ws_connected",
-        extra={
-            "client": peer,
-            "principal": principal.name,
-            "devices": "all" if params.devices is None else len(params.devices),
-            "alerts": params.alerts,
-        },
-    )
-    sent = [0]
-    how: WsEnd = "error"
-    reason = "unexpected error"
-    pump = asyncio.create_task(_pump(websocket, sub, sent), name=f"ws-pump-{peer}")
-    reader = asyncio.create_task(_until_disconnect(websocket), name=f"ws-reader-{peer}")
-    try:
-        await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if reader.done():
-            how, reason = "closed", "client closed"
-        elif (failure := pump.exception()) is not None:
-            if isinstance(failure, TimeoutError):
-                how, reason = "dropped", f"send blocked for {SEND_TIMEOUT_S:.0f} s"
-                await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=False)
-            elif isinstance(failure, WebSocketDisconnect | WebSocketDisconnected | OSError):
-                how, reason = "closed", "connection lost"
-            else:
-                raise failure
-        elif sub.dropped:
-            how, reason = "dropped", "slow client"
-            await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=True)
-        else:  # the fan-out stopped: the process is shutting down
-            how, reason = "shutdown", "server shutting down"
-            await _close(websocket, WS_GOING_AWAY, "server shutting down", notify=False)
-    finally:
-        sub.close()
-        for task in (pump, reader):
-            task.cancel()
-        await asyncio.gather(pump, reader, return_exceptions=True)
-        METRICS.ws_clients -= 1
-        METRICS.ws_ended[how] += 1
-        fields = {
-            "client": peer,
-            "principal": principal.name,
-            "sent": sent[0],
-            "seconds": round(time.monotonic() - started, 1),
-            "reason": reason,
-        }
-        if how == "dropped":
-            log.warning("ws_dropped", extra=fields)
-        else:
-            log.info("ws_disconnected", extra={**fields, "how": how})
-
-
-async def _pump(websocket: WebSocket, sub: Subscription, sent: list[int]) -> None:
-    """Forward the subscription until it ends; a send that blocks too long raises TimeoutError."""
-    async for event in sub:
-        await asyncio.wait_for(websocket.send_text(_encoded.text(event)), SEND_TIMEOUT_S)
-        sent[0] += 1
-        METRICS.ws_messages_total += 1
-
-
-async def _until_disconnect(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, until it closes."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-
-
-async def _close(websocket: WebSocket, code: int, reason: str, *, notify: bool) -> None:
-    """Best effort: the client may be gone, or too stuck to take even the close frame."""
-    with contextlib.suppress(
-        TimeoutError, WebSocketDisconnect, WebSocketDisconnected, OSError, RuntimeError
-    ):
-        async with asyncio.timeout(_CLOSE_TIMEOUT_S):
-            if notify:
-                await websocket.send_text(json.dumps({"type": "dropped", "reason": reason}))
-            await websocket.close(code=code, reason=reason)
+router.add_api_websocket_route(f"{API}/live", live)
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------

@@ -1,0 +1,122 @@
+"""Response and request bodies of the REST API: what /openapi.json documents."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.web.data import MAX_COMMENT_CHARS
+from hub.web.model import DeviceState, Severity
+
+# PostgreSQL text cannot hold NUL. Documented as a pattern, so that clients and fuzzers know;
+# enforced by hand (`hub.web.api._text`), with a message that says so plainly.
+NO_NUL: Final = {"pattern": r"^[^\x00]*$"}
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: a stable code and a message for a person, naming what was wrong."""
+
+    error: Literal[
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "method_not_allowed",
+        "invalid_request",
+        "bad_request",
+    ]
+    detail: str
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    site: str
+    type: str | None
+    gateway_id: str
+    state: DeviceState
+    last_seen: int | None = Field(description="epoch ms of the newest reading")
+    metrics: list[str] = Field(description="every metric the device ever reported, sorted")
+    latest: dict[str, bool | float] = Field(
+        description="latest value per metric (empty if Redis is away)"
+    )
+    latest_ts: int | None
+    active_alerts: int
+    worst_severity: Severity | None
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    total: int = Field(description="devices matching the filter, over all pages")
+    limit: int
+    offset: int
+
+
+class SeriesOut(BaseModel):
+    device_id: str
+    metric: str
+    source: Literal["raw", "1m"] = Field(description="raw readings, or 1-minute rollups")
+    start: int
+    end: int
+    ts: list[int]
+    values: list[float]
+    downsampled: bool = Field(description="points were dropped to fit max_points")
+
+
+class GatewayOut(BaseModel):
+    gateway_id: str
+    site: str
+    state: Literal["online", "offline"]
+    received_ts: int
+    buffer_depth: int
+    buffer_bytes: int
+    buffer_max_bytes: int
+    buffer_oldest_age_s: float | None
+    forwarded_rate: float
+    received_rate: float
+    dropped_total: int
+    kafka_connected: bool
+
+
+class AlertOut(BaseModel):
+    id: int
+    device_id: str | None
+    gateway_id: str | None
+    rule: str
+    severity: Severity
+    state: Literal["active", "cleared"]
+    acknowledged: bool
+    ack_by: str | None
+    ack_at: int | None
+    ack_comment: str | None
+    metric: str | None
+    value: float | None
+    message: str
+    raised_at: int
+    updated_at: int
+    cleared_at: int | None
+    cleared_by: str | None
+    occurrences: int
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    total: int = Field(description="alerts matching the filter, over all pages")
+    limit: int
+    offset: int
+
+
+class AckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(
+        default=None, max_length=MAX_COMMENT_CHARS, json_schema_extra=dict(NO_NUL)
+    )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
