@@ -44,7 +44,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,7 @@ from hub.agents.status import (
     handle_edge_metrics,
     handle_statuses,
 )
+from hub.ownership import Ownership, ownership_of
 from hub.rules import AlertEngine, RuleSet, load_rules
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.live import LiveStore
@@ -174,6 +175,8 @@ class WorkerRuntime:
         self._resources = AsyncExitStack()
         self._shared: Shared | None = None
         self.closing = False
+        # The latest partition assignment, until a tick hands it to the alert engine.
+        self.pending_ownership: Ownership | None = None
 
     @property
     def current(self) -> Shared | None:
@@ -372,6 +375,11 @@ def create_app(
 
     @timer(ALERT_TICK_S, "alerts_tick")
     async def alerts_tick(shared: Shared) -> None:
+        # Ownership first: after a rebalance, the devices this worker gave up are silent here
+        # and must not be taken for offline.
+        ownership, runtime.pending_ownership = runtime.pending_ownership, None
+        if ownership is not None:
+            await shared.alerts.retain(ownership)
         await shared.alerts.tick(runtime.clock_ms())
 
     @timer(ROLLUP_INTERVAL_S, "rollups")
@@ -423,11 +431,16 @@ def create_app(
     app.timer(STATS_INTERVAL_S, name="ingest_stats")(log_stats)
 
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        assigned: Iterable[Any] = args[0] if args else ()
+        assigned: list[Any] = list(args[0]) if args else []
         mine = sorted(
             f"{tp.topic}[{tp.partition}]" for tp in assigned if tp.topic == topics.TELEMETRY
         )
         log.info("partitions_assigned", extra={"partitions": ",".join(mine) or "-"})
+        keyed_by = (topics.TELEMETRY, topics.EDGE_METRICS)
+        counts = {topic: app.consumer.topic_partitions(topic) for topic in keyed_by}
+        runtime.pending_ownership = ownership_of(
+            ((tp.topic, tp.partition) for tp in assigned), counts
+        )
 
     app.on_partitions_assigned.connect(on_assigned)
     register_probes(app, runtime)

@@ -23,6 +23,9 @@ so all of them reach the one worker that owns its partitions. Gateway heartbeats
 gateway id and reach the worker owning that partition of `iot.edge-metrics`: with several
 workers, `gateway_offline` is still raised exactly once, but a worker that never hears a
 gateway does not hold back `device_offline` for that gateway's devices during its outage.
+After a rebalance (and after start-up, which restores every open alert of the store) each worker
+forgets the devices and gateways whose partitions it is no longer assigned (`retain`), so the
+worker that gave them up does not take their silence for an outage (`hub.ownership`).
 """
 
 from __future__ import annotations
@@ -106,6 +109,14 @@ def open_alerts(rows: Iterable[AlertRow]) -> list[OpenAlert]:
     ]
 
 
+class Ownership(Protocol):
+    """Which devices and gateways this worker owns: those whose partitions it is assigned."""
+
+    def owns_device(self, device_id: str) -> bool: ...
+
+    def owns_gateway(self, gateway_id: str) -> bool: ...
+
+
 class AlertPipeline:
     """The engine and where its transitions go. Construct once per worker process."""
 
@@ -148,6 +159,14 @@ class AlertPipeline:
         if len(rows) >= RESTORE_LIMIT:
             log.warning("alerts_restore_truncated", extra={"restored": len(alerts)})
         return len(alerts)
+
+    async def retain(self, owner: Ownership) -> None:
+        """Forget what another worker of the group owns now (after a rebalance, or after
+        restoring every open alert of the store)."""
+        async with self._lock:
+            devices, gateways = self.engine.retain(owner.owns_device, owner.owns_gateway)
+        if devices or gateways:
+            log.info("alerts_handed_over", extra={"devices": devices, "gateways": gateways})
 
     async def feed(self, evaluate: Callable[[AlertEngine], Sequence[AlertTransition]]) -> None:
         """Run `evaluate` on the engine, then persist and publish its transitions, in order."""

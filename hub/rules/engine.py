@@ -23,7 +23,7 @@ Guarantees:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -315,6 +315,24 @@ class AlertEngine:
         for slot in device.slots:
             if slot.rule.id == rule:
                 slot.active = None
+
+    def retain(
+        self, keep_device: Callable[[str], bool], keep_gateway: Callable[[str], bool]
+    ) -> tuple[int, int]:
+        """Forget the devices and gateways this worker no longer owns (their partitions went to
+        another worker of the group), without a transition: their open alerts stay in the store
+        for the new owner, which restores them. Returns how many devices and gateways were
+        dropped. A device that sends here again is simply known again."""
+        gone_devices = [d for d in self._devices if not keep_device(d)]
+        for device_id in gone_devices:
+            device = self._devices.pop(device_id)
+            gateway = self._gateways.get(device.gateway_id or "")
+            if gateway is not None:
+                gateway.devices.discard(device_id)
+        gone_gateways = [g for g in self._gateways if not keep_gateway(g)]
+        for gateway_id in gone_gateways:
+            del self._gateways[gateway_id]
+        return len(gone_devices), len(gone_gateways)
 
     # -- internals ---------------------------------------------------------------------------
 

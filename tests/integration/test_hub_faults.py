@@ -237,6 +237,71 @@ async def test_two_workers_in_one_group_split_the_partitions(
     assert await rows.distinct() == total
 
 
+async def test_a_rebalance_hands_devices_over_without_false_offline_alerts(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """Worker one learns every device, then worker two takes half the partitions. Readings
+    keep coming to the new owner; the worker that gave the devices up must forget them, not
+    take their silence for an outage."""
+    devices = new_devices(40)
+    rows = Rows(pg_fresh, devices)
+    start = await end_offsets(kafka)
+    group = f"hub-test-{uuid.uuid4().hex[:8]}"
+    await position_group(kafka, group, start)
+
+    def worker(name: str) -> HubWorkerProcess:
+        process = HubWorkerProcess(
+            tmp_path, kafka, redis_url, database_url=fresh_database, group=group, name=name
+        )
+        workers.append(process)
+        # Longer than a rebalance's pause in consumption, which is a real silence to both.
+        return process.start(HUB_DEVICE_OFFLINE_AFTER_S="12")
+
+    one = worker("one")
+    sent = 0
+
+    async def feed(rounds: int) -> None:
+        nonlocal sent
+        for _ in range(rounds):
+            # The next reading of every device (`readings` numbers them from 0).
+            batch = readings(devices, sent + 1)[sent * len(devices) :]
+            await produce(kafka, batch)
+            sent += 1
+            await wait_rows(rows, sent * len(devices) * METRICS_PER_READING, 60, "feed")
+
+    await feed(2)  # worker one now knows every device
+    two = worker("two")
+
+    def split() -> bool:
+        latest = [w.assignments()[-1] if w.assignments() else set() for w in (one, two)]
+        return bool(latest[0] and latest[1] and not latest[0] & latest[1])
+
+    async def split_while_feeding() -> bool:
+        await feed(1)  # devices stay alive through the rebalance
+        return split()
+
+    await async_wait_until(split_while_feeding, 90, "the partitions split between two workers")
+    # Two and a half offline periods of readings to the new owners only.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        await feed(1)
+    assert one.count("alerts_handed_over") >= 1, one.log()
+    false_alarms = await pg_fresh.fetch(
+        "SELECT device_id, message FROM alerts WHERE rule = 'device_offline' "
+        "AND device_id = ANY($1)",
+        devices,
+    )
+    assert false_alarms == []
+    for process in (one, two):
+        assert await process.stop() == 0
+        assert process.errors() == []
+
+
 # -- PostgreSQL away (keep last: the slowest) --------------------------------------------------
 
 

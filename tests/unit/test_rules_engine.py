@@ -601,3 +601,24 @@ def test_an_alert_keeps_the_gateway_it_was_raised_with() -> None:
     assert (cleared.kind, cleared.gateway_id) == ("cleared", "gw-1")
     (raised,) = engine.observe(reading(103_000, {"spindle_temp_c": 90.0}, gateway_id="gw-2"))
     assert (raised.kind, raised.gateway_id) == ("raised", "gw-2")
+
+
+def test_retain_forgets_devices_and_gateways_handed_to_another_worker() -> None:
+    engine = engine_with(SPINDLE)
+    engine.observe_heartbeat("gw-1", 0)
+    engine.observe_heartbeat("gw-2", 0)
+    for device_id, gateway_id in (("cnc-01", "gw-1"), ("cnc-02", "gw-2")):
+        engine.observe(
+            reading(0, {"spindle_temp_c": 50.0}, device_id=device_id, gateway_id=gateway_id)
+        )
+    assert engine.retain(lambda d: d == "cnc-01", lambda g: g == "gw-1") == (1, 1)
+    # Only what this worker still owns can fall silent here: one device, one gateway.
+    transitions = engine.tick(100_000)
+    assert sorted((t.rule, t.device_id or t.gateway_id) for t in transitions) == [
+        ("gateway_offline", "gw-1")
+    ]  # cnc-01 is held back behind its silent gateway; cnc-02 and gw-2 are forgotten
+    # A forgotten device that sends here again is known again.
+    engine.observe(
+        reading(101_000, {"spindle_temp_c": 50.0}, device_id="cnc-02", gateway_id="gw-2")
+    )
+    assert [t.device_id for t in engine.tick(200_000)] == ["cnc-02"]
