@@ -253,6 +253,9 @@ def create_app(
         web_enabled=settings.worker_web_port != 0,
         web_port=settings.worker_web_port or 6066,
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        # Kafka's rule of thumb: at most a third of the session timeout.
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         # Drain the batch in flight on shutdown before the final commit (the default, stated).
         stream_wait_empty=True,
         # Faust pauses its one fetcher whenever a stream buffer is full; 4096 (the default)

@@ -23,6 +23,10 @@ class HubSettings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
 
     consumer_group: str = "iot-hub"
+    # How long the group waits for a worker that stopped heartbeating (killed, frozen, cut off)
+    # before its partitions go to the others. Heartbeats come from Faust's consumer thread, so a
+    # busy event loop does not miss them.
+    kafka_session_timeout_s: float = Field(default=15.0, ge=6, le=300)
     topic_partitions: int = Field(default=6, ge=1)
     ingest_batch_max: int = Field(default=2000, ge=1)
     # Bounds the latency from Kafka to PostgreSQL and the live charts at low rates; under load

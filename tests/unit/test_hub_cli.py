@@ -81,6 +81,16 @@ def test_faust_app_configuration(tmp_path: Path) -> None:
     assert HUB_DLQ_TOPIC == "iot.hub.dlq"
 
 
+def test_kafka_session_timeout(tmp_path: Path) -> None:
+    app = create_app(HubSettings(kafka_session_timeout_s=15), datadir=tmp_path)
+    assert app.conf.broker_session_timeout == 15
+    assert app.conf.broker_heartbeat_interval == 3.0
+    short = create_app(HubSettings(kafka_session_timeout_s=6), datadir=tmp_path)
+    assert short.conf.broker_heartbeat_interval == 2.0
+    with pytest.raises(ValueError, match="kafka_session_timeout_s"):
+        HubSettings(kafka_session_timeout_s=1)
+
+
 def test_worker_web_port(tmp_path: Path) -> None:
     app = create_app(HubSettings(worker_web_port=6099), datadir=tmp_path)
     assert app.conf.web_enabled
