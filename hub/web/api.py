@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException  # what FastAPI raises, and its subclass
 
+from hub.storage.postgres import TRANSIENT_ERRORS
 from hub.web.api_live import live
 from hub.web.api_models import (
     NO_NUL,
@@ -134,6 +135,14 @@ def _from_http_exception(exc: HTTPException) -> ApiError:
     return ApiError(exc.status_code, code, str(exc.detail), exc.headers)
 
 
+UNAVAILABLE: Final = ApiError(
+    503,
+    "unavailable",
+    "the database is unreachable or overloaded; try again shortly",
+    {"Retry-After": "5"},
+)
+
+
 class _ApiRoute(APIRoute):
     """Errors in our shape, counted per route template, and headers every API answer carries."""
 
@@ -153,6 +162,12 @@ class _ApiRoute(APIRoute):
                     response = _validation_response(exc)
                 except HTTPException as exc:  # FastAPI's own, e.g. a body it cannot read
                     response = _error_response(_from_http_exception(exc))
+                except TRANSIENT_ERRORS as exc:  # PostgreSQL away, restarting or overloaded
+                    log.warning(
+                        "database_unavailable",
+                        extra={"route": route, "error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    response = _error_response(UNAVAILABLE)
                 status = response.status_code
                 response.headers["X-Content-Type-Options"] = "nosniff"
                 response.headers.setdefault("Cache-Control", "no-store")
@@ -173,8 +188,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "The token's role may not do this",
         404: "No such device, metric of the device, or alert",
         422: "A parameter or the body is invalid; the message names it",
+        503: "The database is unreachable or overloaded; retry after the Retry-After seconds",
     }
-    return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
+    return {code: {"model": ErrorBody, "description": descriptions[code]} for code in (*codes, 503)}
 
 
 def _links(**links: tuple[str, dict[str, str]]) -> dict[int | str, dict[str, Any]]:

@@ -15,7 +15,7 @@ NO_NUL: Final = {"pattern": r"^[^\x00]*$"}
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx: a stable code and a message for a person, naming what was wrong."""
+    """Every 4xx and 503: a stable code and a message for a person, naming what was wrong."""
 
     error: Literal[
         "unauthorized",
@@ -24,6 +24,7 @@ class ErrorBody(BaseModel):
         "method_not_allowed",
         "invalid_request",
         "bad_request",
+        "unavailable",
     ]
     detail: str
 

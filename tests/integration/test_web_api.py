@@ -203,13 +203,13 @@ async def test_openapi_documents_every_route_its_errors_and_the_bearer_scheme(
     doc = (await client.get("/openapi.json")).json()
     paths = doc["paths"]
     expected = {
-        f"{API}/devices": ("get", {"200", "401", "422"}),
-        f"{API}/devices/{{device_id}}": ("get", {"200", "401", "404", "422"}),
-        f"{API}/devices/{{device_id}}/readings": ("get", {"200", "401", "404", "422"}),
-        f"{API}/gateways": ("get", {"200", "401"}),
-        f"{API}/alerts": ("get", {"200", "401", "422"}),
-        f"{API}/alerts/{{alert_id}}/ack": ("post", {"200", "401", "403", "404", "422"}),
-        f"{API}/alerts/{{alert_id}}/clear": ("post", {"200", "401", "403", "404", "422"}),
+        f"{API}/devices": ("get", {"200", "401", "422", "503"}),
+        f"{API}/devices/{{device_id}}": ("get", {"200", "401", "404", "422", "503"}),
+        f"{API}/devices/{{device_id}}/readings": ("get", {"200", "401", "404", "422", "503"}),
+        f"{API}/gateways": ("get", {"200", "401", "503"}),
+        f"{API}/alerts": ("get", {"200", "401", "422", "503"}),
+        f"{API}/alerts/{{alert_id}}/ack": ("post", {"200", "401", "403", "404", "422", "503"}),
+        f"{API}/alerts/{{alert_id}}/clear": ("post", {"200", "401", "403", "404", "422", "503"}),
     }
     error_ref = "#/components/schemas/ErrorBody"
     for path, (method, codes) in expected.items():
