@@ -383,6 +383,7 @@ def create_app(
         ownership, runtime.pending_ownership = runtime.pending_ownership, None
         if ownership is not None:
             await shared.alerts.retain(ownership)
+        await shared.alerts.observe_shared_heartbeats(await shared.live.gateway_heartbeats())
         await shared.alerts.tick(runtime.clock_ms())
 
     @timer(ROLLUP_INTERVAL_S, "rollups")

@@ -20,12 +20,14 @@ key events by (`id`, `updated_at`).
 
 The engine's state is per process. A device's readings and statuses are keyed by device id,
 so all of them reach the one worker that owns its partitions. Gateway heartbeats are keyed by
-gateway id and reach the worker owning that partition of `iot.edge-metrics`: with several
-workers, `gateway_offline` is still raised exactly once, but a worker that never hears a
-gateway does not hold back `device_offline` for that gateway's devices during its outage.
-After a rebalance (and after start-up, which restores every open alert of the store) each worker
-forgets the devices and gateways whose partitions it is no longer assigned (`retain`), so the
-worker that gave them up does not take their silence for an outage (`hub.ownership`).
+gateway id and reach the worker owning that partition of `iot.edge-metrics`, which alone raises
+and clears `gateway_offline`; every other worker learns of them each second from the shared
+view in Redis (`iot:gateways`, `observe_shared_heartbeats`), so it holds back `device_offline`
+for its devices of a silent gateway too. With Redis away a worker knows only the heartbeats it
+receives itself. After a rebalance (and after start-up, which restores every open alert of the
+store) each worker forgets the devices whose partitions it is no longer assigned, and disowns
+such gateways (`retain`, `hub.ownership`), so the worker that gave them up neither takes their
+silence for an outage nor raises the gateway's alert.
 """
 
 from __future__ import annotations
@@ -159,6 +161,18 @@ class AlertPipeline:
         if len(rows) >= RESTORE_LIMIT:
             log.warning("alerts_restore_truncated", extra={"restored": len(alerts)})
         return len(alerts)
+
+    async def observe_shared_heartbeats(self, heartbeats: Iterable[tuple[str, int]]) -> None:
+        """Gateway heartbeats as the group's shared view has them (other workers' included)."""
+
+        def evaluate(engine: AlertEngine) -> list[AlertTransition]:
+            return [
+                t
+                for gateway_id, heard in heartbeats
+                for t in engine.observe_heartbeat(gateway_id, heard, shared=True)
+            ]
+
+        await self.feed(evaluate)
 
     async def retain(self, owner: Ownership) -> None:
         """Forget what another worker of the group owns now (after a rebalance, or after

@@ -83,6 +83,9 @@ class _Gateway:
     heard_ms: int
     offline: bool = False
     devices: set[str] = field(default_factory=set)
+    # Owned: its heartbeats' partition is this worker's, so this worker raises and clears its
+    # gateway_offline. Not owned: known from the shared view, only to hold back its devices.
+    owned: bool = True
 
 
 def _positive_ms(name: str, seconds: float) -> int:
@@ -133,12 +136,29 @@ class AlertEngine:
                 out.append(transition)
         return out
 
-    def observe_heartbeat(self, gateway_id: str, ts_ms: int) -> list[AlertTransition]:
-        """A gateway's edge-metrics record: the gateway is alive."""
-        heard = max(self._clock_ms, ts_ms)
-        if gateway_id not in self._gateways:
-            self._gateway(gateway_id, heard)
-            return []
+    def observe_heartbeat(
+        self, gateway_id: str, ts_ms: int, *, shared: bool = False
+    ) -> list[AlertTransition]:
+        """A gateway's edge-metrics record: the gateway is alive.
+
+        `shared`: heard by another worker of the group (from the hub's shared view, Redis),
+        not from this worker's own partitions. It keeps this worker's devices of that gateway
+        held back during an outage, but this worker neither raises nor clears the gateway's
+        own alert unless it owns the gateway.
+        """
+        if shared:
+            heard = ts_ms
+            if gateway_id not in self._gateways:
+                self._gateway(gateway_id, heard).owned = False
+                return []
+            if heard <= self._gateways[gateway_id].heard_ms:
+                return []  # nothing newer than what this worker knows
+        else:
+            heard = max(self._clock_ms, ts_ms)
+            if gateway_id not in self._gateways:
+                self._gateway(gateway_id, heard)
+                return []
+            self._gateways[gateway_id].owned = True
         gateway = self._gateways[gateway_id]
         gateway.heard_ms = max(gateway.heard_ms, heard)
         if not gateway.offline:
@@ -148,6 +168,8 @@ class AlertEngine:
         for device_id in gateway.devices:
             device = self._devices[device_id]
             device.heard_ms = max(device.heard_ms, gateway.heard_ms)
+        if not gateway.owned:
+            return []
         return [
             AlertTransition(
                 kind="cleared",
@@ -201,6 +223,8 @@ class AlertEngine:
             if gateway.offline or now - gateway.heard_ms <= self._gateway_after_ms:
                 continue
             gateway.offline = True
+            if not gateway.owned:
+                continue  # its owner raises the alert; here its devices are held back
             silent = sum(1 for d in gateway.devices if self._devices[d].offline is None)
             out.append(
                 AlertTransition(
@@ -319,20 +343,24 @@ class AlertEngine:
     def retain(
         self, keep_device: Callable[[str], bool], keep_gateway: Callable[[str], bool]
     ) -> tuple[int, int]:
-        """Forget the devices and gateways this worker no longer owns (their partitions went to
-        another worker of the group), without a transition: their open alerts stay in the store
-        for the new owner, which restores them. Returns how many devices and gateways were
-        dropped. A device that sends here again is simply known again."""
+        """Forget the devices this worker no longer owns (their partitions went to another
+        worker of the group), without a transition: their open alerts stay in the store for the
+        new owner, which restores them. Gateways are kept, owned or not: their liveness still
+        holds back this worker's devices. Returns how many devices were forgotten and gateways
+        disowned. A device that sends here again is simply known again."""
         gone_devices = [d for d in self._devices if not keep_device(d)]
         for device_id in gone_devices:
             device = self._devices.pop(device_id)
             gateway = self._gateways.get(device.gateway_id or "")
             if gateway is not None:
                 gateway.devices.discard(device_id)
-        gone_gateways = [g for g in self._gateways if not keep_gateway(g)]
-        for gateway_id in gone_gateways:
-            del self._gateways[gateway_id]
-        return len(gone_devices), len(gone_gateways)
+        disowned = 0
+        for gateway in self._gateways.values():
+            owned = keep_gateway(gateway.gateway_id)
+            if gateway.owned and not owned:
+                disowned += 1
+            gateway.owned = owned
+        return len(gone_devices), disowned
 
     # -- internals ---------------------------------------------------------------------------
 

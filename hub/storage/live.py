@@ -17,7 +17,8 @@ Keys and channels (the web app reads these):
 * `iot:device_state` hash: field device_id, value JSON
   `{"state": "online", "ts": ..., "site": ..., "gateway_id": ...}`.
 * `iot:gateways` hash: field gateway_id, value the gateway's latest `iot.edge-metrics` record
-  as JSON plus `received_ts` (epoch ms, the hub's clock).
+  as JSON plus `received_ts` (epoch ms, the hub's clock). Every worker reads it each second:
+  it is how a worker learns of heartbeats that another worker of the group received.
 * `iot:live:readings` channel: one message per batch (at most `PUBLISH_CHUNK` readings), compact
   JSON `{"v": 1, "readings": [{"site", "device_id", "type", "ts", "seq", "metrics"}, ...]}`.
   Per batch rather than per reading: the dashboard appends points in batches anyway, and
@@ -193,6 +194,19 @@ class LiveStore:
 
         return await self._call("set_gateway_state", run)
 
+    async def gateway_heartbeats(self) -> list[tuple[str, int]]:
+        """(gateway_id, heard) of every gateway in `iot:gateways`, whichever worker received it:
+        heard is the earlier of the gateway's own ts and the hub's receive time, as the status
+        agent judges liveness. Empty while Redis is away; unreadable entries are skipped."""
+        found: list[tuple[str, int]] = []
+
+        async def run() -> None:
+            entries = await self._redis.hgetall(GATEWAYS_KEY)
+            found.extend(_parse_heartbeats(entries))
+
+        await self._call("gateway_heartbeats", run)
+        return found
+
     # -- outage handling -----------------------------------------------------------------------
 
     async def _call(self, op: str, run: Callable[[], Awaitable[None]]) -> bool:
@@ -256,6 +270,17 @@ def _merge_latest(readings: Iterable[NormalisedReading]) -> dict[str, _DeviceLat
         }
         latest[device_id] = _DeviceLatest(fields["_ts"], encoded)
     return latest
+
+
+def _parse_heartbeats(entries: dict[Any, Any]) -> Iterable[tuple[str, int]]:
+    for gateway_id, raw in entries.items():
+        try:
+            body = json.loads(raw)
+            heard = min(int(body["ts"]), int(body["received_ts"]))
+        except (ValueError, TypeError, KeyError):
+            continue
+        name = gateway_id.decode() if isinstance(gateway_id, bytes) else str(gateway_id)
+        yield name, heard
 
 
 def _live_reading(reading: NormalisedReading) -> dict[str, Any]:

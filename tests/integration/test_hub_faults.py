@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from hub.settings import HUB_DLQ_TOPIC
-from protocol import NormalisedReading, encode
+from protocol import EdgeMetrics, NormalisedReading, encode, topics
 from tests.support.hub import (
     HubWorkerProcess,
     Offsets,
@@ -40,7 +40,9 @@ T0 = (int(time.time()) // 3600 - 1) * 3_600_000
 METRICS_PER_READING = 2
 
 
-def readings(devices: list[str], per_device: int) -> list[tuple[bytes | None, bytes]]:
+def readings(
+    devices: list[str], per_device: int, gateway_id: str = "gw-faults"
+) -> list[tuple[bytes | None, bytes]]:
     """Keyed like the edge keys them, each device on one partition, in order."""
     return [
         (
@@ -53,7 +55,7 @@ def readings(devices: list[str], per_device: int) -> list[tuple[bytes | None, by
                     ts=T0 + i * 100,
                     seq=i,
                     metrics={"belt_speed_m_s": 1.0 + i % 100 / 100, "running": i % 2 == 0},
-                    gateway_id="gw-faults",
+                    gateway_id=gateway_id,
                     received_ts=T0 + i * 100 + 3,
                 )
             ),
@@ -298,6 +300,92 @@ async def test_a_rebalance_hands_devices_over_without_false_offline_alerts(
     )
     assert false_alarms == []
     for process in (one, two):
+        assert await process.stop() == 0
+        assert process.errors() == []
+
+
+def heartbeat(gateway_id: str) -> tuple[bytes | None, bytes]:
+    now = int(time.time() * 1000)
+    metrics = EdgeMetrics(
+        gateway_id=gateway_id,
+        site="site-faults",
+        ts=now,
+        uptime_s=1.0,
+        buffer_depth=0,
+        buffer_bytes=0,
+        buffer_max_bytes=1,
+        buffer_oldest_age_s=None,
+        received_total=0,
+        forwarded_total=0,
+        dropped_total=0,
+        dead_lettered_total=0,
+        received_rate=0.0,
+        forwarded_rate=0.0,
+        kafka_connected=True,
+    )
+    return gateway_id.encode(), metrics.model_dump_json().encode()
+
+
+async def test_a_silent_gateway_holds_back_its_devices_on_every_worker(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """One gateway, its 40 devices spread over two workers, its heartbeats on one worker's
+    partition only. When it falls silent: one gateway_offline, and no device_offline from
+    either worker (the other one learns the heartbeats from the hub's shared view)."""
+    devices = new_devices(40)
+    gateway = f"gw-{uuid.uuid4().hex[:6]}"
+    rows = Rows(pg_fresh, devices)
+    start = await end_offsets(kafka)
+    group = f"hub-test-{uuid.uuid4().hex[:8]}"
+    await position_group(kafka, group, start)
+    pair = []
+    for name in ("one", "two"):
+        process = HubWorkerProcess(
+            tmp_path, kafka, redis_url, database_url=fresh_database, group=group, name=name
+        )
+        workers.append(process)
+        pair.append(process.start(HUB_GATEWAY_OFFLINE_AFTER_S="3", HUB_DEVICE_OFFLINE_AFTER_S="6"))
+    sent = 0
+
+    async def feed() -> bool:
+        nonlocal sent
+        batch = readings(devices, sent + 1, gateway)[sent * len(devices) :]
+        await produce(kafka, batch)
+        await produce(kafka, [heartbeat(gateway)], topics.EDGE_METRICS)
+        sent += 1
+        await wait_rows(rows, sent * len(devices) * METRICS_PER_READING, 60, "feed")
+        latest = [w.assignments()[-1] if w.assignments() else set() for w in pair]
+        return bool(latest[0] and latest[1] and not latest[0] & latest[1])
+
+    await async_wait_until(feed, 90, "the partitions split between two workers")
+    for _ in range(4):  # a few more heartbeats, seen by both through Redis
+        await feed()
+
+    async def gateway_alerts() -> int:
+        n: int = await pg_fresh.fetchval(
+            "SELECT count(*) FROM alerts WHERE rule = 'gateway_offline' AND gateway_id = $1",
+            gateway,
+        )
+        return n
+
+    await async_wait_until(gateway_alerts, 30, "the gateway's offline alert")
+    # Past the devices' own offline period, on both workers: still nothing but the gateway's.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        device_alerts = await pg_fresh.fetch(
+            "SELECT device_id, message FROM alerts WHERE rule = 'device_offline' "
+            "AND device_id = ANY($1)",
+            devices,
+        )
+        assert device_alerts == []
+        await asyncio.sleep(0.5)
+    assert await gateway_alerts() == 1
+    for process in pair:
         assert await process.stop() == 0
         assert process.errors() == []
 

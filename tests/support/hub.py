@@ -290,7 +290,7 @@ async def committed_past(bootstrap: str, group: str, ends: Offsets) -> bool:
 
 
 async def produce(
-    bootstrap: str, records: Sequence[tuple[bytes | None, bytes]]
+    bootstrap: str, records: Sequence[tuple[bytes | None, bytes]], topic: str = topics.TELEMETRY
 ) -> dict[TopicPartition, tuple[int, int]]:
     """Send with acks=all and wait for every ack; returns (first, last) offset per partition
     written. Pipelined: the producer batches, so 100,000 records take seconds, not minutes."""
@@ -300,7 +300,7 @@ async def produce(
     await producer.start()
     spans: dict[TopicPartition, tuple[int, int]] = {}
     try:
-        pending = [await producer.send(topics.TELEMETRY, value, key=key) for key, value in records]
+        pending = [await producer.send(topic, value, key=key) for key, value in records]
         for future in pending:
             meta = await future
             tp = TopicPartition(meta.topic, meta.partition)

@@ -135,3 +135,15 @@ async def test_probes_back_off_up_to_a_cap(fake: FakeRedis, clock: Clock) -> Non
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(probes_at)]
     assert gaps[:4] == [1.0, 2.0, 4.0, 4.0]
     assert set(gaps[2:]) == {4.0}
+
+
+def test_shared_heartbeats_take_the_earlier_clock_and_skip_bad_entries() -> None:
+    from hub.storage.live import _parse_heartbeats
+
+    entries = {
+        b"gw-1": b'{"ts": 1000, "received_ts": 1200}',
+        "gw-2": '{"ts": 5000, "received_ts": 4000}',  # gateway clock ahead: the hub's wins
+        b"gw-bad": b"not json",
+        b"gw-partial": b'{"ts": 1000}',
+    }
+    assert sorted(_parse_heartbeats(entries)) == [("gw-1", 1000), ("gw-2", 4000)]

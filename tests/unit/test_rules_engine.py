@@ -603,7 +603,7 @@ def test_an_alert_keeps_the_gateway_it_was_raised_with() -> None:
     assert (raised.kind, raised.gateway_id) == ("raised", "gw-2")
 
 
-def test_retain_forgets_devices_and_gateways_handed_to_another_worker() -> None:
+def test_retain_forgets_devices_and_disowns_gateways_handed_to_another_worker() -> None:
     engine = engine_with(SPINDLE)
     engine.observe_heartbeat("gw-1", 0)
     engine.observe_heartbeat("gw-2", 0)
@@ -612,13 +612,43 @@ def test_retain_forgets_devices_and_gateways_handed_to_another_worker() -> None:
             reading(0, {"spindle_temp_c": 50.0}, device_id=device_id, gateway_id=gateway_id)
         )
     assert engine.retain(lambda d: d == "cnc-01", lambda g: g == "gw-1") == (1, 1)
-    # Only what this worker still owns can fall silent here: one device, one gateway.
+    # cnc-02 is forgotten: its silence here is no outage. gw-2 is another worker's to raise.
     transitions = engine.tick(100_000)
-    assert sorted((t.rule, t.device_id or t.gateway_id) for t in transitions) == [
-        ("gateway_offline", "gw-1")
-    ]  # cnc-01 is held back behind its silent gateway; cnc-02 and gw-2 are forgotten
-    # A forgotten device that sends here again is known again.
+    assert [(t.rule, t.gateway_id) for t in transitions] == [("gateway_offline", "gw-1")]
+    # A forgotten device that sends here again is known again: here, behind gw-2's outage.
     engine.observe(
         reading(101_000, {"spindle_temp_c": 50.0}, device_id="cnc-02", gateway_id="gw-2")
     )
-    assert [t.device_id for t in engine.tick(200_000)] == ["cnc-02"]
+    assert engine.tick(200_000) == []
+
+
+def test_a_gateway_heard_by_another_worker_holds_back_its_devices_here() -> None:
+    engine = engine_with(SPINDLE, device_offline_after_s=60.0, gateway_offline_after_s=30.0)
+    # This worker has the device; another worker has the gateway's heartbeats (shared view).
+    engine.observe(reading(0, {"spindle_temp_c": 50.0}, gateway_id="gw-far"))
+    for t in range(0, 20_001, 10_000):
+        assert engine.observe_heartbeat("gw-far", t, shared=True) == []
+        assert engine.tick(t) == []
+    # The gateway and its device fall silent: no gateway alert here (not this worker's), and
+    # the device's offline alert is held back behind the outage.
+    assert engine.tick(51_000) == []
+    assert engine.tick(120_000) == []
+    # An old shared record changes nothing; a newer one ends the outage, silently here, and
+    # the device gets a full offline period from then.
+    assert engine.observe_heartbeat("gw-far", 15_000, shared=True) == []
+    assert engine.observe_heartbeat("gw-far", 125_000, shared=True) == []
+    for t in (150_000, 175_000):  # the gateway is alive; the device stays silent
+        assert engine.observe_heartbeat("gw-far", t, shared=True) == []
+        assert engine.tick(t) == []
+    (raised,) = engine.tick(185_001)
+    assert (raised.rule, raised.device_id) == (DEVICE_OFFLINE, "cnc-01")
+
+
+def test_a_direct_heartbeat_makes_the_gateway_this_workers_own() -> None:
+    engine = engine_with(SPINDLE)
+    engine.observe_heartbeat("gw-1", 0, shared=True)
+    engine.observe_heartbeat("gw-1", 1_000)  # its partition came to this worker
+    (raised,) = engine.tick(40_000)
+    assert (raised.kind, raised.rule, raised.gateway_id) == ("raised", "gateway_offline", "gw-1")
+    (cleared,) = engine.observe_heartbeat("gw-1", 41_000)
+    assert (cleared.kind, cleared.rule) == ("cleared", "gateway_offline")
