@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from hub.settings import HUB_DLQ_TOPIC
-from protocol import EdgeMetrics, NormalisedReading, encode, topics
+from protocol import NormalisedReading, encode, topics
 from tests.support.hub import (
     HubWorkerProcess,
     Offsets,
@@ -31,6 +32,7 @@ from tests.support.hub import (
     produce,
 )
 from tests.support.kafka import ensure_topics
+from tests.support.readings import make_edge_metrics
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -126,6 +128,67 @@ async def workers(kafka: str) -> AsyncIterator[list[HubWorkerProcess]]:
         worker.cleanup()
 
 
+class Group:
+    """Workers of one new consumer group, starting at `start` of `iot.telemetry` (the end of
+    the other topics), writing into the test's own database."""
+
+    def __init__(
+        self,
+        kafka: str,
+        redis_url: str,
+        database_url: str,
+        tmp_path: Path,
+        started: list[HubWorkerProcess],
+    ) -> None:
+        self.kafka = kafka
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.tmp_path = tmp_path
+        self.name = f"hub-test-{uuid.uuid4().hex[:8]}"
+        self.members: list[HubWorkerProcess] = []
+        self._started = started
+
+    async def position(self, start: Offsets) -> None:
+        await position_group(self.kafka, self.name, start)
+
+    def start(self, name: str, **env: str) -> HubWorkerProcess:
+        process = HubWorkerProcess(
+            self.tmp_path,
+            self.kafka,
+            self.redis_url,
+            database_url=self.database_url,
+            group=self.name,
+            name=name,
+        )
+        self._started.append(process)
+        self.members.append(process)
+        process.env.update(env)
+        return process.start()
+
+    def split(self, every: set[str] | None = None) -> bool:
+        """The members' latest assignments are all non-empty and disjoint (and cover `every`)."""
+        latest = [w.assignments()[-1] if w.assignments() else set() for w in self.members]
+        union: set[str] = set().union(*latest)
+        disjoint = sum(len(a) for a in latest) == len(union)
+        return all(latest) and disjoint and (every is None or union == every)
+
+    async def stop_cleanly(self) -> None:
+        for process in self.members:
+            assert await process.stop() == 0
+            assert process.errors() == []
+
+
+@pytest.fixture
+def group(
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    workers: list[HubWorkerProcess],
+    tmp_path: Path,
+) -> Group:
+    return Group(kafka, redis_url, fresh_database, tmp_path, workers)
+
+
 # -- tests -------------------------------------------------------------------------------------
 
 
@@ -198,173 +261,114 @@ async def test_worker_killed_mid_batch_then_restarted_writes_each_reading_once(
 
 
 async def test_two_workers_in_one_group_split_the_partitions(
-    kafka: str,
-    redis_url: str,
-    fresh_database: str,
-    pg_fresh: asyncpg.Connection,
-    workers: list[HubWorkerProcess],
-    tmp_path: Path,
+    kafka: str, pg_fresh: asyncpg.Connection, group: Group
 ) -> None:
     devices = new_devices(40)  # keys spread over every partition
     rows = Rows(pg_fresh, devices)
     start = await end_offsets(kafka)
-    group = f"hub-test-{uuid.uuid4().hex[:8]}"
-    await position_group(kafka, group, start)
-    for name in ("one", "two"):
-        worker = HubWorkerProcess(
-            tmp_path, kafka, redis_url, database_url=fresh_database, group=group, name=name
-        )
-        workers.append(worker)
-        worker.start()
-    all_partitions = {f"{tp.topic}[{tp.partition}]" for tp in start}
-
-    def split() -> bool:
-        latest = [w.assignments()[-1] if w.assignments() else set() for w in workers]
-        one, two = latest
-        return bool(one and two and not one & two and one | two == all_partitions)
-
+    await group.position(start)
+    group.start("one")
+    group.start("two")
+    every = {f"{tp.topic}[{tp.partition}]" for tp in start}
     await async_wait_until(
-        lambda: asyncio.sleep(0, split()), 90, "the partitions split between two workers"
+        lambda: asyncio.sleep(0, group.split(every)), 90, "the partitions split between two workers"
     )
     records = readings(devices, 100)
     await produce(kafka, records)
     ends = await end_offsets(kafka)
     total = len(records) * METRICS_PER_READING
     await wait_rows(rows, total, 90, "two workers")
-    await wait_caught_up(workers[0], kafka, ends)
-    for worker in workers:
-        assert await worker.stop() == 0
-        assert worker.errors() == []
+    await wait_caught_up(group.members[0], kafka, ends)
+    await group.stop_cleanly()
     assert await rows.count() == total
     assert await rows.distinct() == total
 
 
+class Feed:
+    """The next reading of every device per round (and a gateway heartbeat, if given), each
+    round waited for until its rows are in PostgreSQL."""
+
+    def __init__(
+        self, kafka: str, rows: Rows, devices: list[str], gateway: str | None = None
+    ) -> None:
+        self.kafka = kafka
+        self.rows = rows
+        self.devices = devices
+        self.gateway = gateway
+        self.sent = 0
+
+    async def round(self) -> None:
+        n = len(self.devices)
+        # `readings` numbers them from 0: this round's are the last n.
+        batch = readings(self.devices, self.sent + 1, self.gateway or "gw-faults")[self.sent * n :]
+        await produce(self.kafka, batch)
+        if self.gateway is not None:
+            now = int(time.time() * 1000)
+            beat = make_edge_metrics(self.gateway, now, site="site-faults")
+            await produce(self.kafka, [(self.gateway.encode(), encode(beat))], topics.EDGE_METRICS)
+        self.sent += 1
+        await wait_rows(self.rows, self.sent * n * METRICS_PER_READING, 60, "feed")
+
+
+async def device_offline_alerts(pg: asyncpg.Connection, devices: list[str]) -> list[Any]:
+    found: list[Any] = await pg.fetch(
+        "SELECT device_id, message FROM alerts WHERE rule = 'device_offline' "
+        "AND device_id = ANY($1)",
+        devices,
+    )
+    return found
+
+
 async def test_a_rebalance_hands_devices_over_without_false_offline_alerts(
-    kafka: str,
-    redis_url: str,
-    fresh_database: str,
-    pg_fresh: asyncpg.Connection,
-    workers: list[HubWorkerProcess],
-    tmp_path: Path,
+    kafka: str, pg_fresh: asyncpg.Connection, group: Group
 ) -> None:
     """Worker one learns every device, then worker two takes half the partitions. Readings
     keep coming to the new owner; the worker that gave the devices up must forget them, not
     take their silence for an outage."""
     devices = new_devices(40)
-    rows = Rows(pg_fresh, devices)
-    start = await end_offsets(kafka)
-    group = f"hub-test-{uuid.uuid4().hex[:8]}"
-    await position_group(kafka, group, start)
-
-    def worker(name: str) -> HubWorkerProcess:
-        process = HubWorkerProcess(
-            tmp_path, kafka, redis_url, database_url=fresh_database, group=group, name=name
-        )
-        workers.append(process)
-        # Longer than a rebalance's pause in consumption, which is a real silence to both.
-        return process.start(HUB_DEVICE_OFFLINE_AFTER_S="12")
-
-    one = worker("one")
-    sent = 0
-
-    async def feed(rounds: int) -> None:
-        nonlocal sent
-        for _ in range(rounds):
-            # The next reading of every device (`readings` numbers them from 0).
-            batch = readings(devices, sent + 1)[sent * len(devices) :]
-            await produce(kafka, batch)
-            sent += 1
-            await wait_rows(rows, sent * len(devices) * METRICS_PER_READING, 60, "feed")
-
-    await feed(2)  # worker one now knows every device
-    two = worker("two")
-
-    def split() -> bool:
-        latest = [w.assignments()[-1] if w.assignments() else set() for w in (one, two)]
-        return bool(latest[0] and latest[1] and not latest[0] & latest[1])
+    feed = Feed(kafka, Rows(pg_fresh, devices), devices)
+    await group.position(await end_offsets(kafka))
+    # Longer than a rebalance's pause in consumption, which is a real silence to both.
+    offline_after = {"HUB_DEVICE_OFFLINE_AFTER_S": "12"}
+    one = group.start("one", **offline_after)
+    for _ in range(2):  # worker one now knows every device
+        await feed.round()
+    group.start("two", **offline_after)
 
     async def split_while_feeding() -> bool:
-        await feed(1)  # devices stay alive through the rebalance
-        return split()
+        await feed.round()  # devices stay alive through the rebalance
+        return group.split()
 
     await async_wait_until(split_while_feeding, 90, "the partitions split between two workers")
     # Two and a half offline periods of readings to the new owners only.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        await feed(1)
+        await feed.round()
     assert one.count("alerts_handed_over") >= 1, one.log()
-    false_alarms = await pg_fresh.fetch(
-        "SELECT device_id, message FROM alerts WHERE rule = 'device_offline' "
-        "AND device_id = ANY($1)",
-        devices,
-    )
-    assert false_alarms == []
-    for process in (one, two):
-        assert await process.stop() == 0
-        assert process.errors() == []
-
-
-def heartbeat(gateway_id: str) -> tuple[bytes | None, bytes]:
-    now = int(time.time() * 1000)
-    metrics = EdgeMetrics(
-        gateway_id=gateway_id,
-        site="site-faults",
-        ts=now,
-        uptime_s=1.0,
-        buffer_depth=0,
-        buffer_bytes=0,
-        buffer_max_bytes=1,
-        buffer_oldest_age_s=None,
-        received_total=0,
-        forwarded_total=0,
-        dropped_total=0,
-        dead_lettered_total=0,
-        received_rate=0.0,
-        forwarded_rate=0.0,
-        kafka_connected=True,
-    )
-    return gateway_id.encode(), metrics.model_dump_json().encode()
+    assert await device_offline_alerts(pg_fresh, devices) == []
+    await group.stop_cleanly()
 
 
 async def test_a_silent_gateway_holds_back_its_devices_on_every_worker(
-    kafka: str,
-    redis_url: str,
-    fresh_database: str,
-    pg_fresh: asyncpg.Connection,
-    workers: list[HubWorkerProcess],
-    tmp_path: Path,
+    kafka: str, pg_fresh: asyncpg.Connection, group: Group
 ) -> None:
     """One gateway, its 40 devices spread over two workers, its heartbeats on one worker's
     partition only. When it falls silent: one gateway_offline, and no device_offline from
     either worker (the other one learns the heartbeats from the hub's shared view)."""
     devices = new_devices(40)
     gateway = f"gw-{uuid.uuid4().hex[:6]}"
-    rows = Rows(pg_fresh, devices)
-    start = await end_offsets(kafka)
-    group = f"hub-test-{uuid.uuid4().hex[:8]}"
-    await position_group(kafka, group, start)
-    pair = []
+    feed = Feed(kafka, Rows(pg_fresh, devices), devices, gateway)
+    await group.position(await end_offsets(kafka))
     for name in ("one", "two"):
-        process = HubWorkerProcess(
-            tmp_path, kafka, redis_url, database_url=fresh_database, group=group, name=name
-        )
-        workers.append(process)
-        pair.append(process.start(HUB_GATEWAY_OFFLINE_AFTER_S="3", HUB_DEVICE_OFFLINE_AFTER_S="6"))
-    sent = 0
+        group.start(name, HUB_GATEWAY_OFFLINE_AFTER_S="3", HUB_DEVICE_OFFLINE_AFTER_S="6")
 
-    async def feed() -> bool:
-        nonlocal sent
-        batch = readings(devices, sent + 1, gateway)[sent * len(devices) :]
-        await produce(kafka, batch)
-        await produce(kafka, [heartbeat(gateway)], topics.EDGE_METRICS)
-        sent += 1
-        await wait_rows(rows, sent * len(devices) * METRICS_PER_READING, 60, "feed")
-        latest = [w.assignments()[-1] if w.assignments() else set() for w in pair]
-        return bool(latest[0] and latest[1] and not latest[0] & latest[1])
+    async def split_while_feeding() -> bool:
+        await feed.round()
+        return group.split()
 
-    await async_wait_until(feed, 90, "the partitions split between two workers")
+    await async_wait_until(split_while_feeding, 90, "the partitions split between two workers")
     for _ in range(4):  # a few more heartbeats, seen by both through Redis
-        await feed()
+        await feed.round()
 
     async def gateway_alerts() -> int:
         n: int = await pg_fresh.fetchval(
@@ -377,17 +381,10 @@ async def test_a_silent_gateway_holds_back_its_devices_on_every_worker(
     # Past the devices' own offline period, on both workers: still nothing but the gateway's.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        device_alerts = await pg_fresh.fetch(
-            "SELECT device_id, message FROM alerts WHERE rule = 'device_offline' "
-            "AND device_id = ANY($1)",
-            devices,
-        )
-        assert device_alerts == []
+        assert await device_offline_alerts(pg_fresh, devices) == []
         await asyncio.sleep(0.5)
     assert await gateway_alerts() == 1
-    for process in pair:
-        assert await process.stop() == 0
-        assert process.errors() == []
+    await group.stop_cleanly()
 
 
 # -- PostgreSQL away (keep last: the slowest) --------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocol import NormalisedReading
+from protocol import EdgeMetrics, NormalisedReading
 
 
 def make_reading(
@@ -28,4 +28,25 @@ def make_reading(
         metrics=metrics,
         gateway_id=gateway_id,
         received_ts=ts,
+    )
+
+
+def make_edge_metrics(gateway_id: str, ts: int, site: str = "s1") -> EdgeMetrics:
+    """A healthy gateway's heartbeat (`iot.edge-metrics`) at `ts`."""
+    return EdgeMetrics(
+        gateway_id=gateway_id,
+        site=site,
+        ts=ts,
+        uptime_s=1.0,
+        buffer_depth=0,
+        buffer_bytes=0,
+        buffer_max_bytes=100,
+        buffer_oldest_age_s=None,
+        received_total=0,
+        forwarded_total=0,
+        dropped_total=0,
+        dead_lettered_total=0,
+        received_rate=0.0,
+        forwarded_rate=0.0,
+        kafka_connected=True,
     )

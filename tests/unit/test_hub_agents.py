@@ -25,7 +25,8 @@ from hub.agents.status import (
 )
 from hub.rules import AlertEngine, AlertTransition, OpenAlert, load_rules
 from hub.storage.model import AlertRow, AlertTransitionLike
-from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, encode
+from protocol import DeviceStatus, NormalisedReading, encode
+from tests.support.readings import make_edge_metrics
 
 T0 = 1_764_268_800_000  # a whole minute
 MIN = 60_000
@@ -383,24 +384,7 @@ def test_a_batch_keeps_the_newest_status_of_each_device_in_batch_order() -> None
     assert newest_per_device(batch) == [s("a", "online", 5), s("b", "online", 1)]
 
 
-def edge_metrics(gateway_id: str, ts: int) -> EdgeMetrics:
-    return EdgeMetrics(
-        gateway_id=gateway_id,
-        site="s1",
-        ts=ts,
-        uptime_s=1.0,
-        buffer_depth=0,
-        buffer_bytes=0,
-        buffer_max_bytes=100,
-        buffer_oldest_age_s=None,
-        received_total=0,
-        forwarded_total=0,
-        dropped_total=0,
-        dead_lettered_total=0,
-        received_rate=0.0,
-        forwarded_rate=0.0,
-        kafka_connected=True,
-    )
+edge_metrics = make_edge_metrics
 
 
 def test_gateway_state_is_the_record_plus_the_hub_receive_time() -> None:
