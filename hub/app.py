@@ -285,7 +285,7 @@ def create_app(
 
             async def after_commit(readings: Sequence[NormalisedReading]) -> None:
                 shared.rollups.mark_readings(readings, runtime.clock_ms())
-                await shared.alerts.observe_readings(readings)
+                await shared.alerts.observe_readings(readings, runtime.clock_ms())
 
             async def commit(events: Sequence[faust.types.EventT[bytes]]) -> None:
                 try:

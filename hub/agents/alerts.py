@@ -188,8 +188,14 @@ class AlertPipeline:
             for transition in evaluate(self.engine):
                 await self._emit(transition)
 
-    async def observe_readings(self, readings: Iterable[NormalisedReading]) -> None:
+    async def observe_readings(
+        self, readings: Iterable[NormalisedReading], now_ms: int | None = None
+    ) -> None:
+        """`now_ms`: the hub's clock as the batch was committed; a device is heard then."""
+
         def evaluate(engine: AlertEngine) -> list[AlertTransition]:
+            if now_ms is not None:
+                engine.advance(now_ms)
             return [t for reading in readings for t in engine.observe(reading)]
 
         await self.feed(evaluate)

@@ -109,6 +109,11 @@ class AlertEngine:
 
     # -- inputs ------------------------------------------------------------------------------
 
+    def advance(self, now_ms: int) -> None:
+        """Move the clock without evaluating anything: what the hub hears now is heard now,
+        even when ticks were held up (a rebalance, a busy loop)."""
+        self._clock_ms = max(self._clock_ms, now_ms)
+
     def observe(self, reading: NormalisedReading) -> list[AlertTransition]:
         """Evaluate one normalised reading."""
         out: list[AlertTransition] = []

@@ -652,3 +652,14 @@ def test_a_direct_heartbeat_makes_the_gateway_this_workers_own() -> None:
     assert (raised.kind, raised.rule, raised.gateway_id) == ("raised", "gateway_offline", "gw-1")
     (cleared,) = engine.observe_heartbeat("gw-1", 41_000)
     assert (cleared.kind, cleared.rule) == ("cleared", "gateway_offline")
+
+
+def test_advance_makes_a_late_batch_heard_now_not_at_the_last_tick() -> None:
+    engine = engine_with(SPINDLE)
+    assert engine.tick(0) == []
+    # No tick for 100 s (a rebalance); then a batch received long ago by its gateway arrives.
+    engine.advance(100_000)
+    engine.observe(reading(5_000, {"spindle_temp_c": 50.0}))
+    assert engine.tick(160_000) == []  # 60 s from when the hub heard it: not yet
+    (raised,) = engine.tick(160_001)
+    assert raised.rule == DEVICE_OFFLINE
