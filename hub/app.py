@@ -317,41 +317,51 @@ def create_app(
             log.critical("ingest_failed", extra=_EXITING, exc_info=True)
             _exit_without_commit()
 
-    async def status(stream: faust.StreamT[bytes]) -> None:
-        try:
-            shared = await runtime.ready()
-            async for batch in stream.take(STATUS_BATCH_MAX, within=settings.ingest_batch_wait_s):
-                await handle_statuses(
-                    _as_bytes(batch),
-                    db=shared.db,
-                    live=shared.live,
-                    alerts=shared.alerts,
-                    dlq=shared.dead_letters,
-                    counters=status_counters,
-                )
-        except Exception:
-            log.critical("device_status_failed", extra=_EXITING, exc_info=True)
-            _exit_without_commit()
+    def batch_agent(
+        name: str, handle: Callable[[Shared, list[bytes]], Awaitable[None]]
+    ) -> Callable[[faust.StreamT[bytes]], Awaitable[None]]:
+        """An agent handing each batch to `handle`; on a bug it stops the worker uncommitted."""
 
-    async def heartbeats(stream: faust.StreamT[bytes]) -> None:
-        try:
-            shared = await runtime.ready()
-            async for batch in stream.take(STATUS_BATCH_MAX, within=settings.ingest_batch_wait_s):
-                await handle_edge_metrics(
-                    _as_bytes(batch),
-                    live=shared.live,
-                    alerts=shared.alerts,
-                    dlq=shared.dead_letters,
-                    counters=status_counters,
-                    now_ms=runtime.clock_ms,
-                )
-        except Exception:
-            log.critical("edge_metrics_failed", extra=_EXITING, exc_info=True)
-            _exit_without_commit()
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            try:
+                shared = await runtime.ready()
+                async for batch in stream.take(
+                    STATUS_BATCH_MAX, within=settings.ingest_batch_wait_s
+                ):
+                    await handle(shared, _as_bytes(batch))
+            except Exception:
+                log.critical(f"{name}_failed", extra=_EXITING, exc_info=True)
+                _exit_without_commit()
+
+        return agent
+
+    async def status(shared: Shared, batch: list[bytes]) -> None:
+        await handle_statuses(
+            batch,
+            db=shared.db,
+            live=shared.live,
+            alerts=shared.alerts,
+            dlq=shared.dead_letters,
+            counters=status_counters,
+        )
+
+    async def heartbeats(shared: Shared, batch: list[bytes]) -> None:
+        await handle_edge_metrics(
+            batch,
+            live=shared.live,
+            alerts=shared.alerts,
+            dlq=shared.dead_letters,
+            counters=status_counters,
+            now_ms=runtime.clock_ms,
+        )
 
     app.agent(telemetry, name="ingest", concurrency=1)(ingest)
-    app.agent(device_status, name="device_status", concurrency=1)(status)
-    app.agent(edge_metrics, name="edge_metrics", concurrency=1)(heartbeats)
+    app.agent(device_status, name="device_status", concurrency=1)(
+        batch_agent("device_status", status)
+    )
+    app.agent(edge_metrics, name="edge_metrics", concurrency=1)(
+        batch_agent("edge_metrics", heartbeats)
+    )
 
     def timer(
         interval_s: float, name: str
