@@ -159,10 +159,10 @@ class Group:
             database_url=self.database_url,
             group=self.name,
             name=name,
+            env=env,
         )
         self._started.append(process)
         self.members.append(process)
-        process.env.update(env)
         return process.start()
 
     def split(self, every: set[str] | None = None) -> bool:
@@ -223,12 +223,7 @@ async def test_replaying_a_range_with_a_new_group_adds_no_rows(
 
 
 async def test_worker_killed_mid_batch_then_restarted_writes_each_reading_once(
-    kafka: str,
-    redis_url: str,
-    fresh_database: str,
-    pg_fresh: asyncpg.Connection,
-    workers: list[HubWorkerProcess],
-    tmp_path: Path,
+    kafka: str, pg_fresh: asyncpg.Connection, group: Group
 ) -> None:
     devices = new_devices(10)
     rows = Rows(pg_fresh, devices)
@@ -238,20 +233,14 @@ async def test_worker_killed_mid_batch_then_restarted_writes_each_reading_once(
     ends = await end_offsets(kafka)
     total = len(records) * METRICS_PER_READING
 
-    first = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=fresh_database, name="first")
-    workers.append(first)
-    await position_group(kafka, first.group, start)
-    first.start()
+    await group.position(start)
+    first = group.start("first")
     await wait_rows(rows, 1, 90, str(first.log_path))
     first.kill()  # SIGKILL: no shutdown, no final commit
     at_kill = await rows.count()
     assert 0 < at_kill < total, "the worker was to be killed while it still had work"
 
-    again = HubWorkerProcess(
-        tmp_path, kafka, redis_url, database_url=fresh_database, group=first.group, name="again"
-    )
-    workers.append(again)
-    again.start()
+    again = group.start("again")  # the same consumer group
     await wait_rows(rows, total, 120, str(again.log_path))
     await wait_caught_up(again, kafka, ends)
     assert await again.stop() == 0
