@@ -1,11 +1,21 @@
 """Redis side of the hub: latest values, last-seen, device state and the live pub/sub channels.
 
-Redis holds nothing PostgreSQL cannot rebuild, so Redis being away must never stop ingestion:
-every call catches connection errors, counts them, logs once per outage and returns `False`.
-While Redis is known to be down, calls are skipped (and counted) except for probes, the first
-`probe_interval_s` after the failure and then at doubling intervals up to `probe_max_s`: a host
-that drops packets costs ingestion a connect timeout now and then, not on every batch. redis-py
-reconnects by itself on the next call that goes through.
+Redis holds nothing PostgreSQL cannot rebuild, so no Redis error may ever stop ingestion: every
+call catches them all, counts them, logs once per episode and returns `False`. Two kinds:
+
+* Redis unreachable (connection refused or lost, timeouts): an outage of every call, logged as
+  `redis_unavailable`. While it lasts, calls are skipped (and counted) except for probes, the
+  first `probe_interval_s` after the failure and then at doubling intervals up to `probe_max_s`:
+  a host that drops packets costs ingestion a connect timeout now and then, not on every batch.
+  redis-py reconnects by itself on the next call that goes through.
+* Redis answering with an error (`OOM` at maxmemory with noeviction, `READONLY` on a replica,
+  `NOPERM` from an ACL, ...): a rejection of that operation only, logged as `redis_rejected` and
+  counted by the reply's code. Other operations may well go through meanwhile (reads and
+  PUBLISH under OOM or READONLY), so they are not held back; the rejected operation is probed
+  the same way as an outage.
+
+Either episode ends with `redis_recovered` at the first call that goes through. A pipeline is
+one call: if any of its commands is refused the call fails, although the others were applied.
 
 Keys and channels (the web app reads these):
 
@@ -32,12 +42,14 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.typing import EncodableT, FieldT
@@ -52,9 +64,12 @@ READINGS_CHANNEL: Final = "iot:live:readings"
 ALERTS_CHANNEL: Final = "iot:live:alerts"
 PUBLISH_CHUNK: Final = 500
 
-# Connection-level failures only: a ResponseError is a bug in our commands and should surface.
-# BusyLoadingError (Redis loading its dump after a restart) is a ConnectionError subclass.
+# Redis unreachable: an outage of every call. BusyLoadingError (Redis loading its dump after a
+# restart) and AuthenticationError are ConnectionError subclasses.
 REDIS_UNAVAILABLE: Final = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+# Everything a Redis call can raise: the above, and a reply refusing the command (ResponseError:
+# OOM, READONLY, NOPERM, ...).
+REDIS_ERRORS: Final = (redis_errors.RedisError, OSError)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,9 +82,34 @@ def latest_key(device_id: str) -> str:
 @dataclass
 class LiveStats:
     calls_total: int = 0
-    failed_total: int = 0  # calls that reached for Redis and failed
-    skipped_total: int = 0  # calls not attempted because Redis was known to be down
+    failed_total: int = 0  # calls that reached for Redis and failed, rejections included
+    skipped_total: int = 0  # calls not attempted: Redis known to be down, or the op refused
     outages_total: int = 0
+    rejected_total: Counter[str] = field(default_factory=Counter)  # by reply code: OOM, NOPERM
+
+
+def reply_code(exc: BaseException) -> str:
+    """The first word of a Redis error reply (`OOM`, `READONLY`, `NOPERM`, `ERR`, ...), which
+    redis-py strips from the message; the exception's class name for errors of the client's own."""
+    code = getattr(exc, "status_code", None)
+    return code if isinstance(code, str) and code else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """For logs: a refusal as Redis worded it (`OOM command not allowed ...`), else the class."""
+    if isinstance(exc, redis_errors.ResponseError):
+        return f"{reply_code(exc)} {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Episode:
+    """Failures since `since`; the next attempt (a probe) waits until `next_probe`."""
+
+    since: float
+    wait_s: float
+    next_probe: float
+    code: str  # the reply code of a rejection; "" for an outage
 
 
 def _compact(value: object) -> str:
@@ -91,9 +131,8 @@ class LiveStore:
         self._probe_interval_s = probe_interval_s
         self._probe_max_s = probe_max_s
         self._clock = clock
-        self._down_since: float | None = None
-        self._next_probe = 0.0
-        self._probe_wait_s = probe_interval_s
+        self._outage: _Episode | None = None
+        self._rejected: dict[str, _Episode] = {}  # by op
         self.stats = LiveStats()
 
     @classmethod
@@ -114,8 +153,14 @@ class LiveStore:
 
     @property
     def available(self) -> bool:
-        """False while an outage is ongoing (the last attempted call failed)."""
-        return self._down_since is None
+        """False while an outage is ongoing (the last attempted call found Redis unreachable);
+        a rejected op does not count, Redis is answering."""
+        return self._outage is None
+
+    @property
+    def rejected_ops(self) -> frozenset[str]:
+        """The ops Redis refused at their last attempt."""
+        return frozenset(self._rejected)
 
     async def aclose(self) -> None:
         with contextlib.suppress(*REDIS_UNAVAILABLE):
@@ -149,7 +194,7 @@ class LiveStore:
                     {device_id: device.ts for device_id, device in latest.items()},
                     gt=True,
                 )
-                await pipe.execute()
+                await _execute(pipe)
 
         return await self._call("update_latest", run)
 
@@ -165,7 +210,7 @@ class LiveStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for message in messages:
                     pipe.publish(READINGS_CHANNEL, message)
-                await pipe.execute()
+                await _execute(pipe)
 
         return await self._call("publish_readings", run)
 
@@ -207,42 +252,75 @@ class LiveStore:
         await self._call("gateway_heartbeats", run)
         return found
 
-    # -- outage handling -----------------------------------------------------------------------
+    # -- outages and rejections ---------------------------------------------------------------
 
     async def _call(self, op: str, run: Callable[[], Awaitable[None]]) -> bool:
         self.stats.calls_total += 1
         now = self._clock()
-        if self._down_since is not None and now < self._next_probe:
+        rejected = self._rejected.get(op)
+        if any(e is not None and now < e.next_probe for e in (self._outage, rejected)):
             self.stats.skipped_total += 1
             return False
         try:
             await run()
         except REDIS_UNAVAILABLE as exc:
             self.stats.failed_total += 1
-            if self._down_since is None:
-                self._probe_wait_s = self._probe_interval_s
-            else:
-                self._probe_wait_s = min(self._probe_wait_s * 2, self._probe_max_s)
-            self._next_probe = self._clock() + self._probe_wait_s
-            if self._down_since is None:
-                self._down_since = now
+            if self._outage is None:
                 self.stats.outages_total += 1
-                log.warning(
-                    "redis_unavailable",
-                    extra={"op": op, "error": f"{type(exc).__name__}: {exc}"},
-                )
+                log.warning("redis_unavailable", extra={"op": op, "error": describe(exc)})
+            self._outage = self._failed(self._outage, now, "")
             return False
-        if self._down_since is not None:
-            log.info(
-                "redis_recovered",
-                extra={
-                    "down_s": round(now - self._down_since, 1),
-                    "failed_total": self.stats.failed_total,
-                    "skipped_total": self.stats.skipped_total,
-                },
-            )
-            self._down_since = None
+        except redis_errors.RedisError as exc:
+            # Refused (OOM, READONLY, NOPERM...): this op only, others may still go through.
+            code = reply_code(exc)
+            self.stats.failed_total += 1
+            self.stats.rejected_total[code] += 1
+            self._end_outage(op, now)  # it answered, so it is reachable
+            if rejected is None:
+                log.warning(
+                    "redis_rejected", extra={"op": op, "code": code, "error": describe(exc)}
+                )
+            self._rejected[op] = self._failed(rejected, now, code)
+            return False
+        self._end_outage(op, now)
+        if rejected is not None:
+            del self._rejected[op]
+            self._log_recovered(op, now, rejected)
         return True
+
+    def _failed(self, episode: _Episode | None, now: float, code: str) -> _Episode:
+        if episode is None:
+            episode = _Episode(since=now, wait_s=self._probe_interval_s, next_probe=0.0, code=code)
+        else:
+            episode.wait_s = min(episode.wait_s * 2, self._probe_max_s)
+        episode.next_probe = self._clock() + episode.wait_s
+        return episode
+
+    def _end_outage(self, op: str, now: float) -> None:
+        if self._outage is not None:
+            self._log_recovered(op, now, self._outage)
+            self._outage = None
+
+    def _log_recovered(self, op: str, now: float, episode: _Episode) -> None:
+        extra: dict[str, object] = {
+            "op": op,
+            "down_s": round(now - episode.since, 1),
+            "failed_total": self.stats.failed_total,
+            "skipped_total": self.stats.skipped_total,
+        }
+        if episode.code:
+            extra["code"] = episode.code
+        log.info("redis_recovered", extra=extra)
+
+
+async def _execute(pipe: Pipeline) -> None:
+    """Run a pipeline and raise the first refusal among its replies, if any: every command ran,
+    so the others were applied, but the call failed. `raise_on_error=False` because the default
+    raise rewrites the reply's message with the command and its arguments."""
+    results = await pipe.execute(raise_on_error=False)
+    for result in results:
+        if isinstance(result, redis_errors.RedisError):
+            raise result
 
 
 @dataclass
