@@ -24,12 +24,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import asyncpg
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from hub.agents.alerts import alert_event, encode_event
-from hub.storage.live import ALERTS_CHANNEL, GATEWAYS_KEY, REDIS_UNAVAILABLE, latest_key
+from hub.storage.live import ALERTS_CHANNEL, GATEWAYS_KEY, REDIS_ERRORS, describe, latest_key
 from hub.storage.partitions import datetime_to_ms, ms_to_datetime
 
 # The adapter's own row mapping, so alerts read here can never drift from those it returns.
@@ -316,7 +317,7 @@ class WebData:
                 for device_id in device_ids:
                     pipe.hgetall(latest_key(device_id))
                 results = await pipe.execute()
-        except REDIS_UNAVAILABLE as exc:
+        except REDIS_ERRORS as exc:
             _redis_degraded("latest", exc)
             return {}
         return {d: parse_latest(fields) for d, fields in zip(device_ids, results, strict=True)}
@@ -324,10 +325,10 @@ class WebData:
     # -- gateways ------------------------------------------------------------------------------
 
     async def gateways(self) -> list[GatewayView]:
-        """Every gateway the hub has heard from, by id; [] while Redis is away."""
+        """Every gateway the hub has heard from, by id; [] while Redis is away or refuses."""
         try:
             entries = await self._redis.hgetall(GATEWAYS_KEY)
-        except REDIS_UNAVAILABLE as exc:
+        except REDIS_ERRORS as exc:
             _redis_degraded("gateways", exc)
             return []
         now = self._now_ms()
@@ -458,7 +459,7 @@ class WebData:
         """The same event the worker publishes (`hub.agents.alerts.alert_event`), best effort."""
         try:
             await self._redis.publish(ALERTS_CHANNEL, encode_event(alert_event(kind, row)))
-        except REDIS_UNAVAILABLE as exc:
+        except REDIS_ERRORS as exc:
             _redis_degraded("publish_alert", exc)
 
     # -- health --------------------------------------------------------------------------------
@@ -480,7 +481,7 @@ class WebData:
         try:
             async with asyncio.timeout(_PING_TIMEOUT_S):
                 await self._redis.ping()
-        except (TimeoutError, *REDIS_UNAVAILABLE):
+        except (TimeoutError, *REDIS_ERRORS):
             return False
         return True
 
@@ -495,7 +496,10 @@ def _alert_fields(row: AlertRow, by: Principal) -> dict[str, object]:
 
 
 def _redis_degraded(op: str, exc: BaseException) -> None:
-    log.warning("redis_unavailable", extra={"op": op, "error": f"{type(exc).__name__}: {exc}"})
+    # Redis unreachable or refusing (OOM, READONLY, NOPERM): either way the page goes without.
+    refused = isinstance(exc, redis_errors.ResponseError)
+    event = "redis_rejected" if refused else "redis_unavailable"
+    log.warning(event, extra={"op": op, "error": describe(exc)})
 
 
 def _ms(value: Any) -> int | None:

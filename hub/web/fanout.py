@@ -8,6 +8,8 @@ else keeps receiving every message in order.
 
 Redis going away is survived: the reader reconnects with backoff and subscribes again (messages
 published meanwhile are lost; that is pub/sub, and the pages reload history from PostgreSQL).
+Redis refusing the subscription (NOPERM from an ACL without the channels) is treated the same
+way: `connected` stays False, so /readyz says not ready, until a retry is let through.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from edge_gateway.backoff import Backoff
-from hub.storage.live import ALERTS_CHANNEL, READINGS_CHANNEL, REDIS_UNAVAILABLE
+from hub.storage.live import (
+    ALERTS_CHANNEL,
+    READINGS_CHANNEL,
+    REDIS_ERRORS,
+    REDIS_UNAVAILABLE,
+    describe,
+)
 
 __all__ = ["FanoutStats", "LiveEvent", "LiveFanout", "Subscription", "parse_message"]
 
@@ -265,9 +274,10 @@ class LiveFanout:
         ever_subscribed = False
         outage_logged = False
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub()  # with the confirmations, which `_confirmed` awaits
             try:
                 await pubsub.subscribe(*CHANNELS)
+                await _confirmed(pubsub)
                 if ever_subscribed:
                     self.stats.redis_reconnects_total += 1
                     log.info("live_redis_resubscribed", extra={"channels": ",".join(CHANNELS)})
@@ -275,18 +285,18 @@ class LiveFanout:
                 self._subscribed.set()
                 backoff.reset()
                 await self._read(pubsub)
-            except REDIS_UNAVAILABLE as exc:
+            except REDIS_ERRORS as exc:
                 self._subscribed.clear()
                 if not outage_logged:  # once per outage, not once per retry
                     outage_logged = True
-                    log.warning(
-                        "live_redis_unavailable", extra={"error": f"{type(exc).__name__}: {exc}"}
-                    )
+                    refused = isinstance(exc, redis_errors.ResponseError)
+                    event = "live_redis_rejected" if refused else "live_redis_unavailable"
+                    log.warning(event, extra={"error": describe(exc)})
                 await asyncio.sleep(backoff.next_delay())
             finally:
                 self._subscribed.clear()
                 with contextlib.suppress(*REDIS_UNAVAILABLE):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def _read(self, pubsub: PubSub) -> None:
         while True:
@@ -302,6 +312,19 @@ class LiveFanout:
                 self.stats.undecodable_total += 1
                 continue
             self.publish(event)
+
+
+async def _confirmed(pubsub: PubSub) -> None:
+    """Until Redis confirms every channel. `subscribe` only sends the command; its replies, or
+    a refusal (NOPERM, raised here), arrive like messages."""
+    while True:
+        message = await pubsub.get_message(timeout=_READ_TIMEOUT_S)
+        if message is None or message["type"] != "subscribe":
+            continue
+        # Each confirmation carries the connection's subscription count; all of CHANNELS are
+        # confirmed at once, before any message on them.
+        if message["data"] == len(CHANNELS):
+            return
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
