@@ -95,7 +95,11 @@ class MessageRouter:
             device_id = where.device_id
             if where.kind == "status":
                 status = decode_status(
-                    where, payload, received_ts=received_ts, gateway_id=self.gateway_id
+                    where,
+                    payload,
+                    received_ts=received_ts,
+                    gateway_id=self.gateway_id,
+                    max_future_ms=self.max_future_ms,
                 )
                 return Routed(
                     "status",

@@ -5,7 +5,9 @@ tests/integration/test_hub_worker.py):
 
 * `stream.take()` acknowledges a batch's events when the agent asks for the next batch, and
   also when the agent body raises; an agent crash then commits. So the agents never raise for
-  an outage (they wait), and on anything else the process exits without committing.
+  an outage (they wait), nor for a record they cannot use (it goes to the dead-letter topic
+  with its reason, `hub.agents.records` and `hub.agents.poison`); on anything else the process
+  exits without committing.
 * Ingest uses `noack_take()` instead, which yields the events unacknowledged: each batch is
   written in the background (`OneAhead`) while Faust collects the next one, and its events are
   acked only after its PostgreSQL commit, batch after batch in offset order (so #606's
@@ -31,7 +33,8 @@ the database pool, Redis, the alert engine and the rollup scheduler):
 * agent `device_status` (`iot.device-status`) and agent `edge_metrics` (`iot.edge-metrics`):
   presence and heartbeats (`hub.agents.status`);
 * timers: `alerts_tick` every second (offline detection), `rollups` every 5 s
-  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`), stats.
+  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`), stats. A timer
+  run that fails is logged and makes `/readyz` answer 503 until a run succeeds again.
 
 The alert engine is per process; see `hub.agents.alerts` for what that means with several
 workers (gateway heartbeats are partitioned like everything else).
@@ -43,7 +46,6 @@ import asyncio
 import logging
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -52,17 +54,20 @@ from typing import Any, Final, NoReturn, Protocol, cast
 
 import faust
 
-from hub.agents.aggregate import RollupScheduler, RollupStore, startup_rebuild_since_ms
-from hub.agents.alerts import AlertPipeline, AlertStore
-from hub.agents.ingest import (
-    IngestCounters,
-    OneAhead,
-    ReadingWriter,
-    ingest_batch,
-    is_transient_db_error,
-    retry_transient,
+from hub.agents.aggregate import (
+    RollupCounters,
+    RollupScheduler,
+    RollupStore,
+    rebuild_isolated,
+    recompute_isolated,
+    startup_rebuild_since_ms,
 )
+from hub.agents.alerts import AlertPipeline, AlertStore
+from hub.agents.ingest import IngestCounters, OneAhead, ReadingWriter, ingest_batch
 from hub.agents.maintenance import SchemaStore, maintain_partitions, prepare_schema
+from hub.agents.poison import describe_error
+from hub.agents.records import TsBound, wall_clock_ms
+from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
 from hub.agents.status import (
     DeviceStateWriter,
     StatusCounters,
@@ -135,10 +140,6 @@ def kafka_brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(frozen=True)
 class Shared:
     """What the agents and timers of one worker use, ready for use."""
@@ -147,6 +148,7 @@ class Shared:
     live: LiveStore
     alerts: AlertPipeline
     rollups: RollupScheduler
+    rollup_counters: RollupCounters
     dead_letters: FaustDeadLetters
 
 
@@ -171,6 +173,10 @@ class WorkerRuntime:
         self._rules = rules
         self._open_database = open_database
         self.clock_ms = clock_ms
+        self.bound = TsBound(max_future_ms=settings.max_ts_future_s * 1000, clock_ms=clock_ms)
+        # Timers whose last run failed (name -> error): the worker is not ready meanwhile.
+        self.failing_timers: dict[str, str] = {}
+        self.timer_failures_total = 0
         self._lock = asyncio.Lock()
         self._resources = AsyncExitStack()
         self._shared: Shared | None = None
@@ -210,21 +216,37 @@ class WorkerRuntime:
         alerts = AlertPipeline(engine, store=db, channel=live, producer=FaustAlertEvents(self._app))
         restored = await alerts.restore(self.clock_ms())
         grace_ms = round(settings.rollup_grace_s * 1000)
-        since = startup_rebuild_since_ms(self.clock_ms(), grace_ms)
+        now = self.clock_ms()
+        since = startup_rebuild_since_ms(now, grace_ms)
+        # Up to the newest ts ingest accepts; a minute that cannot be computed is skipped, so a
+        # poisoned minute cannot turn every restart into another crash.
+        rollup_counters = RollupCounters()
         rebuilt = await retry_transient(
-            lambda: db.rebuild_rollups(since),
+            lambda: rebuild_isolated(
+                db,
+                since,
+                now + self.bound.max_future_ms,
+                rollup_counters,
+                is_poison=is_record_error,
+            ),
             what="startup_rollup_rebuild",
             is_transient=is_transient_db_error,
         )
         log.info(
             "worker_ready",
-            extra={"alerts_restored": restored, "rollups_rebuilt": rebuilt, "since_ms": since},
+            extra={
+                "alerts_restored": restored,
+                "rollups_rebuilt": rebuilt,
+                "rollups_skipped": rollup_counters.skipped_total,
+                "since_ms": since,
+            },
         )
         return Shared(
             db=db,
             live=live,
             alerts=alerts,
             rollups=RollupScheduler(grace_ms=grace_ms),
+            rollup_counters=rollup_counters,
             dead_letters=FaustDeadLetters(self._app),
         )
 
@@ -295,6 +317,7 @@ def create_app(
                         live=shared.live,
                         dlq_producer=shared.dead_letters,
                         counters=counters,
+                        bound=runtime.bound,
                         after_commit=after_commit,
                     )
                     for event in events:
@@ -343,6 +366,7 @@ def create_app(
             alerts=shared.alerts,
             dlq=shared.dead_letters,
             counters=status_counters,
+            bound=runtime.bound,
         )
 
     async def heartbeats(shared: Shared, batch: list[bytes]) -> None:
@@ -366,8 +390,9 @@ def create_app(
     def timer(
         interval_s: float, name: str
     ) -> Callable[[Callable[[Shared], Awaitable[None]]], None]:
-        """A timer that runs once start-up is done, and stops the worker on a bug (a timer
-        that raises would otherwise leave the worker running without it)."""
+        """A timer that runs once start-up is done. A run that fails is logged and makes the
+        worker unready until a later run succeeds; the timer goes on. (Exiting instead would
+        restart the worker into the same failure, over and over, if the cause is in the data.)"""
 
         def register(body: Callable[[Shared], Awaitable[None]]) -> None:
             async def run() -> None:
@@ -376,11 +401,16 @@ def create_app(
                     return
                 try:
                     await body(shared)
-                except Exception:
+                except Exception as exc:
                     if runtime.closing:  # resources closed under it during shutdown
                         return
-                    log.critical(f"{name}_failed", extra=_EXITING, exc_info=True)
-                    _exit_without_commit()
+                    runtime.timer_failures_total += 1
+                    if name not in runtime.failing_timers:  # once per episode, not per run
+                        log.error("timer_failed", extra={"timer": name}, exc_info=True)
+                    runtime.failing_timers[name] = describe_error(exc)
+                    return
+                if runtime.failing_timers.pop(name, None) is not None:
+                    log.info("timer_recovered", extra={"timer": name})
 
             app.timer(interval_s, name=name)(run)
 
@@ -402,7 +432,9 @@ def create_app(
         if not buckets:
             return
         try:
-            await shared.db.recompute_rollups(buckets)
+            await recompute_isolated(
+                shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
+            )
         except Exception as exc:
             if not is_transient_db_error(exc):
                 raise
@@ -431,6 +463,8 @@ def create_app(
                 "batches_total": counters.batches_total,
                 "readings_total": counters.readings_total,
                 "dead_lettered_total": sum(counters.dead_lettered_total.values()),
+                "status_dead_lettered_total": status_counters.dead_lettered_total,
+                "timer_failures_total": runtime.timer_failures_total,
                 "db_retries_total": counters.db_retries_total,
                 "redis_failed_total": redis_failed,
                 "statuses_total": status_counters.statuses_total,
@@ -439,6 +473,9 @@ def create_app(
                     0 if alert_counters is None else alert_counters.transitions_total
                 ),
                 "rollups_pending": 0 if shared is None else len(shared.rollups),
+                "rollups_skipped_total": 0
+                if shared is None
+                else shared.rollup_counters.skipped_total,
             },
         )
 
@@ -473,8 +510,8 @@ READY_PING_TIMEOUT_S: Final = 2.0
 def register_probes(app: faust.App, runtime: WorkerRuntime) -> None:
     """`/healthz` and `/readyz` on the worker's Faust web server (HUB_WORKER_WEB_PORT), for
     Kubernetes probes: alive while the event loop answers; ready once start-up is done (schema,
-    restored alerts) and PostgreSQL answers. Kafka is not a check: Faust reconnects by itself,
-    and a restart would not bring the broker back."""
+    restored alerts), PostgreSQL answers and no timer's last run failed. Kafka is not a check:
+    Faust reconnects by itself, and a restart would not bring the broker back."""
 
     @app.page("/healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -483,7 +520,11 @@ def register_probes(app: faust.App, runtime: WorkerRuntime) -> None:
     @app.page("/readyz")
     async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         shared = runtime.current
-        checks = {"started": shared is not None, "postgres": False}
+        checks = {
+            "started": shared is not None,
+            "postgres": False,
+            "timers": not runtime.failing_timers,
+        }
         if shared is not None:
             try:
                 await asyncio.wait_for(shared.db.ping(), READY_PING_TIMEOUT_S)
@@ -493,7 +534,9 @@ def register_probes(app: faust.App, runtime: WorkerRuntime) -> None:
                 if not (isinstance(exc, TimeoutError) or is_transient_db_error(exc)):
                     raise
         ready = all(checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
+        if runtime.failing_timers:
+            body["failing_timers"] = dict(runtime.failing_timers)
         return view.json(body, status=200 if ready else 503)
 
 

@@ -12,6 +12,8 @@ from typing import Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from protocol.models import (
+    MAX_EPOCH_MS,
+    MAX_METRIC_MAGNITUDE,
     MAX_METRICS,
     MAX_PAYLOAD_BYTES,
     METRIC_NAME_PATTERN,
@@ -31,6 +33,7 @@ REASONS: Final = (
     "invalid_json",
     "wrong_shape",
     "non_finite_number",
+    "value_out_of_range",
     "bad_metric_name",
     "too_many_metrics",
     "no_metrics",
@@ -41,6 +44,9 @@ REASONS: Final = (
 
 DEFAULT_MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000
 DEFAULT_MAX_FUTURE_MS: Final = 3600 * 1000
+_BOUND_ERRORS: Final = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+)
 
 
 class DecodeError(ValueError):
@@ -66,7 +72,16 @@ def _classify(exc: ValidationError) -> DecodeError:
         if kind == "json_invalid":
             return DecodeError("invalid_json", err["msg"])
         if kind == "finite_number":
-            return DecodeError("non_finite_number", f"metrics.{loc[1]} is NaN or Infinity")
+            return DecodeError("non_finite_number", f"{_where(loc[:2])} is NaN or Infinity")
+        if loc[:1] == ("metrics",) and len(loc) >= 2 and kind in _BOUND_ERRORS:
+            return DecodeError(
+                "value_out_of_range",
+                f"metrics.{loc[1]} is beyond the magnitude limit {MAX_METRIC_MAGNITUDE:g}",
+            )
+        if loc[:1] in (("ts",), ("received_ts",)) and kind in _BOUND_ERRORS:
+            return DecodeError(
+                "ts_out_of_range", f"{loc[0]} must be epoch ms within 0..{MAX_EPOCH_MS}"
+            )
         if loc[:1] == ("metrics",) and "[key]" in loc:
             return DecodeError(
                 "bad_metric_name", f"metric name {loc[1]!r} must match {METRIC_NAME_PATTERN}"
@@ -79,11 +94,16 @@ def _classify(exc: ValidationError) -> DecodeError:
     loc = first["loc"]
     if loc[:1] == ("metrics",) and len(loc) >= 2:
         return DecodeError("wrong_shape", f"metrics.{loc[1]} must be a finite number or a boolean")
-    where = ".".join(str(part) for part in loc) or "payload"
-    return DecodeError("wrong_shape", f"{where}: {first['msg']}")
+    return DecodeError("wrong_shape", f"{_where(loc)}: {first['msg']}")
 
 
-def _validate(model: type[M], payload: bytes) -> M:
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "payload"
+
+
+def decode_record(model: type[M], payload: bytes) -> M:
+    """One wire model from raw bytes (a device payload, or a Kafka record read as untrusted),
+    or `DecodeError` with the reason."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError(
             "payload_too_large", f"{len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed"
@@ -116,6 +136,9 @@ def resolve_ts(
         if parsed.tzinfo is None:
             raise DecodeError("bad_ts", f"ts {raw!r} has no time zone offset")
         ts = round(parsed.timestamp() * 1000)
+        if not 0 <= ts <= MAX_EPOCH_MS:
+            # An offset can carry a valid wall time past year 9999 or before 1970 in UTC.
+            raise DecodeError("ts_out_of_range", f"ts {raw!r} is outside 1970..9999 in UTC")
     else:
         ts = raw
     skew = ts - received_ts
@@ -138,7 +161,7 @@ def decode_telemetry(
     max_past_ms: int = DEFAULT_MAX_PAST_MS,
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
 ) -> NormalisedReading:
-    body = _validate(DevicePayload, payload)
+    body = decode_record(DevicePayload, payload)
     ts = resolve_ts(body.ts, received_ts, max_past_ms=max_past_ms, max_future_ms=max_future_ms)
     # Every field is validated already (payload above, topic by its parser): skip a second pass.
     return NormalisedReading.model_construct(
@@ -154,11 +177,18 @@ def decode_telemetry(
 
 
 def decode_status(
-    topic: MqttTopic, payload: bytes, *, received_ts: int, gateway_id: str
+    topic: MqttTopic,
+    payload: bytes,
+    *,
+    received_ts: int,
+    gateway_id: str,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
 ) -> DeviceStatus:
-    body = _validate(StatusPayload, payload)
-    # Retained status messages can be old by design, so only the syntax of ts is checked.
-    ts = resolve_ts(body.ts, received_ts, max_past_ms=2**62, max_future_ms=2**62)
+    body = decode_record(StatusPayload, payload)
+    # Retained status messages can be old by design, so any past time is taken. A future one
+    # is held to the telemetry bound: the hub ignores statuses older than the newest applied,
+    # so one from year 9999 would freeze the device's state for good.
+    ts = resolve_ts(body.ts, received_ts, max_past_ms=received_ts, max_future_ms=max_future_ms)
     return DeviceStatus(
         site=topic.site,
         device_id=topic.device_id,

@@ -20,13 +20,21 @@ MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_METRICS: Final = 256
 METRIC_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 SCHEMA_VERSION: Final = 1
+# Plant values are far smaller; the bound keeps sums and averages over any number of readings
+# (PostgreSQL's avg, rate-of-change rules) finite, where 1e308 would overflow them.
+MAX_METRIC_MAGNITUDE: Final = 1e15
+# The last millisecond of year 9999: every datetime library (and PostgreSQL) can hold it.
+MAX_EPOCH_MS: Final = 253_402_300_799_999
 
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
+MetricNumber = Annotated[StrictFloat, Field(ge=-MAX_METRIC_MAGNITUDE, le=MAX_METRIC_MAGNITUDE)]
 # StrictBool first: a JSON `true` stays a boolean and never becomes 1.0.
-MetricValue = StrictBool | StrictFloat
+MetricValue = StrictBool | MetricNumber
 Identifier = Annotated[str, StringConstraints(pattern=f"^{IDENTIFIER_PATTERN}$")]
 DeviceType = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN)]
-EpochMs = Annotated[StrictInt, Field(ge=0, le=253_402_300_799_999)]  # up to year 9999
+EpochMs = Annotated[StrictInt, Field(ge=0, le=MAX_EPOCH_MS)]  # 1970 up to year 9999
+Seq = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]  # fits PostgreSQL's bigint
+Metrics = Annotated[dict[MetricName, MetricValue], Field(min_length=1, max_length=MAX_METRICS)]
 # A device may send epoch milliseconds or an RFC 3339 string; the codec normalises to epoch ms.
 RawTimestamp = EpochMs | str
 
@@ -59,17 +67,15 @@ class DevicePayload(_Wire):
         description="Epoch milliseconds or an RFC 3339 string with a time zone; "
         "missing means the gateway's receive time.",
     )
-    seq: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | None = Field(
+    seq: Seq | None = Field(
         default=None, description="Per-device counter for gap detection and de-duplication."
     )
     type: DeviceType | None = Field(
         default=None, description="Device type; known types get default alert rules."
     )
-    metrics: dict[MetricName, MetricValue] = Field(
-        min_length=1,
-        max_length=MAX_METRICS,
+    metrics: Metrics = Field(
         description="1..256 metrics: name [a-z][a-z0-9_]{0,63}, "
-        "value a finite number or a boolean.",
+        "value a boolean or a finite number of magnitude at most 1e15.",
     )
 
 
@@ -80,18 +86,22 @@ class StatusPayload(_Wire):
     ts: RawTimestamp | None = None
 
 
+# The Kafka records below are validated again where they are read: the hub takes nothing from
+# a topic on trust (anything with write access to it could have produced the record).
+
+
 class NormalisedReading(_Wire):
     """Value of `iot.telemetry`, keyed by device_id."""
 
     v: Literal[1] = SCHEMA_VERSION
     site: Identifier
     device_id: Identifier
-    type: str | None
-    ts: int
-    seq: int | None
-    metrics: dict[str, MetricValue]
-    gateway_id: str
-    received_ts: int
+    type: DeviceType | None
+    ts: EpochMs
+    seq: Seq | None
+    metrics: Metrics
+    gateway_id: Identifier
+    received_ts: EpochMs
 
 
 class DeviceStatus(_Wire):
@@ -101,17 +111,17 @@ class DeviceStatus(_Wire):
     site: Identifier
     device_id: Identifier
     state: Literal["online", "offline"]
-    ts: int
-    gateway_id: str
+    ts: EpochMs
+    gateway_id: Identifier
 
 
 class EdgeMetrics(_Wire):
     """Value of `iot.edge-metrics`, keyed by gateway_id, published every 10 s."""
 
     v: Literal[1] = SCHEMA_VERSION
-    gateway_id: str
-    site: str
-    ts: int
+    gateway_id: Identifier
+    site: Identifier
+    ts: EpochMs
     uptime_s: float
     buffer_depth: int
     buffer_bytes: int

@@ -15,14 +15,20 @@ What `take` returns:
 
 After a crash the marks are gone; the worker's start-up rebuilds the last grace + 5 minutes
 (`startup_rebuild_since_ms`), which covers every bucket that could still have been pending.
+
+A bucket the database cannot compute (rows stored before the hub bounded values, whose sum
+overflows double precision) must not stop the worker nor hold up the others: both paths run
+under `isolate_poison`, and such a bucket or minute is skipped, logged and counted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
+from hub.agents.poison import describe_error, isolate_poison
 from hub.windows import MINUTE_MS, BucketKey, DirtyBuckets, bucket_start
 from protocol import NormalisedReading
 
@@ -78,3 +84,62 @@ def startup_rebuild_since_ms(now_ms: int, grace_ms: int) -> int:
     """Start of the window a starting worker rebuilds: any bucket marked before a crash and not
     yet computed ends at most `grace_ms` ago; 5 minutes more cover a slow restart."""
     return now_ms - grace_ms - MINUTE_MS - STARTUP_REBUILD_EXTRA_MS
+
+
+@dataclass
+class RollupCounters:
+    written_total: int = 0
+    skipped_total: int = 0  # buckets (or start-up minutes) the database could not compute
+
+
+async def recompute_isolated(
+    store: RollupStore,
+    buckets: Sequence[BucketKey],
+    counters: RollupCounters,
+    *,
+    is_poison: Callable[[Exception], bool],
+) -> None:
+    """Recompute `buckets`; one that fails alone is skipped, logged and counted. Any other
+    error propagates (the caller gives the buckets back for the next pass)."""
+
+    async def recompute(chunk: Sequence[BucketKey]) -> None:
+        counters.written_total += await store.recompute_rollups(chunk)
+
+    for (device_id, metric, start), exc in await isolate_poison(
+        buckets, recompute, is_poison=is_poison
+    ):
+        counters.skipped_total += 1
+        log.error(
+            "rollup_skipped",
+            extra={
+                "device_id": device_id,
+                "metric": metric,
+                "bucket_ms": start,
+                "error": describe_error(exc),
+            },
+        )
+
+
+async def rebuild_isolated(
+    store: RollupStore,
+    since_ms: int,
+    until_ms: int,
+    counters: RollupCounters,
+    *,
+    is_poison: Callable[[Exception], bool],
+) -> int:
+    """Rebuild every bucket in the whole minutes of `[since_ms, until_ms)`, in one statement
+    per day unless some minute fails: then that minute alone is skipped, logged and counted.
+    Returns the rows written."""
+    minutes = list(range(bucket_start(since_ms), until_ms, MINUTE_MS))
+    written = 0
+
+    async def rebuild(chunk: Sequence[int]) -> None:
+        nonlocal written
+        written += await store.rebuild_rollups(chunk[0], chunk[-1] + MINUTE_MS)
+
+    for start, exc in await isolate_poison(minutes, rebuild, is_poison=is_poison):
+        counters.skipped_total += 1
+        log.error("rollup_minute_skipped", extra={"bucket_ms": start, "error": describe_error(exc)})
+    counters.written_total += written
+    return written

@@ -40,7 +40,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from hub.agents.ingest import is_transient_db_error, is_transient_kafka_error, retry_transient
+from hub.agents.poison import describe_error
+from hub.agents.retry import is_transient_db_error, is_transient_kafka_error, retry_transient
 from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading
@@ -79,6 +80,7 @@ class AlertCounters:
     published_total: int = 0
     db_retries_total: int = 0
     kafka_retries_total: int = 0
+    failed_total: int = 0  # transitions skipped: the store or Kafka refused them for good
 
 
 def alert_event(kind: str, row: AlertRow) -> dict[str, Any]:
@@ -183,10 +185,26 @@ class AlertPipeline:
             log.info("alerts_handed_over", extra={"devices": devices, "gateways": gateways})
 
     async def feed(self, evaluate: Callable[[AlertEngine], Sequence[AlertTransition]]) -> None:
-        """Run `evaluate` on the engine, then persist and publish its transitions, in order."""
+        """Run `evaluate` on the engine, then persist and publish its transitions, in order.
+        A transition that fails for a reason a retry cannot outlast is skipped, logged and
+        counted: the next ones, and the input that caused them, go on."""
         async with self._lock:
             for transition in evaluate(self.engine):
-                await self._emit(transition)
+                try:
+                    await self._emit(transition)
+                # The poison boundary of alerting (`_emit` waits out outages itself).
+                except Exception as exc:  # noqa: BLE001 - logged and counted
+                    self.counters.failed_total += 1
+                    log.error(
+                        "alert_transition_failed",
+                        extra={
+                            "device_id": transition.device_id,
+                            "gateway_id": transition.gateway_id,
+                            "rule": transition.rule,
+                            "kind": transition.kind,
+                            "error": describe_error(exc),
+                        },
+                    )
 
     async def observe_readings(
         self, readings: Iterable[NormalisedReading], now_ms: int | None = None

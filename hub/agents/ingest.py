@@ -1,39 +1,44 @@
 """Ingest: one batch of `iot.telemetry` values into PostgreSQL, then Redis.
 
 A plain async function, so it is tested without Faust or Kafka; `hub.app` calls it from the
-agent for every `stream.take()` batch. Faust acknowledges the batch's offsets when the agent
-asks for the next batch, and equally when the body raises (verified with faust-streaming
-0.15.3), so this function returns only once the batch is durable: it never raises for a
-database or Kafka outage, it waits and retries. Order of effects:
+agent for every batch. Faust acknowledges the batch's offsets once this returns, so it returns
+only once the batch is durable: it never raises for a database or Kafka outage (it waits and
+retries), nor for one bad record (it dead-letters it). Order of effects:
 
-1. decode every value; an undecodable one goes to `iot.hub.dlq` with an `error` header;
+1. decode every value as untrusted (`hub.agents.records`); one that is not a valid reading, or
+   whose ts is too far ahead of the hub's clock, goes to `iot.hub.dlq` with an `error` header;
 2. write the readings to PostgreSQL (idempotent, so a retry or a replay is harmless);
 3. update Redis (latest values, last-seen) and publish to the live channel: best effort;
 4. `after_commit` with the batch's readings (the worker marks rollup buckets and feeds the
    alert engine there), so whatever derives from readings sees only committed ones.
+
+Steps 2 to 4 run under `isolate_poison`: if they fail for a reason a retry cannot outlast (the
+database refuses a row, a bug meets an odd value), the batch is bisected, the readings that
+fail alone go to the dead-letter topic as `unprocessable`, and the others are written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ValidationError
-
-from edge_gateway.backoff import Backoff
-from hub.storage.postgres import TRANSIENT_ERRORS
+from hub.agents.poison import describe_error, isolate_poison
+from hub.agents.records import (
+    DeadLetterSink,
+    TsBound,
+    dead_letter,
+    decode_timestamped,
+    reason_of,
+    unprocessable,
+)
+from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
 from protocol import NormalisedReading
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
-ERROR_HEADER_MAX: Final = 500
 
 
 class ReadingWriter(Protocol):
@@ -50,12 +55,6 @@ class LiveSink(Protocol):
     async def publish_readings(self, readings: Sequence[NormalisedReading]) -> bool: ...
 
 
-class DeadLetterSink(Protocol):
-    """Sends one raw record to the hub's dead-letter topic and returns once Kafka has it."""
-
-    async def send(self, value: bytes, *, error: str) -> None: ...
-
-
 @dataclass
 class IngestCounters:
     batches_total: int = 0
@@ -65,50 +64,12 @@ class IngestCounters:
     dlq_retries_total: int = 0
 
 
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Errors a retry can outlast (the database away, restarting, overloaded; a lost deadlock),
-    as `hub.storage.postgres` classifies them."""
-    return isinstance(exc, TRANSIENT_ERRORS)
-
-
-def is_transient_kafka_error(exc: BaseException) -> bool:
-    # aiokafka's errors all derive from KafkaError; imported here to keep the module importable
-    # (and unit-testable) on its own.
-    from aiokafka.errors import KafkaError
-
-    return isinstance(exc, KafkaError | OSError)
-
-
-def describe_invalid(exc: ValidationError) -> str:
-    """A short `reason: detail` for the `error` header, in the style of the edge's reasons."""
-    first = exc.errors(include_url=False, include_input=False)[0]
-    if first["type"] == "json_invalid":
-        detail = f"invalid_json: {first['msg']}"
-    else:
-        where = ".".join(str(part) for part in first["loc"]) or "value"
-        detail = f"wrong_shape: {where}: {first['msg']}"
-    return detail[:ERROR_HEADER_MAX]
-
-
-def decode_records(
-    raw_values: Sequence[bytes], model: type[M]
-) -> tuple[list[M], list[tuple[bytes, str]]]:
-    """Decoded records, and (raw value, error) for every value that is not one."""
-    good: list[M] = []
-    invalid: list[tuple[bytes, str]] = []
-    for raw in raw_values:
-        try:
-            good.append(model.model_validate_json(raw))
-        except ValidationError as exc:
-            invalid.append((raw, describe_invalid(exc)))
-    return good, invalid
-
-
 def decode_batch(
-    raw_values: Sequence[bytes],
-) -> tuple[list[NormalisedReading], list[tuple[bytes, str]]]:
-    """Readings, and (raw value, error) for every value that is not a normalised reading."""
-    return decode_records(raw_values, NormalisedReading)
+    raw_values: Sequence[bytes], bound: TsBound | None = None
+) -> tuple[list[tuple[bytes, NormalisedReading]], list[tuple[bytes, str]]]:
+    """(raw, reading) in order, and (raw value, error) for every value that is not a usable
+    normalised reading."""
+    return decode_timestamped(raw_values, NormalisedReading, bound or TsBound())
 
 
 async def ingest_batch(
@@ -118,13 +79,13 @@ async def ingest_batch(
     live: LiveSink,
     dlq_producer: DeadLetterSink,
     counters: IngestCounters,
+    bound: TsBound | None = None,
     backoff_max_s: float = 30.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
-    is_transient_dlq: Callable[[BaseException], bool] = is_transient_kafka_error,
     after_commit: Callable[[Sequence[NormalisedReading]], Awaitable[None]] | None = None,
 ) -> None:
-    readings, invalid = decode_batch(raw_values)
+    decoded, invalid = decode_batch(raw_values, bound)
 
     def dlq_retried() -> None:
         counters.dlq_retries_total += 1
@@ -132,25 +93,21 @@ async def ingest_batch(
     def db_retried() -> None:
         counters.db_retries_total += 1
 
-    for raw, error in invalid:
-        await retry_transient(
-            functools.partial(dlq_producer.send, raw, error=error),
-            what="dlq_send",
-            is_transient=is_transient_dlq,
+    async def send_to_dlq(letters: Sequence[tuple[bytes, str]], what: str) -> None:
+        await dead_letter(
+            letters,
+            dlq_producer,
+            what=what,
             on_retry=dlq_retried,
             backoff_max_s=backoff_max_s,
             sleep=sleep,
-            extra={"error_header": error},
         )
-        counters.dead_lettered_total[error.split(":", 1)[0]] += 1
-    if invalid:
-        log.warning(
-            "undecodable_records_dead_lettered",
-            extra={"count": len(invalid), "first_error": invalid[0][1]},
-        )
-    if readings:
+        counters.dead_lettered_total.update(reason_of(error) for _, error in letters)
+
+    async def process(chunk: Sequence[tuple[bytes, NormalisedReading]]) -> None:
+        readings = [reading for _, reading in chunk]
         await retry_transient(
-            functools.partial(db.write_readings, readings),
+            lambda: db.write_readings(readings),
             what="db_write",
             is_transient=is_transient_db,
             on_retry=db_retried,
@@ -163,8 +120,25 @@ async def ingest_batch(
         await live.publish_readings(readings)
         if after_commit is not None:
             await after_commit(readings)
+        counters.readings_total += len(readings)
+
+    await send_to_dlq(invalid, "undecodable_readings")
+    # Transient errors never reach the isolation: `process` waits them out itself.
+    poison = await isolate_poison(decoded, process, is_poison=is_record_error)
+    for (_, reading), exc in poison:
+        log.error(
+            "reading_unprocessable",
+            extra={
+                "device_id": reading.device_id,
+                "gateway_id": reading.gateway_id,
+                "ts": reading.ts,
+                "error": describe_error(exc),
+            },
+        )
+    await send_to_dlq(
+        [(raw, unprocessable(exc)) for (raw, _), exc in poison], "unprocessable_readings"
+    )
     counters.batches_total += 1
-    counters.readings_total += len(readings)
 
 
 class OneAhead:
@@ -183,43 +157,3 @@ class OneAhead:
         job, self._job = self._job, None
         if job is not None:
             await job
-
-
-async def retry_transient(
-    op: Callable[[], Awaitable[T]],
-    *,
-    what: str,
-    is_transient: Callable[[BaseException], bool],
-    on_retry: Callable[[], None] | None = None,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    extra: dict[str, object] | None = None,
-) -> T:
-    """Run `op` until it succeeds, waiting with backoff after each transient failure (one log
-    line `{what}_failed` per attempt, `{what}_recovered` at the end). Anything else propagates:
-    it is a bug, not an outage."""
-    fields = extra or {}
-    backoff = Backoff(initial_s=0.5, max_s=backoff_max_s)
-    while True:
-        try:
-            result = await op()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            delay = backoff.next_delay()
-            if on_retry is not None:
-                on_retry()
-            log.warning(
-                f"{what}_failed",
-                extra={
-                    **fields,
-                    "attempt": backoff.attempts,
-                    "retry_in_s": round(delay, 2),
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
-            )
-            await sleep(delay)
-            continue
-        if backoff.attempts:
-            log.info(f"{what}_recovered", extra={**fields, "attempts": backoff.attempts + 1})
-        return result

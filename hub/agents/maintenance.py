@@ -16,7 +16,7 @@ from typing import Protocol
 
 import asyncpg
 
-from hub.agents.ingest import is_transient_db_error, retry_transient
+from hub.agents.retry import is_transient_db_error, retry_transient
 
 log = logging.getLogger(__name__)
 

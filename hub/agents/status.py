@@ -24,13 +24,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hub.agents.alerts import AlertPipeline
-from hub.agents.ingest import (
+from hub.agents.poison import describe_error, isolate_poison
+from hub.agents.records import (
     DeadLetterSink,
+    TsBound,
+    dead_letter,
     decode_records,
-    is_transient_db_error,
-    is_transient_kafka_error,
-    retry_transient,
+    decode_timestamped,
+    unprocessable,
 )
+from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
 from hub.rules import AlertEngine
 from protocol import DeviceStatus, EdgeMetrics
 
@@ -87,30 +90,6 @@ def gateway_state_json(metrics: EdgeMetrics, received_ts: int) -> str:
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
-async def dead_letter(
-    invalid: Sequence[tuple[bytes, str]],
-    dlq: DeadLetterSink,
-    *,
-    what: str,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    for raw, error in invalid:
-        await retry_transient(
-            functools.partial(dlq.send, raw, error=error),
-            what="dlq_send",
-            is_transient=is_transient_kafka_error,
-            backoff_max_s=backoff_max_s,
-            sleep=sleep,
-            extra={"error_header": error},
-        )
-    if invalid:
-        log.warning(
-            f"undecodable_{what}_dead_lettered",
-            extra={"count": len(invalid), "first_error": invalid[0][1]},
-        )
-
-
 async def handle_statuses(
     raw_values: Sequence[bytes],
     *,
@@ -119,19 +98,21 @@ async def handle_statuses(
     alerts: AlertPipeline,
     dlq: DeadLetterSink,
     counters: StatusCounters,
+    bound: TsBound | None = None,
     backoff_max_s: float = 30.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
 ) -> None:
-    statuses, invalid = decode_records(raw_values, DeviceStatus)
-    await dead_letter(invalid, dlq, what="statuses", backoff_max_s=backoff_max_s, sleep=sleep)
+    decoded, invalid = decode_timestamped(raw_values, DeviceStatus, bound or TsBound())
+    await dead_letter(
+        invalid, dlq, what="undecodable_statuses", backoff_max_s=backoff_max_s, sleep=sleep
+    )
     counters.dead_lettered_total += len(invalid)
 
     def db_retried() -> None:
         counters.db_retries_total += 1
 
-    counters.statuses_total += len(statuses)
-    for s in newest_per_device(statuses):
+    async def apply(s: DeviceStatus) -> None:
         changed = await retry_transient(
             functools.partial(
                 db.set_device_state, s.device_id, s.site, s.gateway_id, s.state, s.ts
@@ -161,6 +142,17 @@ async def handle_statuses(
             )
         )
 
+    async def process(chunk: Sequence[tuple[bytes, DeviceStatus]]) -> None:
+        for _, status in chunk:
+            await apply(status)
+
+    counters.statuses_total += len(decoded)
+    raw_of = {id(status): raw for raw, status in decoded}  # the records live on in `decoded`
+    newest = [(raw_of[id(s)], s) for s in newest_per_device([s for _, s in decoded])]
+    # Transient errors never reach the isolation: `apply` waits them out itself.
+    poison = await isolate_poison(newest, process, is_poison=is_record_error)
+    await _dead_letter_poison(poison, dlq, "status", counters, backoff_max_s, sleep)
+
 
 async def handle_edge_metrics(
     raw_values: Sequence[bytes],
@@ -173,15 +165,47 @@ async def handle_edge_metrics(
     backoff_max_s: float = 30.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    records, invalid = decode_records(raw_values, EdgeMetrics)
-    await dead_letter(invalid, dlq, what="edge_metrics", backoff_max_s=backoff_max_s, sleep=sleep)
+    decoded, invalid = decode_records(raw_values, EdgeMetrics)
+    await dead_letter(
+        invalid, dlq, what="undecodable_edge_metrics", backoff_max_s=backoff_max_s, sleep=sleep
+    )
     counters.dead_lettered_total += len(invalid)
-    for m in records:
-        received = now_ms()
-        counters.heartbeats_total += 1
-        await live.set_gateway_state(m.gateway_id, gateway_state_json(m, received))
-        # Liveness on the hub's clock: a gateway clock running ahead must not extend its life.
-        heard = min(m.ts, received)
-        await alerts.feed(
-            functools.partial(AlertEngine.observe_heartbeat, gateway_id=m.gateway_id, ts_ms=heard)
+
+    async def process(chunk: Sequence[tuple[bytes, EdgeMetrics]]) -> None:
+        for _, m in chunk:
+            received = now_ms()
+            await live.set_gateway_state(m.gateway_id, gateway_state_json(m, received))
+            # Liveness on the hub's clock: a gateway clock running ahead must not extend its life.
+            heard = min(m.ts, received)
+            await alerts.feed(
+                functools.partial(
+                    AlertEngine.observe_heartbeat, gateway_id=m.gateway_id, ts_ms=heard
+                )
+            )
+            counters.heartbeats_total += 1
+
+    poison = await isolate_poison(decoded, process, is_poison=is_record_error)
+    await _dead_letter_poison(poison, dlq, "edge_metrics", counters, backoff_max_s, sleep)
+
+
+async def _dead_letter_poison(
+    poison: Sequence[tuple[tuple[bytes, DeviceStatus | EdgeMetrics], Exception]],
+    dlq: DeadLetterSink,
+    what: str,
+    counters: StatusCounters,
+    backoff_max_s: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> None:
+    for (_, record), exc in poison:
+        log.error(
+            f"{what}_unprocessable",
+            extra={"gateway_id": record.gateway_id, "error": describe_error(exc)},
         )
+    await dead_letter(
+        [(raw, unprocessable(exc)) for (raw, _), exc in poison],
+        dlq,
+        what=f"unprocessable_{what}",
+        backoff_max_s=backoff_max_s,
+        sleep=sleep,
+    )
+    counters.dead_lettered_total += len(poison)

@@ -6,6 +6,7 @@ given the alert that is open, and the engine turns a change of severity into a t
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -27,6 +28,8 @@ RATE_BUFFER_MAX: Final = 1024
 
 def fmt(value: float) -> str:
     """A number for a message: no trailing zeros, no exponent for plant-sized values."""
+    if not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": never raised on, whatever a rule computed
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.6g}"
@@ -158,6 +161,8 @@ class RateCheck:
         if span_s <= 0:
             return None
         rate = (value - first_value) / span_s
+        if not math.isfinite(rate):
+            return None  # no opinion on a rate that overflowed: keep whatever is open
         signed = {"rising": rate, "falling": -rate, "both": abs(rate)}[rule.direction]
         limit = rule.max_per_s
         edge = limit - rule.hysteresis.margin(limit) if active is not None else limit

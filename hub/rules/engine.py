@@ -18,10 +18,13 @@ Guarantees:
   When its heartbeat returns, the alert clears and its devices get a full offline period from
   that moment before any of them is reported.
 * Memory per device is bounded by its rules (rate windows are ring buffers).
+* One rule failing on one reading (a bug meeting an odd value) skips that evaluation only:
+  it is counted in `evaluation_errors_total` and logged, and the other rules still run.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +48,8 @@ from hub.rules.model import (
 from protocol.models import NormalisedReading
 
 DeviceState = Literal["online", "offline"]  # as in protocol.models.DeviceStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -106,6 +111,7 @@ class AlertEngine:
         self._clock_ms = 0
         self._devices: dict[str, _Device] = {}
         self._gateways: dict[str, _Gateway] = {}
+        self.evaluation_errors_total = 0
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -136,7 +142,22 @@ class AlertEngine:
             device.offline = None
             device.offline_reported_ts = None
         for slot in device.slots:
-            transition = self._evaluate(device, slot, reading)
+            try:
+                transition = self._evaluate(device, slot, reading)
+            # The poison boundary of rule evaluation: one rule's failure on one reading must
+            # neither stop the worker nor keep the device's other rules from running.
+            except Exception as exc:  # noqa: BLE001 - logged and counted
+                self.evaluation_errors_total += 1
+                log.error(
+                    "rule_evaluation_failed",
+                    extra={
+                        "device_id": reading.device_id,
+                        "rule": slot.rule.id,
+                        "ts": reading.ts,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+                continue
             if transition is not None:
                 out.append(transition)
         return out

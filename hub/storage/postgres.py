@@ -7,7 +7,8 @@ repeated alert updates the open one.
 Errors are asyncpg's own, raised unchanged so that the caller can classify them:
 ``TRANSIENT_ERRORS`` lists those worth retrying later with the same batch (the database is away,
 overloaded, restarting or failing over, or the transaction lost a deadlock or a lock timeout).
-Anything else (a constraint violation, bad SQL, a value out of range) will fail again on retry.
+Anything else (a constraint violation, bad SQL, a value out of range) will fail again on retry;
+``RECORD_ERRORS`` lists those that one row can cause (the caller isolates that row).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from hub.storage.partitions import DAY_MS, DayPartition, datetime_to_ms, ms_to_d
 from protocol import NormalisedReading
 
 __all__ = [
+    "RECORD_ERRORS",
     "TRANSIENT_ERRORS",
     "AlertRow",
     "AlertTransitionLike",
@@ -56,6 +58,13 @@ TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.TransactionRollbackError,  # class 40: deadlock, serialization failure
     asyncpg.LockNotAvailableError,  # 55P03: lock_timeout, e.g. partition DDL behind a long query
     asyncpg.ReadOnlySQLTransactionError,  # 25006: connected to a standby during a failover
+)
+
+# What a record can be to blame for: class 22 (a value out of range, a NUL in text) and class
+# 23 (a constraint the row breaks). Every other server error is the system's, not one row's.
+RECORD_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
 )
 
 # A batch may miss a partition, we create it and retry; a second miss means a drop raced us.

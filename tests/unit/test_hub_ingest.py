@@ -10,14 +10,8 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from hub.agents.ingest import (
-    IngestCounters,
-    OneAhead,
-    decode_batch,
-    ingest_batch,
-    is_transient_db_error,
-    is_transient_kafka_error,
-)
+from hub.agents.ingest import IngestCounters, OneAhead, decode_batch, ingest_batch
+from hub.agents.retry import is_transient_db_error, is_transient_kafka_error
 from protocol import NormalisedReading, encode
 
 
@@ -150,7 +144,7 @@ async def test_db_outage_is_waited_out_one_log_line_per_attempt(
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
     ]
     h = Harness(db_failures=outage)
-    with caplog.at_level(logging.INFO, logger="hub.agents.ingest"):
+    with caplog.at_level(logging.INFO, logger="hub.agents"):
         await h.run([reading()])
     assert h.events == [
         "db_attempt",
@@ -233,7 +227,7 @@ def test_transient_kafka_errors() -> None:
 
 def test_decode_batch_keeps_order() -> None:
     readings, invalid = decode_batch([reading("a"), b"x", reading("b")])
-    assert [r.device_id for r in readings] == ["a", "b"]
+    assert [r.device_id for _, r in readings] == ["a", "b"]
     assert [raw for raw, _ in invalid] == [b"x"]
 
 

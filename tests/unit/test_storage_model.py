@@ -160,6 +160,7 @@ def test_badly_named_migrations_are_refused(
 
 def test_public_api() -> None:
     assert set(hub.storage.postgres.__all__) == {
+        "RECORD_ERRORS",
         "TRANSIENT_ERRORS",
         "AlertRow",
         "AlertTransitionLike",
