@@ -1,0 +1,298 @@
+"""Poison records against the real `iot-hub worker`, Kafka, PostgreSQL and Redis: every case the
+review reproduced, each with good records around it. The worker must stay up and ready, write
+every good reading, and put each poison record on `iot.hub.dlq` with its reason."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from hub.settings import HUB_DLQ_TOPIC
+from hub.storage.postgres import Database
+from protocol import NormalisedReading, encode, topics
+from tests.support.hub import HubWorkerProcess, position_group_at_end, produce
+from tests.support.kafka import KafkaTail, ensure_topics
+from tests.support.process import free_port
+from tests.support.waiting import async_wait_until
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+async def worker(
+    tmp_path: Path, kafka: str, redis_url: str, redis: Redis, fresh_database: str
+) -> AsyncIterator[HubWorkerProcess]:
+    await ensure_topics(kafka, [HUB_DLQ_TOPIC])
+    process = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=fresh_database)
+    await position_group_at_end(kafka, process.group)
+    process.env["HUB_WORKER_WEB_PORT"] = str(free_port())
+    yield process
+    process.cleanup()
+
+
+async def ready(worker: HubWorkerProcess) -> bool:
+    url = f"http://127.0.0.1:{worker.env['HUB_WORKER_WEB_PORT']}/readyz"
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientConnectionError:
+        return False
+
+
+async def start(worker: HubWorkerProcess) -> None:
+    worker.start()
+    await async_wait_until(lambda: ready(worker), 90, f"worker ready (log {worker.log_path})")
+
+
+def reading(
+    device_id: str, ts: int, device_type: str = "conveyor", **metrics: float
+) -> dict[str, Any]:
+    """A valid reading as a dict, for a test to break one field of."""
+    body: dict[str, Any] = json.loads(
+        encode(
+            NormalisedReading(
+                site="site-1",
+                device_id=device_id,
+                type=device_type,
+                ts=ts,
+                seq=None,
+                metrics=metrics or {"belt_speed_m_s": 1.5},
+                gateway_id="gw-poison",
+                received_ts=ts,
+            )
+        )
+    )
+    return body
+
+
+def raw(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+async def count_rows(pg: asyncpg.Connection, devices: list[str]) -> int:
+    value: int = await pg.fetchval(
+        "SELECT count(*) FROM readings WHERE device_id = ANY($1)", devices
+    )
+    return value
+
+
+async def test_poison_readings_and_statuses_are_dead_lettered_and_the_worker_stays_up(
+    worker: HubWorkerProcess, kafka: str, fresh_database: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    t0 = now_ms() - 5 * MIN
+    good = [f"conv-{tag}-{n}" for n in range(4)]
+    spindle = f"cnc-{tag}"
+    # Each of these broke or could break the worker before; keyed like the edge keys them.
+    poison: dict[str, bytes] = {
+        # the reported case: -1e308 then 1e308 in one minute; avg() overflowed
+        "low": raw(reading(spindle, t0, "cnc_spindle") | {"metrics": {"spindle_temp_c": -1e308}}),
+        "high": raw(
+            reading(spindle, t0 + 1, "cnc_spindle") | {"metrics": {"spindle_temp_c": 1e308}}
+        ),
+        "markup_metric": raw(reading(spindle, t0) | {"metrics": {'a" onclick="x': 1.0}}),
+        "nul_gateway": raw(reading(spindle, t0) | {"gateway_id": "gw\u0000x"}),
+        "control_type": raw(reading(spindle, t0) | {"type": "cnc\u0007"}),
+        "year_10000": raw(reading(spindle, t0) | {"ts": 253_402_387_139_000}),
+        "far_future": raw(reading(spindle, t0) | {"ts": now_ms() + 2 * 24 * 3_600_000}),
+        "huge_seq": raw(reading(spindle, t0) | {"seq": 2**70}),
+        "long_site": raw(reading(spindle, t0) | {"site": "s" * 10_000}),
+        "not_utf8": b"\x00\xff{",
+        "not_json": b'{"v": 1, "site": ' + tag.encode(),
+    }
+    reasons = {
+        "low": "value_out_of_range",
+        "high": "value_out_of_range",
+        "markup_metric": "bad_metric_name",
+        "nul_gateway": "wrong_shape",
+        "control_type": "wrong_shape",
+        "year_10000": "ts_out_of_range",
+        "far_future": "ts_out_of_range",
+        "huge_seq": "wrong_shape",
+        "long_site": "wrong_shape",
+        "not_utf8": "invalid_utf8",
+        "not_json": "invalid_json",
+    }
+    records: list[tuple[bytes | None, bytes]] = []
+    for i in range(10):
+        records += [(d.encode(), raw(reading(d, t0 + i * 1000))) for d in good]
+        if i == 5:
+            records += [(spindle.encode(), value) for value in poison.values()]
+    # A rate-of-change rule over the largest values allowed: a huge rate, never an infinity.
+    records += [
+        (spindle.encode(), raw(reading(spindle, t0 + 10_000, "cnc_spindle", spindle_temp_c=-1e15))),
+        (spindle.encode(), raw(reading(spindle, t0 + 16_000, "cnc_spindle", spindle_temp_c=1e15))),
+    ]
+    pg = await asyncpg.connect(fresh_database)
+    try:
+        await start(worker)
+        async with KafkaTail(kafka, [HUB_DLQ_TOPIC]) as dlq:
+            await produce(kafka, records)
+            letters = await dlq.collect_until(
+                lambda rs: sum(1 for r in rs if r.value in poison.values()) >= len(poison),
+                90,
+                f"{len(poison)} dead letters (log {worker.log_path})",
+            )
+        await async_wait_until(
+            lambda: _equals(count_rows(pg, [*good, spindle]), 40 + 2), 60, "good rows written"
+        )
+        errors = {r.value: dict(r.headers)["error"].decode() for r in letters}
+        for name, value in poison.items():
+            assert errors[value].split(":", 1)[0] == reasons[name], (name, errors[value])
+        stored = await pg.fetch(
+            "SELECT value FROM readings WHERE device_id = $1 ORDER BY ts", spindle
+        )
+        assert [r["value"] for r in stored] == [-1e15, 1e15]
+        alert = await pg.fetchrow(
+            "SELECT message FROM alerts WHERE device_id = $1 AND rule = $2",
+            spindle,
+            "cnc_spindle.spindle_temp_c.rate",
+        )
+        assert alert is not None
+        assert "rising 3.33333e+14/s" in alert["message"]
+        assert worker.running()
+        assert await ready(worker)
+        assert worker.count("ingest_failed") == 0
+        assert [e for e in worker.errors() if "level=critical" in e] == []
+    finally:
+        await pg.close()
+
+
+async def test_a_far_future_status_is_refused_and_cannot_freeze_the_state(
+    worker: HubWorkerProcess, kafka: str, fresh_database: str
+) -> None:
+    device = f"press-{uuid.uuid4().hex[:6]}"
+
+    def status(state: str, ts: int) -> tuple[bytes, bytes]:
+        body = {"v": 1, "site": "s1", "device_id": device, "state": state, "ts": ts}
+        return device.encode(), raw({**body, "gateway_id": "gw-1"})
+
+    future = status("offline", now_ms() + 24 * 3_600_000)
+    # What "9999-12-31T23:59:59-23:59" converts to: past year 9999 in UTC.
+    year_10000 = (device.encode(), raw({**json.loads(future[1]), "ts": 253_402_387_139_000}))
+    refused = {future[1], year_10000[1]}
+    pg = await asyncpg.connect(fresh_database)
+    try:
+        await start(worker)
+        async with KafkaTail(kafka, [HUB_DLQ_TOPIC]) as dlq:
+            await produce(kafka, [future, year_10000], topic=topics.DEVICE_STATUS)
+            letters = await dlq.collect_until(
+                lambda rs: sum(1 for r in rs if r.value in refused) == 2, 60, "2 dead letters"
+            )
+        errors = [dict(r.headers)["error"] for r in letters if r.value in refused]
+        assert all(error.startswith(b"ts_out_of_range: ") for error in errors), errors
+
+        async def state() -> str | None:
+            value: str | None = await pg.fetchval(
+                "SELECT state FROM devices WHERE device_id = $1", device
+            )
+            return value
+
+        now = now_ms()
+        await produce(kafka, [status("online", now)], topic=topics.DEVICE_STATUS)
+        await async_wait_until(lambda: _equals(state(), "online"), 60, "online applied")
+        await produce(kafka, [status("offline", now + 1000)], topic=topics.DEVICE_STATUS)
+        await async_wait_until(lambda: _equals(state(), "offline"), 60, "offline applied")
+        assert worker.running()
+        assert await ready(worker)
+    finally:
+        await pg.close()
+
+
+async def test_a_rollup_minute_that_cannot_be_computed_is_skipped_at_start_and_later(
+    worker: HubWorkerProcess, kafka: str, fresh_database: str
+) -> None:
+    """Rows written before the hub bounded values: avg() over them overflows double precision.
+    Neither the start-up rebuild nor the rollup timer may stop the worker on that minute."""
+    tag = uuid.uuid4().hex[:6]
+    bad, fine = f"cnc-{tag}", f"conv-{tag}"
+    minute = (now_ms() // MIN - 1) * MIN
+    db = await Database.connect(fresh_database)
+    try:
+        await db.ensure_partitions(minute, ahead_days=1)
+    finally:
+        await db.close()
+    pg = await asyncpg.connect(fresh_database)
+    try:
+        await pg.executemany(
+            "INSERT INTO readings (device_id, metric, ts, value) "
+            "VALUES ($1, 'spindle_temp_c', to_timestamp($2 / 1000.0), $3)",
+            [(bad, minute + 1000, 1.7e308), (bad, minute + 2000, 1.7e308)],
+        )
+        worker.env["HUB_ROLLUP_GRACE_S"] = "0"
+        await start(worker)
+        assert worker.count("rollup_minute_skipped") >= 1
+        # New readings in the same minute: the recompute of `bad` fails, `fine`'s does not.
+        await produce(
+            kafka,
+            [
+                (
+                    bad.encode(),
+                    raw(reading(bad, minute + 3000, "cnc_spindle", spindle_temp_c=60.0)),
+                ),
+                (fine.encode(), raw(reading(fine, minute + 3000))),
+            ],
+        )
+
+        async def fine_rolled_up() -> bool:
+            count = await pg.fetchval("SELECT count(*) FROM readings_1m WHERE device_id = $1", fine)
+            return bool(count) and worker.count("rollup_skipped") >= 1
+
+        await async_wait_until(fine_rolled_up, 60, f"rollups computed (log {worker.log_path})")
+        assert worker.running()
+        assert await ready(worker)
+        assert await pg.fetchval("SELECT count(*) FROM readings_1m WHERE device_id = $1", bad) == 0
+    finally:
+        await pg.close()
+
+
+async def test_a_row_the_database_refuses_is_dead_lettered_alone(
+    worker: HubWorkerProcess, kafka: str, fresh_database: str
+) -> None:
+    """A refusal no validation foresaw (here a CHECK constraint an operator added): the batch
+    is bisected, only the refused reading goes to the dead-letter topic."""
+    tag = uuid.uuid4().hex[:6]
+    devices = [f"conv-{tag}-{n}" for n in range(5)]
+    pg = await asyncpg.connect(fresh_database)
+    try:
+        await pg.execute("ALTER TABLE readings ADD CONSTRAINT sane_speed CHECK (value < 1e9)")
+        t0 = now_ms() - MIN
+        refused = raw(reading(devices[2], t0 + 7000, belt_speed_m_s=5e9))
+        records = [(d.encode(), raw(reading(d, t0 + i * 1000))) for i in range(10) for d in devices]
+        records.insert(27, (devices[2].encode(), refused))
+        await start(worker)
+        async with KafkaTail(kafka, [HUB_DLQ_TOPIC]) as dlq:
+            await produce(kafka, records)
+            (letter,) = [
+                r
+                for r in await dlq.collect_until(
+                    lambda rs: any(r.value == refused for r in rs), 60, "the refused reading"
+                )
+                if r.value == refused
+            ]
+        assert dict(letter.headers)["error"].startswith(b"unprocessable: CheckViolationError")
+        await async_wait_until(lambda: _equals(count_rows(pg, devices), 50), 60, "50 rows")
+        assert worker.running()
+        assert await ready(worker)
+        assert worker.count("reading_unprocessable") == 1
+    finally:
+        await pg.close()
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
