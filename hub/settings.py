@@ -33,8 +33,9 @@ class HubSettings(BaseSettings):
     # batches fill to ingest_batch_max long before it.
     ingest_batch_wait_s: float = Field(default=0.1, gt=0)
     # A record whose ts is further ahead of the hub's clock is dead-lettered (ts_out_of_range):
-    # it would freeze what only moves forward (device state, last-seen, rule windows).
-    max_ts_future_s: int = Field(default=3600, ge=0)
+    # it would freeze what only moves forward (device state, last-seen, rule windows). At most
+    # a day: PostgreSQL takes a device state further ahead than that as left by a bad clock.
+    max_ts_future_s: int = Field(default=3600, ge=0, le=86_400)
 
     retention_days: int = Field(default=30, ge=1)
     partitions_ahead_days: int = Field(default=3, ge=1)

@@ -122,9 +122,13 @@ WHERE d.last_seen IS NULL OR EXCLUDED.last_seen > d.last_seen
    OR EXCLUDED.first_seen < d.first_seen OR NOT EXCLUDED.metrics <@ d.metrics
 """
 
+# A state_ts further ahead than the hub ever accepts (HUB_MAX_TS_FUTURE_S is at most a day) was
+# written before the hub bounded timestamps; it would keep every later status out for good.
+_FROZEN = "{ts} > now() + interval '1 day'"
+
 # Applies the status unless an equally new or newer one was applied already; no row returned
 # then. The caller has locked the row (if any) and read its state first.
-_SET_DEVICE_STATE = """
+_SET_DEVICE_STATE = f"""
 INSERT INTO devices AS d (device_id, site, gateway_id, first_seen, state, state_changed_at,
                           state_ts)
 VALUES ($1, $2, $3, $5, $4, $5, $5)
@@ -135,15 +139,16 @@ ON CONFLICT (device_id) DO UPDATE SET
     state_changed_at = CASE WHEN d.state = EXCLUDED.state THEN d.state_changed_at
                             ELSE EXCLUDED.state_ts END,
     state_ts = EXCLUDED.state_ts
-WHERE d.state_ts IS NULL OR d.state_ts <= EXCLUDED.state_ts
+WHERE d.state_ts IS NULL OR d.state_ts <= EXCLUDED.state_ts OR {_FROZEN.format(ts="d.state_ts")}
 RETURNING d.state
 """
 
 # Presence derived by the hub itself (silence, data again) for a device it already knows; an
 # explicit status with a newer ts wins, and an unchanged state is not rewritten.
-_MARK_PRESENCE = """
+_MARK_PRESENCE = f"""
 UPDATE devices SET state = $2, state_changed_at = $3, state_ts = $3
-WHERE device_id = $1 AND state IS DISTINCT FROM $2 AND (state_ts IS NULL OR state_ts <= $3)
+WHERE device_id = $1 AND state IS DISTINCT FROM $2
+  AND (state_ts IS NULL OR state_ts <= $3 OR {_FROZEN.format(ts="state_ts")})
 RETURNING state
 """
 

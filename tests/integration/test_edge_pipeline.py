@@ -165,8 +165,16 @@ async def test_simulate_command_via_mosquitto_delivers_every_reading_in_order(
 def bad_inputs(site: str) -> list[tuple[str, bytes, str]]:
     """(topic, payload, expected reason) for each kind of bad input the issue names."""
     t = f"plant/{site}/bad-01/telemetry"
+    status = f"plant/{site}/bad-01/status"
     ok = {"ts": None, "metrics": {"temp_c": 1.0}}
+    year_10000 = b'"9999-12-31T23:59:59-23:59"'  # valid RFC 3339, past year 9999 in UTC
     return [
+        # Values and timestamps that once crashed the hub (sums overflowing, dates unholdable).
+        (t, b'{"metrics": {"temp_c": -1e308}}', "value_out_of_range"),
+        (t, b'{"metrics": {"temp_c": 1e308}}', "value_out_of_range"),
+        (t, b'{"ts": ' + year_10000 + b', "metrics": {"temp_c": 1}}', "ts_out_of_range"),
+        (status, b'{"state": "online", "ts": ' + year_10000 + b"}", "ts_out_of_range"),
+        (status, b'{"state": "online", "ts": 253402300799999}', "ts_out_of_range"),
         (t, b"this is not json", "invalid_json"),
         (t, b'{"metrics": {"temp_c": "\xff\xfe"}}', "invalid_utf8"),
         (t, b'{"metrics": [1, 2, 3]}', "wrong_shape"),

@@ -296,3 +296,20 @@ async def test_a_row_the_database_refuses_is_dead_lettered_alone(
 
 async def _equals(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
+
+
+async def test_a_state_frozen_by_an_old_far_future_status_thaws(
+    database: Database, pg: asyncpg.Connection
+) -> None:
+    """A database written before the hub bounded timestamps may hold a state from year 9999;
+    the next status (or presence the hub observes) applies all the same."""
+    now = now_ms()
+    assert await database.set_device_state("press-1", "s1", "gw-1", "online", now)
+    await pg.execute(
+        "UPDATE devices SET state_ts = '9999-12-31T00:00:00Z' WHERE device_id = 'press-1'"
+    )
+    assert await database.set_device_state("press-1", "s1", "gw-1", "offline", now + 1000)
+    assert await database.mark_presence("press-1", "online", now + 2000)
+    # An ordinary newer state still wins over an older status, as before.
+    assert not await database.set_device_state("press-1", "s1", "gw-1", "offline", now + 1500)
+    assert await pg.fetchval("SELECT state FROM devices WHERE device_id = 'press-1'") == "online"
