@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from edge_gateway.bridge import Bridge, now_ms
 from edge_gateway.broker import EmbeddedBroker
-from edge_gateway.buffer import SqliteBuffer
+from edge_gateway.buffer import Buffer, SqliteBuffer
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
 from edge_gateway.routing import MessageRouter
@@ -28,9 +28,53 @@ def _notify(loop: asyncio.AbstractEventLoop, forwarder: Forwarder) -> None:
     loop.call_soon_threadsafe(forwarder.notify)
 
 
+def open_buffer(settings: EdgeSettings) -> Buffer:
+    return SqliteBuffer(
+        settings.buffer_path,
+        max_bytes=settings.buffer_max_bytes,
+        synchronous=settings.buffer_synchronous,
+    )
+
+
+class TaskSupervisor:
+    """The gateway's background tasks. Each is meant to run until the gateway stops, so one that
+    raises, or returns or is cancelled before `stopping`, has failed: it is logged and kept, and
+    the gateway reports itself unready instead of running on without it."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.failed: dict[str, str] = {}  # task name -> why it ended
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(lambda t: self._done(name, t))
+        self._tasks[name] = task
+
+    def get(self, name: str) -> asyncio.Task[None] | None:
+        return self._tasks.get(name)
+
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        elif self.stopping:
+            return
+        else:
+            error = "cancelled" if task.cancelled() else "returned while the gateway was running"
+        self.failed[name] = error
+        log.error("task_failed", extra={"task": name, "error": error}, exc_info=exc)
+
+
 class EdgeGateway:
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        buffer_factory: Callable[[EdgeSettings], Buffer] = open_buffer,
+    ) -> None:
         self.settings = settings
+        self._buffer_factory = buffer_factory
         endpoint = settings.mqtt_endpoint()
         self._mqtt_address = f"{endpoint.host}:{endpoint.port}"
         self.counters = GatewayCounters()
@@ -39,7 +83,7 @@ class EdgeGateway:
             max_past_ms=settings.max_ts_past_s * 1000,
             max_future_ms=settings.max_ts_future_s * 1000,
         )
-        self.buffer: SqliteBuffer | None = None
+        self.buffer: Buffer | None = None
         self.broker = (
             EmbeddedBroker(settings.mqtt_bind, settings.mqtt_port, settings.mqtt_password_file)
             if settings.embedded_broker
@@ -50,7 +94,7 @@ class EdgeGateway:
         self.simulator_stats = SimulatorStats()
         self._simulator_types = parse_types(settings.simulators)
         self._server: StatusServer | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks = TaskSupervisor()
         self._stop_forwarder = asyncio.Event()
         self._stop_simulators = asyncio.Event()
         self._stop_heartbeat = asyncio.Event()
@@ -65,12 +109,7 @@ class EdgeGateway:
     async def start(self) -> None:
         s = self.settings
         self._started_s = time.monotonic()
-        self.buffer = await asyncio.to_thread(
-            SqliteBuffer,
-            s.buffer_path,
-            max_bytes=s.buffer_max_bytes,
-            synchronous=s.buffer_synchronous,
-        )
+        self.buffer = await asyncio.to_thread(self._buffer_factory, s)
         stats = self.buffer.stats()
         log.info(
             "buffer_opened",
@@ -98,23 +137,15 @@ class EdgeGateway:
             on_appended=lambda: _notify(loop, forwarder),
         )
         self.bridge.start()
-        self._spawn("forwarder", forwarder.run(self._stop_forwarder))
-        self._spawn("heartbeat", self._heartbeat())
+        self.tasks.spawn("forwarder", forwarder.run(self._stop_forwarder))
+        self.tasks.spawn("heartbeat", self._heartbeat())
         if self._simulator_types:
-            self._spawn("simulators", self._simulate())
-
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        task.add_done_callback(lambda t: self._task_done(name, t))
-        self._tasks[name] = task
-
-    def _task_done(self, name: str, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task_failed", extra={"task": name}, exc_info=task.exception())
+            self.tasks.spawn("simulators", self._simulate())
 
     async def stop(self) -> None:
         """Settle everything in flight: simulators, then MQTT intake, then the last Kafka batch."""
         log.info("gateway_stopping")
+        self.tasks.stopping = True
         self._stop_simulators.set()
         await self._join("simulators", timeout=10)
         if self.bridge is not None:
@@ -139,16 +170,16 @@ class EdgeGateway:
             )
 
     async def _join(self, name: str, timeout: float) -> None:
-        task = self._tasks.get(name)
+        task = self.tasks.get(name)
         if task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
+        # wait(), not awaiting the task: a task that failed was reported when it ended, and its
+        # exception must not stop the rest of the shutdown (the buffer still has to be closed).
+        await asyncio.wait({task}, timeout=timeout)
+        if not task.done():
             log.warning("task_stop_timeout", extra={"task": name, "timeout_s": timeout})
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})
 
     async def _simulate(self) -> None:
         s = self.settings
@@ -226,6 +257,7 @@ class EdgeGateway:
             seq_resets_total=self.router.seq.resets_total,
             received_rate=self._received_rate.rate(now_s, c.received_total),
             forwarded_rate=self._forwarded_rate.rate(now_s, c.forwarded_total),
+            failed_tasks=tuple(sorted(self.tasks.failed)),
         )
 
     def readiness(self) -> Readiness:
@@ -233,5 +265,6 @@ class EdgeGateway:
             "buffer": self.buffer is not None,
             "broker": self.broker is None or self.broker.running,
             "mqtt_subscribed": self.bridge is not None and self.bridge.subscribed.is_set(),
+            "tasks": not self.tasks.failed,
         }
         return Readiness(all(checks.values()), checks)

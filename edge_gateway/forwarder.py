@@ -1,12 +1,18 @@
 """Buffer -> Kafka. Leases the oldest records, produces them (idempotent, acks=all) and deletes
 them only once Kafka acknowledged them; anything else goes back to the buffer and is retried with
-exponential backoff and jitter while Kafka is away."""
+exponential backoff and jitter while Kafka is away.
+
+The buffer can fail too (disk full, I/O error, a locked file): the forwarder then backs off and
+retries with the records still in the buffer. A record whose ack failed is leased and sent again;
+the hub absorbs the duplicate by primary key, whereas a record dropped here would be lost."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -31,6 +37,9 @@ PERMANENT_ERRORS = (
     InvalidTopicError,
     CorruptRecordException,
 )
+# What a buffer call may raise and be retried after; anything else (a closed buffer, records
+# missing from the file) is a bug or corruption and ends the task, which makes the gateway unready.
+BUFFER_ERRORS = (sqlite3.Error, OSError)
 _IDLE_PROBE_S = 5.0
 _MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
@@ -52,6 +61,33 @@ def make_producer(settings: EdgeSettings) -> AIOKafkaProducer:
     )
 
 
+@dataclass(slots=True)
+class SendResult:
+    """What Kafka did with one leased batch."""
+
+    acked: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)  # refused for good: deleted, not retried
+    retry: list[int] = field(default_factory=list)
+    failure: BaseException | None = None
+
+
+class ErrorEpisode:
+    """Consecutive failures of one kind, reported as one start and one end, not once each."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+
+    def failed(self) -> bool:
+        """Count a failure; True if it starts an episode."""
+        self.errors += 1
+        return self.errors == 1
+
+    def succeeded(self) -> int:
+        """End the episode; return how many failures it had (0: there was none)."""
+        errors, self.errors = self.errors, 0
+        return errors
+
+
 class Forwarder:
     def __init__(
         self,
@@ -68,6 +104,10 @@ class Forwarder:
         self._producer: AIOKafkaProducer | None = None
         self._wakeup = asyncio.Event()
         self._backoff = Backoff(max_s=settings.forward_backoff_max_s)
+        self._buffer_backoff = Backoff(max_s=settings.forward_backoff_max_s)
+        self._buffer_episode = ErrorEpisode()
+        # Leased records a failed release left in flight: given back before the next lease.
+        self._unreleased: list[int] = []
 
     def notify(self) -> None:
         """New records are in the buffer (call on the event loop's thread)."""
@@ -80,32 +120,50 @@ class Forwarder:
     async def run(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
+                if self._unreleased and not await self._release([]):
+                    await self._pause(stop, self._buffer_backoff.next_delay())
+                    continue
                 if self._producer is None and not await self._connect():
                     await self._pause(stop, self._backoff.next_delay())
                     continue
-                batch = await asyncio.to_thread(
-                    self._buffer.lease,
-                    self._settings.forward_batch_max,
-                    self._settings.forward_batch_bytes,
-                )
+                try:
+                    batch = await asyncio.to_thread(
+                        self._buffer.lease,
+                        self._settings.forward_batch_max,
+                        self._settings.forward_batch_bytes,
+                    )
+                except BUFFER_ERRORS as exc:
+                    self._buffer_failed("lease", exc)
+                    await self._pause(stop, self._buffer_backoff.next_delay())
+                    continue
                 if not batch:
+                    self._buffer_ok()
                     await self._idle(stop)
                     continue
-                if await self._forward(batch):
-                    self._backoff.reset()
-                else:
+                result = await self._send(batch)
+                settled = await self._settle(result)
+                if result.failure is not None:
+                    self._counters.kafka_errors_total += 1
+                    self._note_failure(
+                        "kafka_send_failed", result.failure, pending=len(result.retry)
+                    )
                     await self._disconnect()
                     await self._pause(stop, self._backoff.next_delay())
+                    continue
+                self._backoff.reset()
+                if settled:
+                    self._buffer_ok()
+                else:
+                    await self._pause(stop, self._buffer_backoff.next_delay())
         finally:
             await self._disconnect()
 
-    async def _forward(self, batch: list[StoredRecord]) -> bool:
-        """Produce one batch; True if Kafka took all of it."""
+    async def _send(self, batch: list[StoredRecord]) -> SendResult:
+        """Produce one batch and wait for Kafka's answer on every record."""
         assert self._producer is not None
         producer = self._producer
+        result = SendResult()
         futures: list[tuple[int, asyncio.Future[object]]] = []
-        rejected: list[int] = []
-        failure: BaseException | None = None
         for stored in batch:
             r = stored.record
             try:
@@ -117,37 +175,71 @@ class Forwarder:
                     timestamp_ms=r.created_ms,
                 )
             except PERMANENT_ERRORS as exc:
-                rejected.append(stored.id)
+                result.rejected.append(stored.id)
                 self._reject(stored.id, exc)
                 continue
             except KafkaError as exc:
-                failure = exc
+                result.failure = exc
                 break
             futures.append((stored.id, fut))
-        results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
-        acked: list[int] = []
-        retry: list[int] = []
-        for (record_id, _), result in zip(futures, results, strict=True):
-            if not isinstance(result, BaseException):
-                acked.append(record_id)
-            elif isinstance(result, PERMANENT_ERRORS):
-                rejected.append(record_id)
-                self._reject(record_id, result)
+        answers = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+        for (record_id, _), answer in zip(futures, answers, strict=True):
+            if not isinstance(answer, BaseException):
+                result.acked.append(record_id)
+            elif isinstance(answer, PERMANENT_ERRORS):
+                result.rejected.append(record_id)
+                self._reject(record_id, answer)
             else:
-                retry.append(record_id)
-                failure = failure or result
-        sent_ids = {record_id for record_id, _ in futures} | set(rejected)
-        retry += [s.id for s in batch if s.id not in sent_ids]
-        if acked or rejected:
-            await asyncio.to_thread(self._buffer.ack, acked + rejected)
-        if retry:
-            await asyncio.to_thread(self._buffer.release, retry)
-        self._counters.forwarded_total += len(acked)
-        if failure is not None:
-            self._counters.kafka_errors_total += 1
-            self._note_failure("kafka_send_failed", failure, pending=len(retry))
+                result.retry.append(record_id)
+                result.failure = result.failure or answer
+        sent_ids = {record_id for record_id, _ in futures} | set(result.rejected)
+        result.retry += [s.id for s in batch if s.id not in sent_ids]
+        return result
+
+    async def _settle(self, result: SendResult) -> bool:
+        """Delete what Kafka has and give back the rest; True if the buffer did both."""
+        done, retry = result.acked + result.rejected, list(result.retry)
+        acked = True
+        if done:
+            try:
+                await asyncio.to_thread(self._buffer.ack, done)
+            except BUFFER_ERRORS as exc:
+                self._buffer_failed("ack", exc, records=len(done))
+                # Kafka has them but the buffer still does too: send them again, never drop them.
+                retry += done
+                acked = False
+            else:
+                # Counted once the buffer let go of them, so a resent record counts once.
+                self._counters.forwarded_total += len(result.acked)
+        released = not retry or await self._release(retry)
+        return acked and released
+
+    async def _release(self, ids: list[int]) -> bool:
+        """Put leased records back to pending, with any a failed release left over."""
+        self._unreleased += ids
+        try:
+            await asyncio.to_thread(self._buffer.release, self._unreleased)
+        except BUFFER_ERRORS as exc:
+            self._buffer_failed("release", exc, records=len(self._unreleased))
             return False
+        self._unreleased = []
         return True
+
+    def _buffer_failed(self, op: str, exc: BaseException, **fields: object) -> None:
+        c = self._counters
+        c.forward_buffer_errors_total += 1
+        c.buffer_last_error = f"{op}: {type(exc).__name__}: {exc}"[:300]
+        if self._buffer_episode.failed():
+            log.warning(
+                "buffer_error",
+                extra={"op": op, "error": f"{type(exc).__name__}: {exc}"[:300], **fields},
+            )
+
+    def _buffer_ok(self) -> None:
+        self._buffer_backoff.reset()
+        errors = self._buffer_episode.succeeded()
+        if errors:
+            log.info("buffer_recovered", extra={"errors": errors})
 
     def _reject(self, record_id: int, exc: BaseException) -> None:
         self._counters.kafka_rejected_total += 1

@@ -22,10 +22,12 @@ class GatewayCounters:
     forwarded_total: int = 0
     kafka_rejected_total: int = 0
     kafka_errors_total: int = 0
-    buffer_errors_total: int = 0
+    buffer_errors_total: int = 0  # appends that failed (bridge)
+    forward_buffer_errors_total: int = 0  # leases, acks, releases that failed (forwarder)
     kafka_connected: bool = False
     mqtt_connected: bool = False
     kafka_last_error: str | None = None
+    buffer_last_error: str | None = None
 
 
 class RateMeter:
@@ -63,6 +65,7 @@ class GatewayStatus:
     seq_resets_total: int = 0
     received_rate: float = 0.0
     forwarded_rate: float = 0.0
+    failed_tasks: tuple[str, ...] = ()  # background tasks that died; the gateway is then unready
 
     @property
     def oldest_age_s(self) -> float | None:
@@ -76,6 +79,7 @@ class GatewayStatus:
             "site": self.site,
             "ts": self.now_ms,
             "uptime_s": round(self.uptime_s, 1),
+            "failed_tasks": list(self.failed_tasks),
             "mqtt": {
                 "mode": self.mqtt_mode,
                 "address": self.mqtt_address,
@@ -95,6 +99,7 @@ class GatewayStatus:
                 "appended_total": b.appended_total,
                 "acked_total": b.acked_total,
                 "dropped_total": b.dropped_total,
+                "last_error": c.buffer_last_error,
             },
             "counters": {
                 "received_total": c.received_total,
@@ -106,6 +111,7 @@ class GatewayStatus:
                 "kafka_rejected_total": c.kafka_rejected_total,
                 "kafka_errors_total": c.kafka_errors_total,
                 "buffer_errors_total": c.buffer_errors_total,
+                "forward_buffer_errors_total": c.forward_buffer_errors_total,
                 "seq_gaps_total": self.seq_gaps_total,
                 "seq_resets_total": self.seq_resets_total,
             },
@@ -188,6 +194,12 @@ def prometheus_text(status: GatewayStatus) -> str:
         "Failed forward attempts.",
         c.kafka_errors_total,
     )
+    lines += [
+        "# HELP edge_buffer_errors_total Buffer calls that failed, by the side that made them.",
+        "# TYPE edge_buffer_errors_total counter",
+        f'edge_buffer_errors_total{{side="bridge"}} {c.buffer_errors_total}',
+        f'edge_buffer_errors_total{{side="forwarder"}} {c.forward_buffer_errors_total}',
+    ]
     _metric(
         lines,
         "edge_seq_gaps_total",
@@ -219,6 +231,13 @@ def prometheus_text(status: GatewayStatus) -> str:
         "gauge",
         "1 if the bridge is subscribed.",
         int(status.mqtt_connected),
+    )
+    _metric(
+        lines,
+        "edge_failed_tasks",
+        "gauge",
+        "Background tasks that died (the gateway is unready while above 0).",
+        len(status.failed_tasks),
     )
     _metric(
         lines, "edge_uptime_seconds", "gauge", "Seconds since start.", round(status.uptime_s, 1)

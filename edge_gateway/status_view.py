@@ -32,8 +32,13 @@ def summary_line(status: dict[str, Any], published: int | None = None) -> str:
         f"buffered {b['depth']:,} ({human_bytes(b['bytes'])}, "
         f"oldest {human_age(b['oldest_age_s'])}) | "
         f"dead-lettered {c['dead_lettered_total']:,} | dropped {b['dropped_total']:,} | "
-        f"kafka {'up' if status['kafka']['connected'] else 'DOWN'}"
+        f"kafka {'up' if status['kafka']['connected'] else 'DOWN'}" + _failed_suffix(status)
     )
+
+
+def _failed_suffix(status: dict[str, Any]) -> str:
+    failed = status.get("failed_tasks") or []
+    return f" | FAILED {', '.join(failed)}" if failed else ""
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -78,5 +83,21 @@ def render_status(status: dict[str, Any]) -> str:
         rows.append(("dead letters", ", ".join(f"{k} {v:,}" for k, v in reasons.items())))
     if c.get("seq_gaps_total"):
         rows.append(("seq gaps", f"{c['seq_gaps_total']:,} readings missing by seq"))
+    append_errors = c.get("buffer_errors_total") or 0
+    forward_errors = c.get("forward_buffer_errors_total") or 0
+    if append_errors or forward_errors:
+        last = b.get("last_error")
+        rows.append(
+            (
+                "buffer errors",
+                f"{append_errors:,} on append, {forward_errors:,} on forward"
+                + (f" (last: {last})" if last else ""),
+            )
+        )
+    failed = status.get("failed_tasks") or []
+    if failed:
+        rows.append(
+            ("FAILED tasks", f"{', '.join(failed)} (not ready; see task_failed in the log)")
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
