@@ -154,7 +154,7 @@ class RedisTap:
                     received - r["ts"] for r in body["readings"] if r.get("site") == self.site
                 ]
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await client.aclose()
 
 

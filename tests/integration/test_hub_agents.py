@@ -61,7 +61,7 @@ async def alert_messages(redis: Redis) -> AsyncIterator[PubSub]:
     pubsub = redis.pubsub()
     await pubsub.subscribe(ALERTS_CHANNEL)
     yield pubsub
-    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    await pubsub.aclose()
 
 
 def now_ms() -> int:

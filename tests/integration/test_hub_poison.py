@@ -14,12 +14,21 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from hypothesis import Phase, given, settings
 from redis.asyncio import Redis
 
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.postgres import Database
 from protocol import NormalisedReading, encode, topics
-from tests.support.hub import HubWorkerProcess, position_group_at_end, produce
+from tests.support.fuzz import kafka_readings
+from tests.support.hub import (
+    HubWorkerProcess,
+    committed_past,
+    end_offsets,
+    position_group_at_end,
+    produce,
+    read_range,
+)
 from tests.support.kafka import KafkaTail, ensure_topics
 from tests.support.process import free_port
 from tests.support.waiting import async_wait_until
@@ -168,6 +177,65 @@ async def test_poison_readings_and_statuses_are_dead_lettered_and_the_worker_sta
         assert worker.running()
         assert await ready(worker)
         assert worker.count("ingest_failed") == 0
+        assert [e for e in worker.errors() if "level=critical" in e] == []
+    finally:
+        await pg.close()
+
+
+async def test_fuzzed_records_leave_the_worker_up_and_lose_nothing(
+    worker: HubWorkerProcess, kafka: str, fresh_database: str
+) -> None:
+    """Hypothesis-made hostile `iot.telemetry` values among good ones, through the real worker:
+    it stays up and ready, and every record ends either in `readings` or on the dead-letter
+    topic, byte for byte."""
+    tag = uuid.uuid4().hex[:6]
+    t0 = now_ms() - 5 * MIN
+    fuzzed: list[bytes] = []
+
+    @settings(max_examples=150, deadline=None, database=None, phases=[Phase.generate])
+    @given(kafka_readings(f"fz-{tag}", t0))
+    def collect(raw: bytes) -> None:
+        fuzzed.append(raw)
+
+    collect()
+    good = [f"conv-{tag}-{n}" for n in range(3)]
+    records: list[tuple[bytes | None, bytes]] = []
+    for i, value in enumerate(dict.fromkeys(fuzzed)):  # each distinct value once
+        records.append((None, value))
+        records.append((good[i % 3].encode(), raw(reading(good[i % 3], t0 + i))))
+    fuzz_values = {value for key, value in records if key is None}
+    good_rows = len(records) - len(fuzz_values)
+    dlq_start = await end_offsets(kafka, HUB_DLQ_TOPIC)
+    pg = await asyncpg.connect(fresh_database)
+    try:
+        await start(worker)
+        spans = await produce(kafka, records)
+        ends = {tp: last + 1 for tp, (_, last) in spans.items()}
+        await async_wait_until(
+            lambda: committed_past(kafka, worker.group, ends),
+            120,
+            f"all consumed ({worker.log_path})",
+        )
+        dead = {
+            r.value
+            for r in await read_range(kafka, dlq_start, await end_offsets(kafka, HUB_DLQ_TOPIC))
+        }
+        assert await count_rows(pg, good) == good_rows
+        stored = 0
+        for value in fuzz_values - dead:
+            body = json.loads(value)  # not dead-lettered: it was a reading, so it is stored
+            found = await pg.fetchval(
+                "SELECT count(*) FROM readings WHERE device_id = $1 "
+                "AND ts = to_timestamp($2 / 1000.0) AND metric = ANY($3)",
+                body["device_id"],
+                body["ts"],
+                list(body["metrics"]),
+            )
+            assert found == len(body["metrics"]), value
+            stored += 1
+        assert 0 < stored < len(fuzz_values)  # the fuzz reached both outcomes
+        assert worker.running()
+        assert await ready(worker)
         assert [e for e in worker.errors() if "level=critical" in e] == []
     finally:
         await pg.close()
