@@ -88,12 +88,13 @@ async def test_simulators_via_embedded_broker_reach_kafka(kafka: str, tmp_path: 
     for device, seqs in by_device(readings).items():
         assert seqs == sorted(seqs), f"{device} out of order"
         assert len(set(seqs)) == len(seqs), f"{device} duplicated"
+    # Only this test's own: other tests put hostile statuses on the same topic.
     online = [
         DeviceStatus.model_validate_json(r.value)
         for r in records
-        if r.topic == topics.DEVICE_STATUS
+        if r.topic == topics.DEVICE_STATUS and f'"site":"{site}"'.encode() in r.value
     ]
-    assert {s.state for s in online if s.site == site} >= {"online"}
+    assert {s.state for s in online} >= {"online"}
     heartbeat = next(
         EdgeMetrics.model_validate_json(r.value)
         for r in records
