@@ -177,6 +177,9 @@ def _rollup_rebuild(args: argparse.Namespace) -> int:
 
 
 async def _rebuild_rollups(settings: HubSettings, since_ms: int) -> int:
+    from hub.agents.aggregate import RollupCounters, rebuild_isolated
+    from hub.agents.records import wall_clock_ms
+    from hub.agents.retry import is_record_error
     from hub.storage.postgres import Database
 
     try:
@@ -184,11 +187,24 @@ async def _rebuild_rollups(settings: HubSettings, since_ms: int) -> int:
     except _database_errors() as exc:
         log.error("rollup_rebuild_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return 1
+    counters = RollupCounters()
     try:
-        written = await db.rebuild_rollups(since_ms)
+        # Up to the newest ts the worker accepts; a minute that cannot be computed (rows from
+        # before the hub bounded values) is skipped and logged, the others are rebuilt.
+        until_ms = wall_clock_ms() + settings.max_ts_future_s * 1000
+        written = await rebuild_isolated(
+            db, since_ms, until_ms, counters, is_poison=is_record_error
+        )
     finally:
         await db.close()
-    log.info("rollup_rebuild_done", extra={"since_ms": since_ms, "rows_written": written})
+    log.info(
+        "rollup_rebuild_done",
+        extra={
+            "since_ms": since_ms,
+            "rows_written": written,
+            "buckets_skipped": counters.skipped_total,
+        },
+    )
     return 0
 
 

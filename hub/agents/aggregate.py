@@ -44,6 +44,8 @@ class RollupStore(Protocol):
 
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int: ...
 
+    async def buckets_between(self, since_ms: int, until_ms: int) -> list[BucketKey]: ...
+
 
 class RollupScheduler:
     """Which buckets to recompute, and when. Pure: the caller passes the time."""
@@ -89,7 +91,7 @@ def startup_rebuild_since_ms(now_ms: int, grace_ms: int) -> int:
 @dataclass
 class RollupCounters:
     written_total: int = 0
-    skipped_total: int = 0  # buckets (or start-up minutes) the database could not compute
+    skipped_total: int = 0  # buckets the database could not compute
 
 
 async def recompute_isolated(
@@ -129,17 +131,17 @@ async def rebuild_isolated(
     is_poison: Callable[[Exception], bool],
 ) -> int:
     """Rebuild every bucket in the whole minutes of `[since_ms, until_ms)`, in one statement
-    per day unless some minute fails: then that minute alone is skipped, logged and counted.
-    Returns the rows written."""
-    minutes = list(range(bucket_start(since_ms), until_ms, MINUTE_MS))
-    written = 0
+    per day unless some minute fails: then that minute's buckets are recomputed one device and
+    metric at a time (`recompute_isolated`), so only the bucket that cannot be computed is
+    skipped. Returns the rows written."""
+    # A range, not a list: slicing it for the bisection costs nothing, even over years.
+    minutes = range(bucket_start(since_ms), until_ms, MINUTE_MS)
+    before = counters.written_total
 
     async def rebuild(chunk: Sequence[int]) -> None:
-        nonlocal written
-        written += await store.rebuild_rollups(chunk[0], chunk[-1] + MINUTE_MS)
+        counters.written_total += await store.rebuild_rollups(chunk[0], chunk[-1] + MINUTE_MS)
 
-    for start, exc in await isolate_poison(minutes, rebuild, is_poison=is_poison):
-        counters.skipped_total += 1
-        log.error("rollup_minute_skipped", extra={"bucket_ms": start, "error": describe_error(exc)})
-    counters.written_total += written
-    return written
+    for start, _ in await isolate_poison(minutes, rebuild, is_poison=is_poison):
+        buckets = await store.buckets_between(start, start + MINUTE_MS)
+        await recompute_isolated(store, buckets, counters, is_poison=is_poison)
+    return counters.written_total - before

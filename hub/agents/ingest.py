@@ -26,14 +26,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hub.agents.poison import describe_error, isolate_poison
+from hub.agents.poison import isolate_poison
 from hub.agents.records import (
+    UNPROCESSABLE,
     DeadLetterSink,
     TsBound,
     dead_letter,
+    dead_letter_poison,
     decode_timestamped,
     reason_of,
-    unprocessable,
 )
 from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
 from protocol import NormalisedReading
@@ -93,17 +94,6 @@ async def ingest_batch(
     def db_retried() -> None:
         counters.db_retries_total += 1
 
-    async def send_to_dlq(letters: Sequence[tuple[bytes, str]], what: str) -> None:
-        await dead_letter(
-            letters,
-            dlq_producer,
-            what=what,
-            on_retry=dlq_retried,
-            backoff_max_s=backoff_max_s,
-            sleep=sleep,
-        )
-        counters.dead_lettered_total.update(reason_of(error) for _, error in letters)
-
     async def process(chunk: Sequence[tuple[bytes, NormalisedReading]]) -> None:
         readings = [reading for _, reading in chunk]
         await retry_transient(
@@ -122,22 +112,27 @@ async def ingest_batch(
             await after_commit(readings)
         counters.readings_total += len(readings)
 
-    await send_to_dlq(invalid, "undecodable_readings")
+    await dead_letter(
+        invalid,
+        dlq_producer,
+        what="undecodable_readings",
+        on_retry=dlq_retried,
+        backoff_max_s=backoff_max_s,
+        sleep=sleep,
+    )
+    counters.dead_lettered_total.update(reason_of(error) for _, error in invalid)
     # Transient errors never reach the isolation: `process` waits them out itself.
     poison = await isolate_poison(decoded, process, is_poison=is_record_error)
-    for (_, reading), exc in poison:
-        log.error(
-            "reading_unprocessable",
-            extra={
-                "device_id": reading.device_id,
-                "gateway_id": reading.gateway_id,
-                "ts": reading.ts,
-                "error": describe_error(exc),
-            },
-        )
-    await send_to_dlq(
-        [(raw, unprocessable(exc)) for (raw, _), exc in poison], "unprocessable_readings"
+    await dead_letter_poison(
+        poison,
+        dlq_producer,
+        what="reading",
+        on_retry=dlq_retried,
+        backoff_max_s=backoff_max_s,
+        sleep=sleep,
     )
+    if poison:
+        counters.dead_lettered_total[UNPROCESSABLE] += len(poison)
     counters.batches_total += 1
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 ERROR_HEADER_MAX: Final = 500
+UNPROCESSABLE: Final = "unprocessable"  # the reason of a record that failed on its own
 
 
 def wall_clock_ms() -> int:
@@ -57,6 +58,14 @@ class TsBound:
 class Timestamped(Protocol):
     @property
     def ts(self) -> int: ...
+
+
+class FromGateway(Protocol):
+    @property
+    def ts(self) -> int: ...
+
+    @property
+    def gateway_id(self) -> str: ...
 
 
 T = TypeVar("T", bound=Timestamped)
@@ -95,7 +104,7 @@ def decode_timestamped(
 
 def unprocessable(exc: BaseException) -> str:
     """The `error` header of a record that decoded but failed to be processed on its own."""
-    return f"unprocessable: {describe_error(exc, ERROR_HEADER_MAX - 15)}"
+    return f"{UNPROCESSABLE}: {describe_error(exc, ERROR_HEADER_MAX - len(UNPROCESSABLE) - 2)}"
 
 
 def reason_of(error: str) -> str:
@@ -129,3 +138,34 @@ async def dead_letter(
             f"{what}_dead_lettered",
             extra={"count": len(letters), "first_error": letters[0][1]},
         )
+
+
+async def dead_letter_poison(
+    poison: Sequence[tuple[tuple[bytes, FromGateway], Exception]],
+    sink: DeadLetterSink,
+    *,
+    what: str,
+    on_retry: Callable[[], None] | None = None,
+    backoff_max_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Records that decoded but failed on their own (`hub.agents.poison`): one error line each,
+    `{what}_unprocessable`, then the dead-letter topic as `unprocessable: <error>`."""
+    for (_, record), exc in poison:
+        log.error(
+            f"{what}_unprocessable",
+            extra={
+                "device_id": getattr(record, "device_id", None),
+                "gateway_id": record.gateway_id,
+                "ts": record.ts,
+                "error": describe_error(exc),
+            },
+        )
+    await dead_letter(
+        [(raw, unprocessable(exc)) for (raw, _), exc in poison],
+        sink,
+        what=f"unprocessable_{what}",
+        on_retry=on_retry,
+        backoff_max_s=backoff_max_s,
+        sleep=sleep,
+    )

@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hub.agents.alerts import AlertPipeline
-from hub.agents.poison import describe_error, isolate_poison
+from hub.agents.poison import isolate_poison
 from hub.agents.records import (
     DeadLetterSink,
     TsBound,
     dead_letter,
+    dead_letter_poison,
     decode_records,
     decode_timestamped,
-    unprocessable,
 )
 from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
 from hub.rules import AlertEngine
@@ -151,7 +151,8 @@ async def handle_statuses(
     newest = [(raw_of[id(s)], s) for s in newest_per_device([s for _, s in decoded])]
     # Transient errors never reach the isolation: `apply` waits them out itself.
     poison = await isolate_poison(newest, process, is_poison=is_record_error)
-    await _dead_letter_poison(poison, dlq, "status", counters, backoff_max_s, sleep)
+    await dead_letter_poison(poison, dlq, what="status", backoff_max_s=backoff_max_s, sleep=sleep)
+    counters.dead_lettered_total += len(poison)
 
 
 async def handle_edge_metrics(
@@ -185,27 +186,7 @@ async def handle_edge_metrics(
             counters.heartbeats_total += 1
 
     poison = await isolate_poison(decoded, process, is_poison=is_record_error)
-    await _dead_letter_poison(poison, dlq, "edge_metrics", counters, backoff_max_s, sleep)
-
-
-async def _dead_letter_poison(
-    poison: Sequence[tuple[tuple[bytes, DeviceStatus | EdgeMetrics], Exception]],
-    dlq: DeadLetterSink,
-    what: str,
-    counters: StatusCounters,
-    backoff_max_s: float,
-    sleep: Callable[[float], Awaitable[None]],
-) -> None:
-    for (_, record), exc in poison:
-        log.error(
-            f"{what}_unprocessable",
-            extra={"gateway_id": record.gateway_id, "error": describe_error(exc)},
-        )
-    await dead_letter(
-        [(raw, unprocessable(exc)) for (raw, _), exc in poison],
-        dlq,
-        what=f"unprocessable_{what}",
-        backoff_max_s=backoff_max_s,
-        sleep=sleep,
+    await dead_letter_poison(
+        poison, dlq, what="edge_metrics", backoff_max_s=backoff_max_s, sleep=sleep
     )
     counters.dead_lettered_total += len(poison)

@@ -444,6 +444,17 @@ class Database:
             start = window_end
         return written
 
+    async def buckets_between(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
+        """Every (device_id, metric, bucket_start_ms) with readings in ``[since_ms, until_ms)``."""
+        records = await self._pool.fetch(
+            "SELECT DISTINCT device_id, metric, "
+            "date_bin('1 minute', ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket "
+            "FROM readings WHERE ts >= $1 AND ts < $2 ORDER BY 1, 2, 3",
+            ms_to_datetime(since_ms),
+            ms_to_datetime(until_ms),
+        )
+        return [(r["device_id"], r["metric"], datetime_to_ms(r["bucket"])) for r in records]
+
     # --- alerts ---------------------------------------------------------------------------
 
     async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None:

@@ -66,3 +66,34 @@ async def test_rollup_rebuild(postgres: str, pg: asyncpg.Connection) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "event=rollup_rebuild_done since_ms=1795737600000 rows_written=0" in result.stderr
+
+
+async def test_rollup_rebuild_skips_a_minute_it_cannot_compute(
+    postgres: str, pg: asyncpg.Connection
+) -> None:
+    """Rows from before the hub bounded values overflow avg(); that minute is skipped and
+    named, every other minute is rebuilt."""
+    await pg.execute(
+        "CREATE TABLE readings_p20261130 PARTITION OF readings "
+        "FOR VALUES FROM ('2026-11-30') TO ('2026-12-01')"
+    )
+    await pg.executemany(
+        "INSERT INTO readings (device_id, metric, ts, value) "
+        "VALUES ($1, 't', $2::text::timestamptz, $3)",
+        [
+            ("bad", "2026-11-30T08:00:01Z", 1.7e308),
+            ("bad", "2026-11-30T08:00:02Z", 1.7e308),
+            ("fine", "2026-11-30T08:00:03Z", 20.0),
+            ("fine", "2026-11-30T09:30:00Z", 21.0),
+        ],
+    )
+    result = await asyncio.to_thread(
+        iot_hub, "rollup", "rebuild", "--since", "2026-11-30", database_url=postgres
+    )
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stderr.splitlines() if "event=rollup_skipped" in line]
+    assert len(skipped) == 1
+    assert "device_id=bad metric=t bucket_ms=1796025600000 " in skipped[0]
+    assert "rows_written=2 buckets_skipped=1" in result.stderr
+    rolled = await pg.fetch("SELECT device_id FROM readings_1m ORDER BY bucket")
+    assert [r["device_id"] for r in rolled] == ["fine", "fine"]

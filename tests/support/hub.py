@@ -94,6 +94,9 @@ class RedisBackedDb:
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int:
         return 0
 
+    async def buckets_between(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
+        return []
+
 
 def stand_in_worker_main() -> int:
     """Entry point of a worker subprocess over `RedisBackedDb` (`HubWorkerProcess(real=False)`)."""

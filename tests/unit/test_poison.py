@@ -296,40 +296,50 @@ async def test_an_alert_transition_the_store_refuses_is_skipped_and_counted() ->
 
 
 class RollupDb:
-    """Fails any call touching a poisoned minute, as avg() over ±1e308 does."""
+    """Fails any call touching the poisoned bucket, as avg() over ±1e308 does."""
 
-    def __init__(self, poisoned_ms: int) -> None:
-        self.poisoned = poisoned_ms
+    def __init__(self, poisoned: tuple[str, str, int]) -> None:
+        self.poisoned = poisoned
         self.recomputed: list[tuple[str, str, int]] = []
         self.rebuilt: list[tuple[int, int]] = []
 
     async def recompute_rollups(self, buckets: Iterable[tuple[str, str, int]]) -> int:
         wanted = list(buckets)
-        if any(start == self.poisoned for _, _, start in wanted):
+        if self.poisoned in wanted:
             raise asyncpg.exceptions.NumericValueOutOfRangeError("value out of range: overflow")
         self.recomputed.extend(wanted)
         return len(wanted)
 
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int:
         assert until_ms is not None
-        if since_ms <= self.poisoned < until_ms:
+        if since_ms <= self.poisoned[2] < until_ms:
             raise asyncpg.exceptions.NumericValueOutOfRangeError("value out of range: overflow")
         self.rebuilt.append((since_ms, until_ms))
         return (until_ms - since_ms) // MIN
 
+    async def buckets_between(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
+        return [("bad", "t", since_ms), ("fine", "t", since_ms)]
+
 
 async def test_a_rollup_bucket_that_cannot_be_computed_is_skipped() -> None:
-    db, counters = RollupDb(T0 + MIN), RollupCounters()
+    db, counters = RollupDb(("a", "t", T0 + MIN)), RollupCounters()
     buckets = [("a", "t", T0), ("a", "t", T0 + MIN), ("b", "t", T0 + MIN), ("b", "t", T0)]
     await recompute_isolated(db, buckets, counters, is_poison=is_record_error)
-    assert db.recomputed == [("a", "t", T0), ("b", "t", T0)]
-    assert counters.skipped_total == 2
-
-
-async def test_the_startup_rebuild_skips_just_the_minute_that_fails() -> None:
-    db, counters = RollupDb(T0 + 7 * MIN), RollupCounters()
-    written = await rebuild_isolated(db, T0, T0 + 20 * MIN, counters, is_poison=is_record_error)
+    assert db.recomputed == [("a", "t", T0), ("b", "t", T0 + MIN), ("b", "t", T0)]
     assert counters.skipped_total == 1
-    assert written == 19
+
+
+async def test_the_startup_rebuild_skips_just_the_bucket_that_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db, counters = RollupDb(("bad", "t", T0 + 7 * MIN)), RollupCounters()
+    with caplog.at_level(logging.ERROR):
+        written = await rebuild_isolated(db, T0, T0 + 20 * MIN, counters, is_poison=is_record_error)
+    assert counters.skipped_total == 1
+    assert written == 19 + 1  # 19 whole minutes, and the healthy bucket of the poisoned one
     covered = sorted(m for start, end in db.rebuilt for m in range(start, end, MIN))
     assert covered == [T0 + i * MIN for i in range(20) if i != 7]
+    assert db.recomputed == [("fine", "t", T0 + 7 * MIN)]
+    (skipped,) = caplog.records
+    assert skipped.getMessage() == "rollup_skipped"
+    assert (skipped.__dict__["device_id"], skipped.__dict__["bucket_ms"]) == ("bad", T0 + 7 * MIN)
