@@ -11,6 +11,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from hub.storage.live import LiveStore, describe, reply_code
+from tests.unit.test_hub_live import Clock
 
 
 class FakeRedis:
@@ -28,14 +29,6 @@ class FakeRedis:
         if error := self.errors.get("hset"):
             raise error
         return 1
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def oom() -> redis_errors.ResponseError:
