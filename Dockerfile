@@ -1,10 +1,15 @@
-# syntax=docker/dockerfile:1
 # Two images from one file (docs/deploy-edge.md, docs/deploy-hub.md):
 #   docker build --target edge -t iot-monitoring/edge:local .   # pip install ".[edge]" only
 #   docker build --target hub  -t iot-monitoring/hub:local .    # pip install ".[hub]"
 # Each install lives in its own virtual environment (/opt/venv), built in a builder stage and
 # copied alone into a slim runtime stage: no compiler, pip, wheel cache or source tree there.
 # The dependency layers depend on pyproject.toml only, so a code change rebuilds in seconds.
+# Needs BuildKit (the default builder since Docker 23), with its built-in Dockerfile frontend: no
+# `# syntax=` line, which would make BuildKit fetch a frontend image from a registry.
+#
+# Behind a TLS-intercepting proxy, give pip the CA bundle as a build secret; it is mounted only for
+# the steps that download and never stored in a layer:
+#   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt --target edge ...
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -28,12 +33,16 @@ RUN for extra in edge hub; do \
 # A venv without pip or setuptools of its own: the base image's pip installs into it.
 FROM python-base AS deps-edge
 COPY --from=requirements /src/requirements-edge.txt /tmp/requirements.txt
-RUN python -m venv --without-pip /opt/venv \
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python install -r /tmp/requirements.txt
 
 FROM python-base AS deps-hub
 COPY --from=requirements /src/requirements-hub.txt /tmp/requirements.txt
-RUN python -m venv --without-pip /opt/venv \
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python install -r /tmp/requirements.txt
 
 # The project itself as a wheel (build isolation fetches setuptools here, and only here).
@@ -44,7 +53,9 @@ COPY protocol/ protocol/
 COPY edge_gateway/ edge_gateway/
 COPY hub/ hub/
 COPY db/ db/
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && pip wheel --no-deps --wheel-dir /wheels .
 
 FROM deps-edge AS venv-edge
 COPY --from=wheel /wheels /wheels

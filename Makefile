@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SERVICES := scripts/services
 
 .DEFAULT_GOAL := help
-.PHONY: help install services services-down services-status lint test test-unit test-deploy bench demo schema images clean
+.PHONY: help install services services-down services-status lint test test-unit test-deploy test-containers bench demo schema images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test: lint ## lint, then every test (starts the services it needs)
 test-deploy: $(STAMP) ## only the deployment checks (helm, compose, Dockerfile, extras)
 	$(BIN)/pytest -q tests/deploy
 
+test-containers: $(STAMP) ## only the container tests (starts Docker, builds the images)
+	$(BIN)/pytest -q -rs tests/containers
+
 bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 	@$(SERVICES) start kafka mosquitto postgres redis
 	$(BIN)/python -m bench.edge_pipeline
@@ -58,9 +61,9 @@ demo: $(STAMP) ## local services, hub worker, dashboard, and the edge with five 
 	@$(SERVICES) start
 	@scripts/demo
 
-images: ## build both container images (needs a Docker engine)
-	docker build --target edge -t iot-monitoring/edge:local .
-	docker build --target hub -t iot-monitoring/hub:local .
+images: ## start Docker, build the edge and hub images (and local service images if no registry answers)
+	@scripts/docker start
+	@scripts/images build
 
 clean: ## remove the venv and local state (stops the services first)
 	-@$(SERVICES) stop
