@@ -1,0 +1,254 @@
+# shellcheck shell=bash
+# scripts/kube: the cluster add-ons (CoreDNS, from the locally built image) and the smoke test.
+# Sourced by scripts/kube after lib/kube.sh and lib/kube-run.sh.
+
+coredns_manifest() {
+  cat <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: coredns
+  namespace: kube-system
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:coredns
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:coredns
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:coredns
+subjects:
+- kind: ServiceAccount
+  name: coredns
+  namespace: kube-system
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: coredns
+  namespace: kube-system
+data:
+  Corefile: |
+    .:53 {
+        errors
+        health {
+            lameduck 5s
+        }
+        ready
+        kubernetes $KUBE_CLUSTER_DOMAIN in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+            ttl 30
+        }
+        prometheus :9153
+        forward . /etc/resolv.conf {
+            max_concurrent 1000
+        }
+        cache 30
+        loop
+        reload
+        loadbalance
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coredns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      k8s-app: kube-dns
+  template:
+    metadata:
+      labels:
+        k8s-app: kube-dns
+    spec:
+      serviceAccountName: coredns
+      priorityClassName: system-cluster-critical
+      dnsPolicy: Default
+      containers:
+      - name: coredns
+        image: $KUBE_COREDNS_IMAGE
+        imagePullPolicy: Never
+        args: ["-conf", "/etc/coredns/Corefile"]
+        resources:
+          requests:
+            cpu: 50m
+            memory: 70Mi
+          limits:
+            memory: 170Mi
+        ports:
+        - {name: dns, containerPort: 53, protocol: UDP}
+        - {name: dns-tcp, containerPort: 53, protocol: TCP}
+        - {name: metrics, containerPort: 9153, protocol: TCP}
+        securityContext:
+          allowPrivilegeEscalation: false
+          capabilities:
+            add: [NET_BIND_SERVICE]
+            drop: [ALL]
+          readOnlyRootFilesystem: true
+        livenessProbe:
+          httpGet: {path: /health, port: 8080}
+          initialDelaySeconds: 10
+          periodSeconds: 10
+        readinessProbe:
+          httpGet: {path: /ready, port: 8181}
+          periodSeconds: 2
+        volumeMounts:
+        - {name: config, mountPath: /etc/coredns, readOnly: true}
+      volumes:
+      - name: config
+        configMap:
+          name: coredns
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels:
+    k8s-app: kube-dns
+    kubernetes.io/name: CoreDNS
+spec:
+  selector:
+    k8s-app: kube-dns
+  clusterIP: $KUBE_DNS_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+  - {name: metrics, port: 9153, protocol: TCP}
+EOF
+}
+
+apply_addons() {
+  local t0 out deadline
+  t0=$(now_us)
+  out=$(coredns_manifest | kubectl_ apply -f - 2>&1) || {
+    printf '%s\n' "$out" >&2
+    die "kube: applying CoreDNS failed"
+  }
+  # Ready = it answers, through the kube-dns Service (so kube-proxy's rules are in place too): a
+  # deployment's status and a pod's Ready condition stay True from the last run for a while.
+  deadline=$((SECONDS + KUBE_TIMEOUT))
+  until dns_answers; do
+    if ((SECONDS >= deadline)); then
+      kubectl_ -n kube-system get pods -o wide >&2 || true
+      kubectl_ -n kube-system describe pods -l k8s-app=kube-dns 2>&1 | tail -n 20 >&2 || true
+      die "kube: CoreDNS does not answer on $KUBE_DNS_IP after $KUBE_TIMEOUT s"
+    fi
+    sleep 0.5
+  done
+  info coredns "answers on $KUBE_DNS_IP:53 ($(fmt_elapsed "$t0"))"
+}
+
+# dns_answers: the cluster DNS resolves the API server's Service name to its address.
+dns_answers() {
+  timeout 3 busybox nslookup "kubernetes.default.svc.$KUBE_CLUSTER_DOMAIN" "$KUBE_DNS_IP" 2>/dev/null |
+    grep -q "^Address: $KUBE_API_SERVICE_IP\$"
+}
+
+# The smoke test: in a throwaway namespace, a busybox web server behind a Service, and a pod that
+# runs to completion after finding the Service by DNS name and fetching a page through kube-proxy.
+cmd_smoke() {
+  local ns=kube-smoke t0 phase token deadline
+  node_ready || die "kube: the cluster is not running or the node is not Ready: scripts/kube start"
+  t0=$(now_us)
+  token="smoke-$RANDOM$RANDOM"
+  kubectl_ delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+  kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $ns
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: $ns
+  labels: {app: web}
+spec:
+  containers:
+  - name: httpd
+    image: $KUBE_BUSYBOX_IMAGE
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /tmp/www && echo $token > /tmp/www/index.html && exec httpd -f -v -p 8080 -h /tmp/www"]
+    ports: [{containerPort: 8080}]
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: $ns
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: $ns
+spec:
+  restartPolicy: Never
+  containers:
+  - name: client
+    image: $KUBE_BUSYBOX_IMAGE
+    imagePullPolicy: Never
+    command:
+    - sh
+    - -c
+    - |
+      set -e
+      echo "pod \$(hostname) at \$(ip -4 -o addr show eth0 | awk '{print \$4}')"
+      # Debian's static busybox: nslookup has its own resolver, wget's getaddrinfo would need
+      # glibc's NSS modules, so wget gets the address nslookup found (and its -T segfaults: timeout).
+      nslookup web.$ns.svc.$KUBE_CLUSTER_DOMAIN | tee /tmp/ns
+      ip=\$(awk '/^Name:/ {n = 1} n && /^Address/ {print \$NF; exit}' /tmp/ns)
+      test -n "\$ip"
+      for i in \$(seq 1 30); do
+        if body=\$(timeout 5 wget -q -O - "http://\$ip/"); then break; fi
+        sleep 1
+      done
+      echo "GET http://\$ip/ (Service web): \$body"
+      test "\$body" = "$token"
+EOF
+  deadline=$((SECONDS + KUBE_TIMEOUT))
+  while :; do
+    phase=$(kubectl_ -n "$ns" get pod client -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    [[ $phase == Succeeded || $phase == Failed ]] && break
+    if ((SECONDS >= deadline)); then
+      kubectl_ -n "$ns" get pods -o wide >&2 || true
+      kubectl_ -n "$ns" describe pod client 2>&1 | tail -n 20 >&2 || true
+      die "kube: smoke: the client pod did not finish in $KUBE_TIMEOUT s (phase ${phase:-?})"
+    fi
+    sleep 0.5
+  done
+  kubectl_ -n "$ns" logs client | sed 's/^/  | /'
+  if [[ $phase != Succeeded ]]; then
+    kubectl_ -n "$ns" get pods -o wide >&2 || true
+    die "kube: smoke: FAILED (client pod $phase; namespace $ns kept for a look)"
+  fi
+  kubectl_ delete namespace "$ns" --wait=false >/dev/null
+  say "kube: smoke: passed: a pod resolved a Service by DNS and fetched from it through kube-proxy ($(fmt_elapsed "$t0"))"
+}
