@@ -19,6 +19,7 @@ from aiokafka.errors import (
     CorruptRecordException,
     InvalidTopicError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
 )
@@ -41,6 +42,8 @@ PERMANENT_ERRORS = (
 # missing from the file) is a bug or corruption and ends the task, which makes the gateway unready.
 BUFFER_ERRORS = (sqlite3.Error, OSError)
 _IDLE_PROBE_S = 5.0
+# How many request timeouts to wait for Kafka's answer on a batch before taking it as lost.
+_ANSWER_TIMEOUT_FACTOR = 3
 _MAX_REQUEST_BYTES = 2 * 1024 * 1024
 
 
@@ -182,7 +185,7 @@ class Forwarder:
                 result.failure = exc
                 break
             futures.append((stored.id, fut))
-        answers = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+        answers = await self._answers([f for _, f in futures])
         for (record_id, _), answer in zip(futures, answers, strict=True):
             if not isinstance(answer, BaseException):
                 result.acked.append(record_id)
@@ -195,6 +198,22 @@ class Forwarder:
         sent_ids = {record_id for record_id, _ in futures} | set(result.rejected)
         result.retry += [s.id for s in batch if s.id not in sent_ids]
         return result
+
+    async def _answers(self, futures: list[asyncio.Future[object]]) -> list[object]:
+        """Kafka's answer for each record: its metadata, or the exception it failed with.
+
+        aiokafka fails what it cannot deliver, but not when the broker's address is gone (a
+        container stopped, packets dropped): then its futures wait forever and the gateway
+        would look connected while nothing moves. So the wait is bounded, and an unanswered
+        record fails like a timeout (it stays in the buffer and is sent again)."""
+        if not futures:
+            return []
+        timeout_s = _ANSWER_TIMEOUT_FACTOR * self._settings.kafka_request_timeout_ms / 1000
+        _, pending = await asyncio.wait(futures, timeout=timeout_s)
+        for future in pending:
+            future.cancel()
+        late = KafkaTimeoutError(f"no answer from Kafka within {timeout_s:g} s")
+        return [late if f in pending else (f.exception() or f.result()) for f in futures]
 
     async def _settle(self, result: SendResult) -> bool:
         """Delete what Kafka has and give back the rest; True if the buffer did both."""
@@ -247,9 +266,11 @@ class Forwarder:
 
     async def _connect(self) -> bool:
         producer = self._producer_factory(self._settings)
+        timeout_s = _ANSWER_TIMEOUT_FACTOR * self._settings.kafka_request_timeout_ms / 1000
         try:
-            await producer.start()
-        except (KafkaError, OSError) as exc:
+            # Bounded for the same reason as the answers: a blackholed address never fails.
+            await asyncio.wait_for(producer.start(), timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
             await producer.stop()
             self._note_failure("kafka_connect_failed", exc)
             return False
