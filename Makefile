@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SERVICES := scripts/services
 
 .DEFAULT_GOAL := help
-.PHONY: help install services services-down services-status lint test test-unit test-deploy test-containers bench demo schema images clean
+.PHONY: help install services services-down services-status lint test test-unit test-deploy test-containers bench demo schema images kube-up kube-down kube-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,16 @@ images: ## start Docker, build the edge and hub images (and local service images
 	@scripts/docker start
 	@scripts/images build
 
-clean: ## remove the venv and local state (stops the services first)
+kube-up: ## single-node Kubernetes on this machine (scripts/kube; first run builds it, ~12 min)
+	@scripts/kube start
+
+kube-down: ## stop the Kubernetes cluster (its pods, processes, bridge and iptables rules)
+	@scripts/kube stop
+
+kube-status: ## show the Kubernetes cluster
+	@scripts/kube status
+
+clean: ## remove the venv and local state (stops the services and the cluster first)
 	-@$(SERVICES) stop
+	-@if [ -d .local/kube/run ]; then scripts/kube stop; fi
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -252,3 +252,149 @@ EOF
   kubectl_ delete namespace "$ns" --wait=false >/dev/null
   say "kube: smoke: passed: a pod resolved a Service by DNS and fetched from it through kube-proxy ($(fmt_elapsed "$t0"))"
 }
+
+# ---------------------------------------------------------------------------
+# Backing services for the hub chart, in the cluster: single-replica Kafka (KRaft), PostgreSQL and
+# Redis from the images `make images` builds (IOT_*_IMAGE, as in .local/images.env), data in
+# emptyDir (kept over a cluster restart, lost with the pod). For trying the chart, not production.
+# ---------------------------------------------------------------------------
+KUBE_DEPS_NS="${KUBE_DEPS_NS:-iot-deps}"
+
+deps_images() {
+  local env="$IOT_STATE_DIR/images.env"
+  KAFKA_IMAGE=${IOT_KAFKA_IMAGE:-$(sed -n 's/^IOT_KAFKA_IMAGE=//p' "$env" 2>/dev/null)}
+  POSTGRES_IMAGE=${IOT_POSTGRES_IMAGE:-$(sed -n 's/^IOT_POSTGRES_IMAGE=//p' "$env" 2>/dev/null)}
+  REDIS_IMAGE=${IOT_REDIS_IMAGE:-$(sed -n 's/^IOT_REDIS_IMAGE=//p' "$env" 2>/dev/null)}
+  KAFKA_IMAGE=${KAFKA_IMAGE:-iot-monitoring/kafka:4.0.1}
+  POSTGRES_IMAGE=${POSTGRES_IMAGE:-iot-monitoring/postgres:15}
+  REDIS_IMAGE=${REDIS_IMAGE:-iot-monitoring/redis:7}
+}
+
+deps_manifest() {
+  local ns=$KUBE_DEPS_NS
+  cat <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $ns}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kafka, namespace: $ns}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: kafka}}
+  template:
+    metadata: {labels: {app: kafka}}
+    spec:
+      enableServiceLinks: false
+      containers:
+      - name: kafka
+        image: $KAFKA_IMAGE
+        imagePullPolicy: IfNotPresent
+        env:
+        - {name: KAFKA_NODE_ID, value: "1"}
+        - {name: KAFKA_PROCESS_ROLES, value: "broker,controller"}
+        - {name: CLUSTER_ID, value: 6mspr_lnQWCkIIQhS3fvAg}
+        - {name: KAFKA_CONTROLLER_QUORUM_VOTERS, value: "1@localhost:9093"}
+        - {name: KAFKA_CONTROLLER_LISTENER_NAMES, value: CONTROLLER}
+        - {name: KAFKA_LISTENERS, value: "PLAINTEXT://:9092,CONTROLLER://:9093"}
+        - {name: KAFKA_ADVERTISED_LISTENERS, value: "PLAINTEXT://kafka.$ns.svc.$KUBE_CLUSTER_DOMAIN:9092"}
+        - {name: KAFKA_LISTENER_SECURITY_PROTOCOL_MAP, value: "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"}
+        - {name: KAFKA_LOG_DIRS, value: /var/lib/kafka/data}
+        - {name: KAFKA_NUM_PARTITIONS, value: "6"}
+        - {name: KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR, value: "1"}
+        - {name: KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR, value: "1"}
+        - {name: KAFKA_TRANSACTION_STATE_LOG_MIN_ISR, value: "1"}
+        - {name: KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS, value: "0"}
+        - {name: KAFKA_HEAP_OPTS, value: "-Xms256m -Xmx512m"}
+        ports: [{containerPort: 9092}]
+        readinessProbe: {tcpSocket: {port: 9092}, periodSeconds: 3}
+        volumeMounts: [{name: data, mountPath: /var/lib/kafka/data}]
+      volumes: [{name: data, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kafka, namespace: $ns}
+spec:
+  selector: {app: kafka}
+  ports: [{port: 9092}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: postgres, namespace: $ns}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: postgres}}
+  template:
+    metadata: {labels: {app: postgres}}
+    spec:
+      enableServiceLinks: false
+      containers:
+      - name: postgres
+        image: $POSTGRES_IMAGE
+        imagePullPolicy: IfNotPresent
+        env:
+        - {name: POSTGRES_USER, value: iot}
+        - {name: POSTGRES_DB, value: iot}
+        - {name: POSTGRES_PASSWORD, value: iot}
+        ports: [{containerPort: 5432}]
+        readinessProbe: {exec: {command: [pg_isready, -U, iot, -d, iot, -h, 127.0.0.1]}, periodSeconds: 3}
+        volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]
+      volumes: [{name: data, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: postgres, namespace: $ns}
+spec:
+  selector: {app: postgres}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, namespace: $ns}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      enableServiceLinks: false
+      containers:
+      - name: redis
+        image: $REDIS_IMAGE
+        imagePullPolicy: IfNotPresent
+        ports: [{containerPort: 6379}]
+        readinessProbe: {exec: {command: [redis-cli, ping]}, periodSeconds: 3}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis, namespace: $ns}
+spec:
+  selector: {app: redis}
+  ports: [{port: 6379}]
+EOF
+}
+
+cmd_deps() {
+  local t0 svc="svc.$KUBE_CLUSTER_DOMAIN"
+  node_ready || die "kube: the cluster is not running or the node is not Ready: scripts/kube start"
+  if [[ ${1:-} == down ]]; then
+    kubectl_ delete namespace "$KUBE_DEPS_NS" --ignore-not-found
+    return
+  fi
+  [[ $# -eq 0 ]] || die "Usage: scripts/kube deps [down]"
+  deps_images
+  t0=$(now_us)
+  deps_manifest | kubectl_ apply -f - >/dev/null
+  if ! kubectl_ -n "$KUBE_DEPS_NS" wait --for=condition=Available deployment --all --timeout "${KUBE_TIMEOUT}s" >/dev/null; then
+    kubectl_ -n "$KUBE_DEPS_NS" get pods -o wide >&2 || true
+    die "kube: deps not ready after $KUBE_TIMEOUT s (images loaded? scripts/kube load-images $KAFKA_IMAGE $POSTGRES_IMAGE $REDIS_IMAGE)"
+  fi
+  say "kube: deps ready in namespace $KUBE_DEPS_NS ($(fmt_elapsed "$t0")); the hub chart's values:"
+  say "  --set kafka.bootstrap=kafka.$KUBE_DEPS_NS.$svc:9092"
+  say "  --set database.url=postgresql://iot:iot@postgres.$KUBE_DEPS_NS.$svc:5432/iot"
+  say "  --set redis.url=redis://redis.$KUBE_DEPS_NS.$svc:6379/0"
+}
