@@ -306,7 +306,7 @@ make_pki() {
 write_kubeconfig() { # FILE USER CERTNAME
   local file=$1 user=$2 cert=$3
   umask 077
-  cat >"$file.partial" <<EOF
+  cat >"$file.new" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -326,8 +326,8 @@ contexts:
     user: $user
 current-context: iot-kube
 EOF
-  mv -f "$file.partial" "$file"
   umask 022
+  settle_file "$file"
 }
 
 # CAP_SYS_RESOURCE (bit 24) in our effective set: needed to lower an oom_score_adj.
@@ -339,7 +339,20 @@ have_sys_resource() {
 kube_restrict_oom() { if have_sys_resource; then echo false; else echo true; fi; }
 kube_oom_score() { if have_sys_resource; then echo "$1"; else cat /proc/self/oom_score_adj; fi; }
 
+# settle_file FILE: FILE.new replaces FILE only if it differs, so a running component never sees
+# its file rewritten (kube-proxy exits when its configuration file is written to).
+settle_file() {
+  local f=$1
+  if [[ -f $f ]] && cmp -s "$f.new" "$f"; then
+    rm -f "$f.new"
+    return 0
+  fi
+  if [[ -f $f ]]; then CONFIG_CHANGED+=("$f"); fi
+  mv -f "$f.new" "$f"
+}
+
 write_configs() {
+  CONFIG_CHANGED=()
   mkdir -p "$KUBE_CONF" "$KUBE_RUN" "$KUBE_DIR/cni/net.d" "$KUBE_DIR/cni/ipam" \
     "$KUBE_DIR/containerd" "$KUBE_DIR/kubelet" "$KUBE_DIR/pod-logs" "$KUBE_DIR/etcd"
   chmod 700 "$KUBE_DIR/etcd"
@@ -350,7 +363,7 @@ write_configs() {
   write_kubeconfig "$KUBE_CONF/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
 
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' \
-    "$CONTAINERD_SOCK" "$CONTAINERD_SOCK" >"$KUBE_CONF/crictl.yaml"
+    "$CONTAINERD_SOCK" "$CONTAINERD_SOCK" >"$KUBE_CONF/crictl.yaml.new"
 
   # containerd (Debian's 1.6): its own root, state and socket; CRI with runc and cgroupfs (this
   # machine has cgroup v1 and no systemd); CNI from Debian's plugins and our conf dir.
@@ -358,7 +371,7 @@ write_configs() {
   # cannot lower a container's oom_score_adj below its own ("nsexec: failed to update
   # /proc/self/oom_score_adj: Permission denied", seen as "can't get final child's PID from pipe");
   # containerd then clamps the kubelet's values to its own, which is harmless on a dev machine.
-  cat >"$KUBE_CONF/containerd.toml" <<EOF
+  cat >"$KUBE_CONF/containerd.toml.new" <<EOF
 version = 2
 root = "$KUBE_DIR/containerd/root"
 state = "$KUBE_DIR/containerd/state"
@@ -400,7 +413,7 @@ EOF
   # CNI: Debian's bridge plugin on our bridge (created by scripts/kube with the node address as
   # its gateway), host-local addresses, masquerade out; the firewall plugin lets pod traffic through
   # a FORWARD chain whose policy is DROP (Docker sets that); portmap for hostPort.
-  cat >"$KUBE_DIR/cni/net.d/10-iot-kube.conflist" <<EOF
+  cat >"$KUBE_DIR/cni/net.d/10-iot-kube.conflist.new" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "iot-kube",
@@ -424,7 +437,7 @@ EOF
 }
 EOF
 
-  cat >"$KUBE_CONF/kubelet.yaml" <<EOF
+  cat >"$KUBE_CONF/kubelet.yaml.new" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $KUBE_NODE_IP
@@ -466,7 +479,7 @@ serverTLSBootstrap: false
 oomScoreAdj: $(kube_oom_score -999)
 EOF
 
-  cat >"$KUBE_CONF/kube-proxy.yaml" <<EOF
+  cat >"$KUBE_CONF/kube-proxy.yaml.new" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -483,4 +496,9 @@ conntrack:
   # Leave the host's nf_conntrack_max alone.
   maxPerCore: 0
 EOF
+  settle_file "$KUBE_CONF/crictl.yaml"
+  settle_file "$KUBE_CONF/containerd.toml"
+  settle_file "$KUBE_DIR/cni/net.d/10-iot-kube.conflist"
+  settle_file "$KUBE_CONF/kubelet.yaml"
+  settle_file "$KUBE_CONF/kube-proxy.yaml"
 }
