@@ -307,6 +307,37 @@ import_image() {
   printf '%s\n' "$out" | sed -n 's/^unpacking \([^ ]*\) .*/\1/p' | while read -r n; do info images "loaded $n"; done
 }
 
+# import_docker_image REF: stream an image of the local Docker engine into the node, unless the
+# node has that very image (same image ID) already. Fails if Docker has no such image.
+import_docker_image() {
+  local ref=$1 id have out
+  id=$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null) || return 1
+  have=$(crictl_ inspecti -o go-template --template '{{.status.id}}' "$ref" 2>/dev/null | tail -n 1) || have=
+  if [[ $have == "$id" ]]; then
+    info images "$ref: current (${id:7:12})"
+    return 0
+  fi
+  out=$(docker save "$ref" | ctr_ images import - 2>&1) || {
+    printf '%s\n' "$out" >&2
+    die "kube: docker save $ref | ctr images import - failed"
+  }
+  info images "loaded $ref (${id:7:12}) from the Docker engine"
+}
+
+# At start: the images `make images` built (named in .local/images.env), from the Docker engine.
+load_docker_images() {
+  local env="$IOT_STATE_DIR/images.env" ref
+  [[ ${KUBE_LOAD_DOCKER_IMAGES:-1} == 1 && -s $env ]] || return 0
+  command -v docker >/dev/null 2>&1 || return 0
+  if ! timeout 10 docker info >/dev/null 2>&1; then
+    info images "the Docker engine is not running, so the images of make images are not loaded (scripts/docker start, then scripts/kube load-images IMAGE...)"
+    return 0
+  fi
+  while read -r ref; do
+    import_docker_image "$ref" || warn images "$ref (from $env) is not in the Docker engine"
+  done < <(sed -n 's/^IOT_[A-Z0-9_]*_IMAGE=//p' "$env")
+}
+
 import_local_images() {
   import_image "$KUBE_IMAGES/pause.tar" "$KUBE_PAUSE_IMAGE"
   import_image "$KUBE_IMAGES/busybox.tar" "$KUBE_BUSYBOX_IMAGE"
