@@ -9,6 +9,7 @@ import contextlib
 import getpass
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -134,6 +135,7 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
     )
     worker.spinner = None  # no terminal escape codes in the logs
     log.info("worker_starting", extra={"group": settings.consumer_group})
+    _wait_for_kafka(settings.kafka_bootstrap)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -141,6 +143,41 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
         log.info("worker_stopped", extra={"exit_code": code})
         return code
     return 0
+
+
+def _wait_for_kafka(bootstrap: str) -> None:
+    """Until a broker of `bootstrap` answers. Faust gives up at once when none does as it starts
+    (the worker exited 1, and Kubernetes restarted it with a growing back-off), while PostgreSQL
+    is waited for; so Kafka is waited for too, one `kafka_connect_failed` line per attempt. In a
+    thread of its own, so the event loop Faust takes over is left as it is."""
+    from aiokafka.client import AIOKafkaClient
+
+    from hub.agents.retry import is_transient_kafka_error, retry_transient
+
+    async def bootstrap_once() -> None:
+        client = AIOKafkaClient(bootstrap_servers=[h.strip() for h in bootstrap.split(",")])
+        try:
+            await client.bootstrap()
+        finally:
+            await client.close()
+
+    failed: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            asyncio.run(
+                retry_transient(
+                    bootstrap_once, what="kafka_connect", is_transient=is_transient_kafka_error
+                )
+            )
+        except BaseException as exc:  # re-raised in the calling thread  # noqa: BLE001
+            failed.append(exc)
+
+    thread = threading.Thread(target=wait, name="kafka-wait", daemon=True)
+    thread.start()
+    thread.join()  # SIGTERM ends the process meanwhile (nothing is in flight yet)
+    if failed:
+        raise failed[0]
 
 
 def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -246,10 +283,19 @@ def _web(args: argparse.Namespace) -> int:
             },
         )
         return 2
+    from hub.agents.retry import is_transient_db_error, retry_transient
     from hub.web import server  # NiceGUI only for this command
 
     try:
-        asyncio.run(server.check_schema(settings.database_url))
+        # PostgreSQL may be away when the web app starts (a restarted cluster, the database's pod
+        # still starting): wait for it, as the worker does, rather than exit into a restart loop.
+        asyncio.run(
+            retry_transient(
+                lambda: server.check_schema(settings.database_url),
+                what="db_connect",
+                is_transient=is_transient_db_error,
+            )
+        )
     except server.SchemaMissingError as exc:
         log.error("web_refused", extra={"reason": str(exc)})
         return 1

@@ -69,6 +69,18 @@ def kubectl(*args: str, input: str | None = None, timeout: float = 120) -> str:
     return result.stdout
 
 
+def logs(namespace: str, selector: str) -> str:
+    """The logs of the selector's running containers; "" while none has started."""
+    result = subprocess.run(
+        [str(KUBE), "kubectl", "-n", namespace, "logs", "-l", selector],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.stdout if result.returncode == 0 else ""
+
+
 def kubectl_json(*args: str) -> Any:
     return json.loads(kubectl(*args, "-o", "json"))
 

@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ from tests.kube.cluster import (
     Stream,
     kubectl,
     kubectl_json,
+    logs,
     ready,
     running_pods,
     wait_rolled,
@@ -66,7 +68,7 @@ class Hub:
     def helm_run(self, *args: str) -> str:
         return self.helm.run(*args, "-n", self.namespace)
 
-    def install_args(self) -> list[str]:
+    def install_args(self, wait: bool = True) -> list[str]:
         """The example's values, with this machine's image, the deps' Kafka and the group."""
         return [
             "-f", str(EXAMPLE),
@@ -75,8 +77,7 @@ class Hub:
             "--set", "image.pullPolicy=Never",
             "--set", f"kafka.bootstrap={KAFKA_BOOTSTRAP}",
             "--set", f"config.HUB_CONSUMER_GROUP={self.group}",
-            "--wait", "--timeout", "5m",
-        ]  # fmt: skip
+        ] + (["--wait", "--timeout", "5m"] if wait else [])  # fmt: skip
 
     def pod_uids(self, selector: str) -> list[str]:
         return [p["metadata"]["uid"] for p in running_pods(self.namespace, selector)]
@@ -267,3 +268,86 @@ def test_helm_uninstall_leaves_only_what_the_chart_documents(hub: Hub) -> None:
     }
     # The data stays in PostgreSQL, which the chart does not own.
     assert set(cluster.stored(hub.readings.prefix)) == set(hub.readings.produced)
+
+
+def _late_service(namespace: str, name: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"ports": [{"name": "tcp", "port": port, "protocol": "TCP"}]},
+    }
+
+
+def _endpoints(namespace: str, service: str, ip: str, port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-1",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "tcp", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+    }
+
+
+def _apply(*objects: dict[str, Any]) -> None:
+    items = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    kubectl("apply", "-f", "-", input=json.dumps(items))
+
+
+def test_the_worker_and_the_web_app_wait_for_kafka_and_postgresql_that_come_late(
+    hub: Hub,
+) -> None:
+    """As after a restart of the cluster, where the hub's pods start before Kafka's and
+    PostgreSQL's: a second release whose Kafka and PostgreSQL are Services without endpoints
+    yet (no hooks: the schema is there). Both pods wait, then get Ready once the endpoints
+    appear, without a restart (the worker used to exit at once without Kafka)."""
+    ns, release = hub.namespace, "late"
+    svc = f"{ns}.svc.cluster.local"
+    _apply(_late_service(ns, "late-kafka", 9092), _late_service(ns, "late-postgres", 5432))
+    kubectl(
+        "-n", ns, "create", "secret", "generic", "late-connections",
+        f"--from-literal=HUB_DATABASE_URL=postgresql://iot:iot@late-postgres.{svc}:5432/iot",
+        f"--from-literal=HUB_REDIS_URL={REDIS_URL}",
+        f"--from-literal=HUB_WEB_STORAGE_SECRET={uuid.uuid4().hex}{uuid.uuid4().hex}",
+    )  # fmt: skip
+    selector = f"app.kubernetes.io/instance={release}"
+    try:
+        hub.helm_run(
+            "install", release, str(CHART), "--no-hooks", *hub.install_args(wait=False),
+            "--set", f"kafka.bootstrap=late-kafka.{svc}:9092",
+            "--set", "existingSecret=late-connections",
+            "--set", f"config.HUB_CONSUMER_GROUP={hub.group}-late",
+        )  # fmt: skip
+
+        def waiting(component: str, event: str) -> bool:
+            return f"event={event}_failed" in logs(ns, f"{selector},{COMPONENT}={component}")
+
+        wait_until(lambda: waiting("worker", "kafka_connect"), 120, "the worker waiting", 1.0)
+        wait_until(lambda: waiting("web", "db_connect"), 120, "the web app waiting", 1.0)
+        ips = {
+            app: kubectl_json("-n", DEPS_NS, "get", "pods", "-l", f"app={app}")["items"][0][
+                "status"
+            ]["podIP"]
+            for app in ("kafka", "postgres")
+        }
+        _apply(
+            _endpoints(ns, "late-kafka", ips["kafka"], 9092),
+            _endpoints(ns, "late-postgres", ips["postgres"], 5432),
+        )
+
+        def all_ready() -> list[dict[str, Any]] | None:
+            found = running_pods(ns, selector)
+            return found if len(found) == 2 and all(ready(p) for p in found) else None
+
+        for pod in wait_until(all_ready, ROLL_TIMEOUT_S, "the late release's pods Ready", 1.0):
+            (status,) = pod["status"]["containerStatuses"]
+            assert status["restartCount"] == 0, (pod["metadata"]["name"], status)
+    finally:
+        hub.helm_run("uninstall", release, "--wait", "--timeout", "5m")
+        kubectl("-n", ns, "delete", "service", "late-kafka", "late-postgres")
+        kubectl("-n", ns, "delete", "secret", "late-connections")
