@@ -5,6 +5,7 @@ in a pod (Kafka's advertised listener is the in-cluster Service name, which only
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -23,6 +24,8 @@ from tests.support.readings import make_reading
 from tests.support.waiting import wait_until
 
 KUBE = ROOT / "scripts" / "kube"
+# Where scripts/kube keeps the pid files of what it started (IOT_STATE_DIR, as scripts/lib).
+KUBE_RUN = Path(os.environ.get("IOT_STATE_DIR") or ROOT / ".local").resolve() / "kube" / "run"
 DEPS_NS = "iot-deps"
 SVC = "svc.cluster.local"
 KAFKA_BOOTSTRAP = f"kafka.{DEPS_NS}.{SVC}:9092"
@@ -45,6 +48,11 @@ def run_kube_script(config: pytest.Config, *args: str) -> None:
 
 def cluster_running() -> bool:
     return subprocess.run([str(KUBE), "status"], capture_output=True, timeout=60).returncode == 0
+
+
+def cluster_pids() -> dict[str, int]:
+    """The processes scripts/kube started: component -> pid."""
+    return {f.stem: int(f.read_text().strip()) for f in KUBE_RUN.glob("*.pid")}
 
 
 def kubeconfig() -> str:
@@ -357,3 +365,6 @@ def wait_rolled(namespace: str, selector: str, old_uids: Sequence[str], timeout:
         )
 
     wait_until(rolled, timeout, f"new, Ready pods of {selector}", 1.0)
+    for pod in pods(namespace, selector):
+        (status,) = pod["status"]["containerStatuses"]
+        assert status["restartCount"] == 0, (pod["metadata"]["name"], status)

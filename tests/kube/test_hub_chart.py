@@ -9,12 +9,14 @@ The tests of this module share one release in a namespace of their own and run i
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.deploy.tools import ROOT
@@ -180,6 +182,22 @@ def test_every_pod_becomes_ready_through_its_probes(hub: Hub) -> None:
                 f"print(u.urlopen('http://127.0.0.1:{port}{path}', timeout=10).status)",
             ).strip()  # fmt: skip
             assert code == "200", (name, path, code)
+
+
+def test_the_cluster_listens_on_loopback_and_its_bridge_only(hub: Hub) -> None:
+    """Every listening socket of what scripts/kube started (the release running) is on
+    127.0.0.1 or the node's address on the cluster's own bridge; the pods listen in their own
+    network namespaces, on that bridge's subnet."""
+    (node,) = kubectl_json("get", "nodes")["items"]
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    allowed = {"127.0.0.1", "::1", node_ip}
+    listening = {}
+    for component, pid in cluster.cluster_pids().items():
+        for conn in psutil.Process(pid).net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN or conn.type == socket.SOCK_DGRAM:
+                listening[f"{component} {conn.laddr.ip}:{conn.laddr.port}"] = conn.laddr.ip
+    assert {"kube-apiserver", "kubelet", "etcd"} <= {k.split()[0] for k in listening}, listening
+    assert {k for k, ip in listening.items() if ip not in allowed} == set()
 
 
 def test_readings_produced_to_kafka_land_in_postgresql(hub: Hub) -> None:
