@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SERVICES := scripts/services
 
 .DEFAULT_GOAL := help
-.PHONY: help install services services-down services-status lint test test-unit test-deploy test-containers bench demo schema images kube-up kube-down kube-status clean
+.PHONY: help install services services-down services-status lint test test-unit test-deploy test-containers test-kube bench demo schema images kube-up kube-down kube-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test-deploy: $(STAMP) ## only the deployment checks (helm, compose, Dockerfile, 
 
 test-containers: $(STAMP) ## only the container tests (starts Docker, builds the images)
 	$(BIN)/pytest -q -rs tests/containers
+
+test-kube: $(STAMP) ## only the Kubernetes tests (the Helm chart on scripts/kube; builds it once)
+	$(BIN)/pytest -q -rs tests/kube
 
 bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 	@$(SERVICES) start kafka mosquitto postgres redis

@@ -102,6 +102,26 @@ def sql(query: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line]
 
 
+def deps_answer() -> bool:
+    """PostgreSQL and Redis answer in their pods (after a restart of the cluster, the pods'
+    Ready conditions are those of the last run for a while)."""
+    checks = (
+        ("deploy/postgres", "psql", "-U", "iot", "-d", "iot", "-Atc", "SELECT 1"),
+        ("deploy/redis", "redis-cli", "ping"),
+    )
+    for target, *command in checks:
+        result = subprocess.run(
+            [str(KUBE), "kubectl", "-n", DEPS_NS, "exec", target, "--", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0 or result.stdout.strip() not in ("1", "PONG"):
+            return False
+    return True
+
+
 def stored(device_prefix: str) -> list[Key]:
     """Every row of `readings` of the devices whose id starts with the prefix (with repeats, if
     any)."""
@@ -147,8 +167,16 @@ import asyncio, json, sys
 from aiokafka import AIOKafkaProducer
 
 async def main():
-    producer = AIOKafkaProducer(bootstrap_servers=sys.argv[1], acks="all")
-    await producer.start()
+    for attempt in range(120):  # Kafka's pod may still be starting (a restarted cluster)
+        producer = AIOKafkaProducer(bootstrap_servers=sys.argv[1], acks="all")
+        try:
+            await producer.start()
+            break
+        except Exception:
+            await producer.stop()
+            await asyncio.sleep(1)
+    else:
+        raise SystemExit("Kafka did not answer in 120 s")
     loop = asyncio.get_running_loop()
     try:
         while line := await loop.run_in_executor(None, sys.stdin.buffer.readline):

@@ -13,6 +13,7 @@ from tests.containers.images import build_images
 from tests.deploy.tools import install_tool
 from tests.kube import cluster
 from tests.kube.cluster import DEPS_NS, Helm
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,7 @@ def kube(pytestconfig: pytest.Config, kube_images: dict[str, str]) -> Iterator[s
     had_deps = bool(cluster.kubectl("get", "namespace", DEPS_NS, "--ignore-not-found").strip())
     try:
         cluster.run_kube_script(pytestconfig, "deps")
+        wait_until(cluster.deps_answer, 300, "PostgreSQL and Redis answering in the cluster", 1.0)
         yield cluster.kubeconfig()
     finally:
         if not had_deps:
