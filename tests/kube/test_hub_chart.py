@@ -8,6 +8,7 @@ The tests of this module share one release in a namespace of their own and run i
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import uuid
@@ -262,30 +263,70 @@ def test_a_worker_pod_deleted_mid_stream_loses_and_duplicates_nothing(hub: Hub, 
     _assert_exactly_once(hub)
 
 
-def test_helm_uninstall_leaves_only_what_the_chart_documents(hub: Hub) -> None:
-    hub.helm_run("uninstall", RELEASE, "--wait", "--timeout", "5m")
-    kinds = (
-        "all,secrets,configmaps,persistentvolumeclaims,jobs,serviceaccounts,roles,rolebindings,"
-        "ingresses,poddisruptionbudgets,horizontalpodautoscalers,networkpolicies"
-    )
+KINDS = (
+    "all,secrets,configmaps,persistentvolumeclaims,jobs,serviceaccounts,roles,rolebindings,"
+    "ingresses,poddisruptionbudgets,horizontalpodautoscalers,networkpolicies"
+)
+# What Kubernetes puts in every namespace, and the Secret the example has you create.
+NAMESPACE_DEFAULTS = {"ConfigMap/kube-root-ca.crt", "ServiceAccount/default"}
+
+
+def _left_after_uninstall(namespace: str) -> set[str]:
+    """What is in the namespace once the uninstalled release's pods are gone (the test's
+    producer pod aside)."""
 
     def left() -> set[str] | None:
-        items = kubectl_json("-n", hub.namespace, "get", kinds)["items"]
+        items = kubectl_json("-n", namespace, "get", KINDS)["items"]
         items = [i for i in items if "iot-test/role" not in i["metadata"].get("labels", {})]
         found = {f"{i['kind']}/{i['metadata']['name']}" for i in items}
         # The release's pods go after the uninstall returns (the worker finishes its batch).
         return found if not any(n.startswith("Pod/") for n in found) else None
 
-    remaining = wait_until(left, ROLL_TIMEOUT_S, "the release's pods gone", 1.0)
-    # The Secret the example has you create (existingSecret), and what Kubernetes puts in every
-    # namespace; no Helm release records (sh.helm.release.v1.*), no hook job or Secret.
-    assert remaining == {
-        f"Secret/{SECRET}",
-        "ConfigMap/kube-root-ca.crt",
-        "ServiceAccount/default",
-    }
+    found: set[str] = wait_until(left, ROLL_TIMEOUT_S, "the release's pods gone", 1.0)
+    return found
+
+
+def test_helm_uninstall_leaves_only_what_the_chart_documents(hub: Hub) -> None:
+    hub.helm_run("uninstall", RELEASE, "--wait", "--timeout", "5m")
+    # No Helm release records (sh.helm.release.v1.*), no hook job; the example's Secret stays.
+    assert _left_after_uninstall(hub.namespace) == NAMESPACE_DEFAULTS | {f"Secret/{SECRET}"}
     # The data stays in PostgreSQL, which the chart does not own.
     assert set(cluster.stored(hub.readings.prefix)) == set(hub.readings.produced)
+
+
+def test_the_charts_own_secret_keeps_its_generated_storage_secret_and_goes_with_it(
+    hub: Hub,
+) -> None:
+    """Without existingSecret: the URLs as values, the migration's hook Secret deleted after
+    it ran, HUB_WEB_STORAGE_SECRET generated once (`lookup` needs a cluster: helm template
+    makes a new one each time) and kept by an upgrade; uninstall removes it all."""
+    release, secret = "own", "own-iot-hub"
+    own = [
+        "--set", f"database.url={DATABASE_URL}",
+        "--set", f"redis.url={REDIS_URL}",
+        "--set", "existingSecret=",
+        "--set", f"config.HUB_CONSUMER_GROUP={hub.group}-own",
+    ]  # fmt: skip
+    hub.helm_run("install", release, str(CHART), *hub.install_args(), *own)
+    try:
+        data = kubectl_json("-n", hub.namespace, "get", "secret", secret)["data"]
+        assert set(data) == {"HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_WEB_STORAGE_SECRET"}
+        generated = base64.b64decode(data["HUB_WEB_STORAGE_SECRET"]).decode()
+        assert len(generated) >= 32
+        secrets = kubectl("-n", hub.namespace, "get", "secrets", "-o", "name").split()
+        assert "secret/own-iot-hub-migrate" not in secrets  # the hook's, deleted once it ran
+        selector = f"app.kubernetes.io/instance={release}"
+        old = [p["metadata"]["uid"] for p in running_pods(hub.namespace, selector)]
+        hub.helm_run(
+            "upgrade", release, str(CHART), *hub.install_args(), *own,
+            "--set", "config.HUB_LOG_LEVEL=DEBUG",
+        )  # fmt: skip
+        wait_rolled(hub.namespace, selector, old, ROLL_TIMEOUT_S)
+        data = kubectl_json("-n", hub.namespace, "get", "secret", secret)["data"]
+        assert base64.b64decode(data["HUB_WEB_STORAGE_SECRET"]).decode() == generated
+    finally:
+        hub.helm_run("uninstall", release, "--wait", "--timeout", "5m")
+    assert _left_after_uninstall(hub.namespace) == NAMESPACE_DEFAULTS | {f"Secret/{SECRET}"}
 
 
 def _late_service(namespace: str, name: str, port: int) -> dict[str, Any]:
