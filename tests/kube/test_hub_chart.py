@@ -143,6 +143,8 @@ def test_deps_run_in_the_cluster_from_the_local_images(
 
 def test_helm_install_runs_the_migration_before_the_pods(hub: Hub) -> None:
     with PodWatch(hub.namespace) as watch:
+        # The watch lists the producer pod first: from then on, it sees every change.
+        wait_until(lambda: watch.lines, 60, "the pod watch listing the producer", 0.1)
         hub.helm_run("install", RELEASE, str(CHART), *hub.install_args())
     status = json.loads(hub.helm_run("status", RELEASE, "-o", "json"))
     assert (status["version"], status["info"]["status"]) == (1, "deployed")
