@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from tests.kube.cluster import (
     DEPS_NS,
     IDLE,
     KAFKA_BOOTSTRAP,
+    KUBE,
     PRODUCER_LABEL,
     REDIS_URL,
     Helm,
@@ -256,12 +258,27 @@ def test_a_worker_pod_deleted_mid_stream_loses_and_duplicates_nothing(hub: Hub, 
     (worker,) = running_pods(hub.namespace, WORKER)
     name = worker["metadata"]["name"]
     force = ["--grace-period=0", "--force"] if how == "force-deleted" else []
-    with Stream(hub.producer, hub.readings) as stream:
-        stream.wait_for_more(20)
-        kubectl("-n", hub.namespace, "delete", "pod", name, "--wait=false", *force)
-        stream.wait_for_more(10)
-        wait_rolled(hub.namespace, WORKER, [worker["metadata"]["uid"]], ROLL_TIMEOUT_S)
-        stream.wait_for_more(40)
+    # The old worker's log to its end (kubectl logs -f ends with the container).
+    follow = subprocess.Popen(
+        [str(KUBE), "kubectl", "-n", hub.namespace, "logs", "-f", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with Stream(hub.producer, hub.readings) as stream:
+            stream.wait_for_more(20)
+            kubectl("-n", hub.namespace, "delete", "pod", name, "--wait=false", *force)
+            stream.wait_for_more(10)
+            wait_rolled(hub.namespace, WORKER, [worker["metadata"]["uid"]], ROLL_TIMEOUT_S)
+            stream.wait_for_more(40)
+        log, _ = follow.communicate(timeout=120)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate(timeout=30)
+    if how == "deleted":  # SIGTERM: the batch in flight finished and committed, a clean exit
+        assert "event=worker_stopped exit_code=0" in log, log[-3000:]
     _assert_exactly_once(hub)
 
 
