@@ -28,7 +28,8 @@ from tests.support.kafka import partitions_of
 from tests.support.process import free_port
 from tests.support.waiting import async_wait_until, wait_until
 
-pytestmark = pytest.mark.containers
+# The first test waits for a cold system (images just built, Kafka and the worker starting).
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 
 SERVICES = ("kafka", "postgres", "redis", "worker", "web", "mosquitto", "edge")
 TYPES = {"cnc_spindle", "hydraulic_press", "conveyor", "air_compressor", "cleanroom_env"}
