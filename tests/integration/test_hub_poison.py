@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.postgres import Database
-from protocol import NormalisedReading, encode, topics
+from protocol import encode, topics
 from tests.support.fuzz import kafka_readings
 from tests.support.hub import (
     HubWorkerProcess,
@@ -31,6 +31,7 @@ from tests.support.hub import (
 )
 from tests.support.kafka import KafkaTail, ensure_topics
 from tests.support.process import free_port
+from tests.support.readings import make_reading
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -72,20 +73,14 @@ def reading(
     device_id: str, ts: int, device_type: str = "conveyor", **metrics: float
 ) -> dict[str, Any]:
     """A valid reading as a dict, for a test to break one field of."""
-    body: dict[str, Any] = json.loads(
-        encode(
-            NormalisedReading(
-                site="site-1",
-                device_id=device_id,
-                type=device_type,
-                ts=ts,
-                seq=None,
-                metrics=metrics or {"belt_speed_m_s": 1.5},
-                gateway_id="gw-poison",
-                received_ts=ts,
-            )
-        )
+    built = make_reading(
+        device_id,
+        ts,
+        dict(metrics or {"belt_speed_m_s": 1.5}),
+        type=device_type,
+        gateway_id="gw-poison",
     )
+    body: dict[str, Any] = json.loads(encode(built))
     return body
 
 

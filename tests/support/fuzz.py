@@ -10,7 +10,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from protocol import NormalisedReading, encode
+from protocol import encode
+from tests.support.readings import make_reading
 
 T0 = 1_764_268_800_000
 
@@ -98,20 +99,10 @@ def status_payloads(draw: st.DrawFn) -> bytes:
 
 
 def valid_reading(device_id: str = "cnc-1", ts: int = T0) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(
-        encode(
-            NormalisedReading(
-                site="site-1",
-                device_id=device_id,
-                type="cnc_spindle",
-                ts=ts,
-                seq=1,
-                metrics={"spindle_temp_c": 61.2, "running": True},
-                gateway_id="gw-1",
-                received_ts=ts,
-            )
-        )
+    reading = make_reading(
+        device_id, ts, {"spindle_temp_c": 61.2, "running": True}, seq=1, type="cnc_spindle"
     )
+    body: dict[str, Any] = json.loads(encode(reading))
     return body
 
 

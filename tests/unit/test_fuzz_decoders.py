@@ -30,6 +30,7 @@ from tests.support.fuzz import (
     kafka_readings,
     status_payloads,
 )
+from tests.support.readings import make_edge_metrics
 
 FUZZ = settings(
     max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
@@ -128,24 +129,7 @@ def test_any_bytes_are_decoded_or_dead_lettered_never_raised(raw: bytes) -> None
     )
 )
 def test_a_heartbeat_the_hub_accepts_can_be_shown(fields: dict[str, object]) -> None:
-    base = {
-        "v": 1,
-        "gateway_id": "gw-1",
-        "site": "site-1",
-        "ts": T0,
-        "uptime_s": 1.0,
-        "buffer_depth": 0,
-        "buffer_bytes": 0,
-        "buffer_max_bytes": 1,
-        "buffer_oldest_age_s": None,
-        "received_total": 0,
-        "forwarded_total": 0,
-        "dropped_total": 0,
-        "dead_lettered_total": 0,
-        "received_rate": 0.0,
-        "forwarded_rate": 0.0,
-        "kafka_connected": True,
-    }
+    base = json.loads(encode(make_edge_metrics("gw-1", T0)))
     good, _ = decode_records([dumps(base | fields)], EdgeMetrics)
     for _, metrics in good:
         assert IDENTIFIER.match(metrics.gateway_id)
