@@ -39,10 +39,8 @@ lint: $(STAMP) ## ruff and mypy
 test-unit: $(STAMP) ## only the fast tests that need no services
 	$(BIN)/pytest -q tests/unit
 
-# The container and cluster tests are not in `make test` yet: on a cold machine (fresh images,
-# a fresh cluster) the first readings came too late for them (see the README); they run alone.
-test: lint ## lint, then every test but the container and cluster ones (starts the services it needs)
-	$(BIN)/pytest -q -rs -m "not containers and not kube"
+test: lint ## lint, then every test (starts the services, Docker and the cluster it needs)
+	$(BIN)/pytest -q -rs
 
 test-deploy: $(STAMP) ## only the deployment checks (helm, compose, Dockerfile, extras)
 	$(BIN)/pytest -q tests/deploy

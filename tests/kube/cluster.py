@@ -10,7 +10,7 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,7 @@ def kubectl(*args: str, input: str | None = None, timeout: float = 120) -> str:
 def logs(namespace: str, selector: str) -> str:
     """The logs of the selector's running containers; "" while none has started."""
     result = subprocess.run(
-        [str(KUBE), "kubectl", "-n", namespace, "logs", "-l", selector],
+        [str(KUBE), "kubectl", "-n", namespace, "logs", "-l", selector, "--tail=-1"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -314,8 +314,11 @@ class Stream:
             raise AssertionError(f"producing failed: {self._error}") from self._error
 
 
-def wait_stored(readings: Readings, timeout: float = 180) -> list[Key]:
-    """Until PostgreSQL holds every produced reading; then its rows of these devices."""
+def wait_stored(
+    readings: Readings, timeout: float = 180, context: Callable[[], str] = lambda: ""
+) -> list[Key]:
+    """Until PostgreSQL holds every produced reading; then its rows of these devices. A timeout
+    names how many are missing, with `context()` (the worker's log, say)."""
     expected = set(readings.produced)
 
     def all_there() -> list[Key] | None:
@@ -326,7 +329,9 @@ def wait_stored(readings: Readings, timeout: float = 180) -> list[Key]:
         return wait_until(all_there, timeout, "every produced reading in PostgreSQL", 1.0)
     except TimeoutError as exc:
         missing = expected - set(stored(readings.prefix))
-        raise AssertionError(f"{exc}: {len(missing)} of {len(expected)} missing") from None
+        raise AssertionError(
+            f"{exc}: {len(missing)} of {len(expected)} missing\n{context()}"
+        ) from None
 
 
 class PodWatch:

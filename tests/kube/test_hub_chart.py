@@ -84,6 +84,10 @@ class Hub:
             "--set", f"config.HUB_CONSUMER_GROUP={self.group}",
         ] + (["--wait", "--timeout", "5m"] if wait else [])  # fmt: skip
 
+    def wait_stored(self) -> list[cluster.Key]:
+        """Every produced reading in PostgreSQL (a timeout shows the worker's recent log)."""
+        return wait_stored(self.readings, context=lambda: logs(self.namespace, WORKER)[-6000:])
+
     def pod_uids(self, selector: str) -> list[str]:
         return [p["metadata"]["uid"] for p in running_pods(self.namespace, selector)]
 
@@ -207,12 +211,12 @@ def test_the_cluster_listens_on_loopback_and_its_bridge_only(hub: Hub) -> None:
 
 def test_readings_produced_to_kafka_land_in_postgresql(hub: Hub) -> None:
     hub.readings.produce(hub.producer, 60)
-    rows = wait_stored(hub.readings)
+    rows = hub.wait_stored()
     assert sorted(rows) == sorted(hub.readings.produced)
 
 
 def _assert_exactly_once(hub: Hub) -> None:
-    rows = wait_stored(hub.readings)
+    rows = hub.wait_stored()
     repeated = [key for key, n in Counter(rows).items() if n > 1]
     assert not repeated, repeated[:10]
     assert set(rows) == set(hub.readings.produced)
