@@ -12,6 +12,11 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 # Extra broker properties, one key=value per line or space separated (appended last, so they win).
 KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
+# A properties file appended as it is (values with spaces: JAAS configurations, TLS listeners).
+KAFKA_EXTRA_PROPERTIES_FILE="${KAFKA_EXTRA_PROPERTIES_FILE:-}"
+# Extra arguments of the storage format on first start, e.g. SCRAM users:
+# --add-scram SCRAM-SHA-512=[name=alice,password=...] (one argument per line or space separated).
+KAFKA_FORMAT_ARGS="${KAFKA_FORMAT_ARGS:-}"
 KAFKA_JAVA=""
 
 java_major() { # JAVA_BIN -> major version number
@@ -129,6 +134,11 @@ EOF
     printf '# KAFKA_EXTRA_PROPERTIES\n' >>"$KAFKA_PROPS"
     tr ' ' '\n' <<<"$KAFKA_EXTRA_PROPERTIES" | sed '/^$/d' >>"$KAFKA_PROPS"
   fi
+  if [[ -n $KAFKA_EXTRA_PROPERTIES_FILE ]]; then
+    [[ -r $KAFKA_EXTRA_PROPERTIES_FILE ]] || die "kafka: KAFKA_EXTRA_PROPERTIES_FILE $KAFKA_EXTRA_PROPERTIES_FILE cannot be read"
+    printf '# KAFKA_EXTRA_PROPERTIES_FILE %s\n' "$KAFKA_EXTRA_PROPERTIES_FILE" >>"$KAFKA_PROPS"
+    cat "$KAFKA_EXTRA_PROPERTIES_FILE" >>"$KAFKA_PROPS"
+  fi
 }
 
 kafka_new_cluster_id() { # 22-char base64url UUID, never starting with '-' (CLI parsing)
@@ -142,15 +152,16 @@ kafka_new_cluster_id() { # 22-char base64url UUID, never starting with '-' (CLI 
 
 kafka_format() {
   [[ -f $KAFKA_DATA_DIR/meta.properties ]] && return 0
-  local idfile="$KAFKA_DIR/cluster.id" id log t0
+  local idfile="$KAFKA_DIR/cluster.id" id log t0 extra
   log=$(svc_log kafka)
+  read -ra extra <<<"$KAFKA_FORMAT_ARGS"
   [[ -s $idfile ]] || kafka_new_cluster_id >"$idfile"
   id=$(<"$idfile")
   t0=$(now_us)
   info kafka "formatting KRaft storage in $KAFKA_DATA_DIR (cluster id $id)..."
   # controller.quorum.voters is set, so no --standalone (KAFKA-18987).
   if ! "$KAFKA_JAVA" -Xmx256m "-Dlog4j2.configurationFile=$SCRIPTS_DIR/kafka/log4j2.properties" \
-    -cp "$KAFKA_LIBS_DIR/*" kafka.tools.StorageTool format -t "$id" -c "$KAFKA_PROPS" --ignore-formatted \
+    -cp "$KAFKA_LIBS_DIR/*" kafka.tools.StorageTool format -t "$id" -c "$KAFKA_PROPS" --ignore-formatted "${extra[@]}" \
     >>"$log" 2>&1 </dev/null; then
     show_log_tail "$log" 30
     die "kafka: formatting storage failed (see $log)"

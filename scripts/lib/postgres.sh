@@ -131,6 +131,31 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_timezone = 'UTC'
 timezone = 'UTC'
 EOF
+  [[ -n ${PG_TLS_DIR:-} ]] && pg_write_tls
+  return 0
+}
+
+# PG_TLS_DIR (server.crt, server.key): TLS on, and TCP clients without TLS refused, as a
+# production server across a network. The files are copied into the data dir, which the
+# server's OS user owns (it refuses a key others can read).
+pg_write_tls() {
+  local f
+  for f in server.crt server.key; do
+    [[ -r $PG_TLS_DIR/$f ]] || die "postgres: PG_TLS_DIR=$PG_TLS_DIR has no readable $f"
+    install -m 0600 "$PG_TLS_DIR/$f" "$PG_DATA/iot_tls_$f"
+    if ((EUID == 0)); then chown "$PG_OS_USER:" "$PG_DATA/iot_tls_$f"; fi
+  done
+  cat <<EOF | as_pg tee -a "$PG_DATA/iot_local.conf" >/dev/null
+ssl = on
+ssl_cert_file = 'iot_tls_server.crt'
+ssl_key_file = 'iot_tls_server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+EOF
+  if ! grep -q '^hostnossl all all all reject' "$PG_DATA/pg_hba.conf"; then
+    { echo 'hostnossl all all all reject  # PG_TLS_DIR: TLS only over TCP'; cat "$PG_DATA/pg_hba.conf"; } >"$PG_DATA/pg_hba.conf.new"
+    if ((EUID == 0)); then chown "$PG_OS_USER:" "$PG_DATA/pg_hba.conf.new"; fi
+    mv "$PG_DATA/pg_hba.conf.new" "$PG_DATA/pg_hba.conf"
+  fi
 }
 
 # After a crash (SIGKILL) the dead postmaster can linger as a zombie until its parent reaps it,

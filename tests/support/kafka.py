@@ -44,9 +44,14 @@ async def partitions_of(bootstrap: str, topic: str) -> list[TopicPartition]:
 
 
 class KafkaTail:
-    def __init__(self, bootstrap: str, names: Iterable[str]) -> None:
+    """The records of `names` produced from now on (`from_beginning`: all of them)."""
+
+    def __init__(
+        self, bootstrap: str, names: Iterable[str], *, from_beginning: bool = False
+    ) -> None:
         self._bootstrap = bootstrap
         self._names = list(names)
+        self._from_beginning = from_beginning
         self._consumer: AIOKafkaConsumer | None = None
         self.records: list[Record] = []
 
@@ -58,9 +63,11 @@ class KafkaTail:
         await consumer.start()
         parts = [tp for name in self._names for tp in await partitions_of(self._bootstrap, name)]
         consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        for tp, offset in ends.items():
-            consumer.seek(tp, offset)
+        if self._from_beginning:
+            await consumer.seek_to_beginning(*parts)
+        else:
+            for tp, offset in (await consumer.end_offsets(parts)).items():
+                consumer.seek(tp, offset)
         self._consumer = consumer
         return self
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -23,15 +25,20 @@ class Publisher:
         *,
         username: str | None = None,
         password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         if username:
             self.client.username_pw_set(username, password)
+        if tls_context is not None:
+            self.client.tls_set_context(tls_context)
         self._connected = threading.Event()
         self.refused: str | None = None
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
         self.pending: list[mqtt.MQTTMessageInfo] = []
@@ -41,6 +48,16 @@ class Publisher:
             self.refused = str(reason)
         else:
             self._connected.set()
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # Called inside paho's `except OSError`: a refused TLS handshake, a closed port.
+        self.refused = f"connection failed: {sys.exc_info()[1]}"
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, p: Any) -> None:
+        # TLS 1.3: the server checks the client's certificate after the client's side of the
+        # handshake is done, so a refusal arrives as the connection closing before CONNACK.
+        if not self._connected.is_set() and self.refused is None:
+            self.refused = f"disconnected before CONNACK: {reason}"
 
     def wait_connected(self, timeout: float = 15) -> None:
         wait_until(lambda: self._connected.is_set() or self.refused, timeout, "MQTT connect")

@@ -25,6 +25,21 @@ def free_port() -> int:
         return port
 
 
+def run_module(
+    module: str, *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS` to its end, with exactly `env`; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class ServiceProcess:
     """``python ARGS`` with ``env`` as its environment, serving HTTP at ``url``."""
 
@@ -39,6 +54,12 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> Self:
+        self.launch()
+        wait_until(self._ready, timeout, f"{self.name} ready (log {self.log_path})")
+        return self
+
+    def launch(self) -> Self:
+        """Start the process without waiting for it to be ready (for one that should not be)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -48,7 +69,6 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._ready, timeout, f"{self.name} ready (log {self.log_path})")
         return self
 
     def _ready(self) -> bool:
