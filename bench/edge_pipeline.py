@@ -1,7 +1,7 @@
 """Edge benchmark: sustained MQTT-publish -> Kafka-ack rate through the durable buffer, via
-Mosquitto and via the embedded broker, against a naive pipe without durability
-(`mosquitto_sub | kcat -P`) on the same input; publish-to-Kafka latency; gateway memory with
-5,000 simulated devices at 1 Hz.
+Mosquitto and via the embedded broker (plaintext and TLS, to measure what TLS costs), against
+a naive pipe without durability (`mosquitto_sub | kcat -P`) on the same input;
+publish-to-Kafka latency; gateway memory with 5,000 simulated devices at 1 Hz.
 
 Run with `make bench` (starts Kafka and Mosquitto). Prints figures; asserts nothing."""
 
@@ -75,12 +75,16 @@ def make_input(workdir: Path, per_device: int) -> list[Path]:
     return files
 
 
-def publish_files(host: str, port: int, site: str, files: list[Path]) -> _Group:
-    """mosquitto_pub -l: a C publisher per device, QoS 1, as fast as the broker takes it."""
+def publish_files(
+    host: str, port: int, site: str, files: list[Path], tls: list[str] | None = None
+) -> _Group:
+    """mosquitto_pub -l: a C publisher per device, QoS 1, as fast as the broker takes it;
+    `tls`: mosquitto_pub's TLS options (--cafile ...)."""
     procs = [
         subprocess.Popen(
             [
                 "mosquitto_pub",
+                *(tls or []),
                 "-h",
                 host,
                 "-p",
@@ -164,8 +168,17 @@ def run_naive(bootstrap: str, host: str, port: int, files: list[Path], n: int) -
 
 
 def run_gateway(
-    bootstrap: str, files: list[Path], n: int, *, external: tuple[str, int] | None, workdir: Path
+    bootstrap: str,
+    files: list[Path],
+    n: int,
+    *,
+    external: tuple[str, int] | None,
+    workdir: Path,
+    tls: bool = False,
+    kafka_env: dict[str, str] | None = None,
 ) -> tuple[float, int]:
+    """`kafka_env`: the gateway's own Kafka settings (a secure listener of the broker that
+    `bootstrap` reaches in plaintext, where the records are counted)."""
     site = f"bench-{uuid.uuid4().hex[:6]}"
     mqtt_port = free_port()
     env = {
@@ -173,17 +186,32 @@ def run_gateway(
         "EDGE_SITE": site,
         "EDGE_KAFKA_BOOTSTRAP": bootstrap,
         "EDGE_LOG_LEVEL": "WARNING",
+        **(kafka_env or {}),
     }
+    tls_args: list[str] = []
     if external:
         env["EDGE_MQTT_URL"] = f"mqtt://{external[0]}:{external[1]}"
     else:
         env["EDGE_MQTT_PORT"] = str(mqtt_port)
+        env["EDGE_MQTT_ALLOW_ANONYMOUS"] = "true"  # mosquitto_pub publishes without a login
+    if tls:
+        from tests.support.certs import CertAuthority
+
+        ca = CertAuthority(workdir / f"{site}-pki")
+        server = ca.issue("gateway")
+        tls_port = free_port()
+        env |= {
+            "EDGE_MQTT_TLS_PORT": str(tls_port),
+            "EDGE_MQTT_TLS_CERTFILE": str(server.cert),
+            "EDGE_MQTT_TLS_KEYFILE": str(server.key),
+        }
+        tls_args = ["--cafile", str(ca.cert)]
     gw = GatewayProcess(workdir / site, env).start()
-    host, port = external or ("127.0.0.1", mqtt_port)
+    host, port = external or ("127.0.0.1", int(env.get("EDGE_MQTT_TLS_PORT", mqtt_port)))
     try:
         start = asyncio.run(topic_end(bootstrap, "iot.telemetry"))
         t0 = time.monotonic()
-        pubs = publish_files(host, port, site, files)
+        pubs = publish_files(host, port, site, files, tls_args)
         done = wait_for_count(bootstrap, "iot.telemetry", start, n, 600)
         pubs.wait(60)
         rss = psutil.Process(gw.proc.pid).memory_info().rss if gw.proc else 0
@@ -308,6 +336,36 @@ def fleet_memory(
     }
 
 
+def kafka_security_cost(files: list[Path], n: int, workdir: Path) -> list[str]:
+    """The gateway (embedded broker) into one broker of its own, in plaintext and then over
+    SASL_SSL (SCRAM-SHA-512), in the same run: what securing the Kafka link costs."""
+    from tests.support.secure_kafka import USER, secure_kafka
+
+    log("Kafka link: a broker with PLAINTEXT and SASL_SSL listeners (tests/support) ...")
+    with secure_kafka(workdir / "secure-kafka") as broker:
+        asyncio.run(ensure_topics(broker.plaintext))
+        sasl = {
+            "EDGE_KAFKA_BOOTSTRAP": broker.sasl_ssl,
+            "EDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "EDGE_KAFKA_SASL_USERNAME": USER,
+            "EDGE_KAFKA_SASL_PASSWORD": broker.passwords[USER],
+            "EDGE_KAFKA_SSL_CAFILE": str(broker.ca.cert),
+        }
+        rates = {}
+        for name, kafka_env in (("PLAINTEXT", None), ("SASL_SSL", sasl)):
+            log(f"gateway via embedded amqtt, Kafka {name} ...")
+            rates[name], _ = run_gateway(
+                broker.plaintext, files, n, external=None, workdir=workdir, kafka_env=kafka_env
+            )
+            log(f"  {rates[name]:,.0f} readings/s")
+    ratio = rates["SASL_SSL"] / rates["PLAINTEXT"]
+    return [
+        f"gateway, Kafka PLAINTEXT      {rates['PLAINTEXT']:10,.0f} readings/s (same broker)",
+        f"gateway, Kafka SASL_SSL       {rates['SASL_SSL']:10,.0f} readings/s   "
+        f"{ratio:6.1%} of plaintext",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -321,7 +379,7 @@ def main() -> int:
     parser.add_argument("--latency-rate", type=float, default=1000)
     parser.add_argument(
         "--only",
-        default="naive,mosquitto,embedded,latency,fleet",
+        default="naive,mosquitto,embedded,embedded-tls,kafka-sasl-ssl,latency,fleet",
         help="comma list of parts to run",
     )
     args = parser.parse_args()
@@ -351,17 +409,27 @@ def main() -> int:
                 f"naive pipe (reference)        {naive:10,.0f} readings/s "
                 f"{naive * 5:12,.0f} values/s"
             )
-        for name, external in (("mosquitto", (host, port)), ("embedded", None)):
+        runs = (
+            ("mosquitto", (host, port), False),
+            ("embedded", None, False),
+            ("embedded-tls", None, True),
+        )
+        for name, external, tls in runs:
             if name not in parts:
                 continue
             label = "via Mosquitto" if external else "via embedded amqtt"
+            label += " TLS" if tls else ""
             log(f"gateway {label} ...")
-            rate, rss = run_gateway(bootstrap, files, n, external=external, workdir=workdir)
+            rate, rss = run_gateway(
+                bootstrap, files, n, external=external, workdir=workdir, tls=tls
+            )
             log(f"  {rate:,.0f} readings/s, gateway RSS {rss / 2**20:.0f} MiB")
             ratio = f"   {rate / naive:6.1%} of naive" if naive else ""
             rows.append(
                 f"gateway {label:<22}{rate:10,.0f} readings/s {rate * 5:12,.0f} values/s{ratio}"
             )
+        if "kafka-sasl-ssl" in parts:
+            rows += kafka_security_cost(files, n, workdir)
         if "latency" in parts:
             log(f"latency at {args.latency_rate:.0f} readings/s via Mosquitto ...")
             lat = asyncio.run(latency(bootstrap, host, port, workdir, args.latency_rate, 20))

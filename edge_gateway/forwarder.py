@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidTopicError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
@@ -26,6 +27,7 @@ from aiokafka.errors import (
 
 from edge_gateway.backoff import Backoff
 from edge_gateway.buffer import Buffer, StoredRecord
+from edge_gateway.kafka_diagnosis import KafkaFailure, classify, diagnose
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.stats import GatewayCounters
 
@@ -45,6 +47,7 @@ _IDLE_PROBE_S = 5.0
 # How many request timeouts to wait for Kafka's answer on a batch before taking it as lost.
 _ANSWER_TIMEOUT_FACTOR = 3
 _MAX_REQUEST_BYTES = 2 * 1024 * 1024
+PASSWORD_IN_CLEAR_HINT = "SASL PLAIN without TLS sends the password as it is: use SASL_SSL"
 
 
 def make_producer(settings: EdgeSettings) -> AIOKafkaProducer:
@@ -61,6 +64,7 @@ def make_producer(settings: EdgeSettings) -> AIOKafkaProducer:
         max_request_size=_MAX_REQUEST_BYTES,
         request_timeout_ms=settings.kafka_request_timeout_ms,
         retry_backoff_ms=200,
+        **settings.aiokafka_security(),
     )
 
 
@@ -111,6 +115,7 @@ class Forwarder:
         self._buffer_episode = ErrorEpisode()
         # Leased records a failed release left in flight: given back before the next lease.
         self._unreleased: list[int] = []
+        self._reported_failure: str | None = None  # the configuration failure last logged
 
     def notify(self) -> None:
         """New records are in the buffer (call on the event loop's thread)."""
@@ -121,6 +126,8 @@ class Forwarder:
         return self._producer if self._counters.kafka_connected else None
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self._settings.kafka_sends_password_in_clear:
+            log.warning("kafka_password_in_clear", extra={"hint": PASSWORD_IN_CLEAR_HINT})
         try:
             while not stop.is_set():
                 if self._unreleased and not await self._release([]):
@@ -272,13 +279,36 @@ class Forwarder:
             await asyncio.wait_for(producer.start(), timeout_s)
         except (KafkaError, OSError, TimeoutError) as exc:
             await producer.stop()
-            self._note_failure("kafka_connect_failed", exc)
+            self._note_failure("kafka_connect_failed", exc, await self._diagnose(exc))
             return False
         self._producer = producer
         self._counters.kafka_connected = True
         self._counters.kafka_last_error = None
-        log.info("kafka_connected", extra={"bootstrap": self._settings.kafka_bootstrap})
+        self._counters.kafka_failure = self._counters.kafka_hint = None
+        self._reported_failure = None
+        log.info(
+            "kafka_connected",
+            extra={
+                "bootstrap": self._settings.kafka_bootstrap,
+                "security": self._settings.kafka_security_protocol,
+            },
+        )
         return True
+
+    async def _diagnose(self, exc: BaseException) -> KafkaFailure:
+        """The cause behind aiokafka's "Unable to bootstrap" (a refused password, an untrusted
+        certificate...), from one direct connection with the same settings."""
+        if isinstance(exc, KafkaConnectionError):
+            found = await diagnose(
+                self._settings.kafka_bootstrap,
+                self._settings.aiokafka_security(),
+                "EDGE_",
+                self._settings.kafka_request_timeout_ms / 1000,
+                self._settings.kafka_ssl_certfile,
+            )
+            if found is not None:
+                return found
+        return classify(exc, "EDGE_")
 
     async def _disconnect(self) -> None:
         producer, self._producer = self._producer, None
@@ -290,19 +320,30 @@ class Forwarder:
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("kafka_stop_failed", extra={"error": type(exc).__name__})
 
-    def _note_failure(self, event: str, exc: BaseException, **fields: object) -> None:
-        was_connected = self._counters.kafka_connected
-        self._counters.kafka_connected = False
-        self._counters.kafka_last_error = f"{type(exc).__name__}: {exc}"[:300]
+    def _note_failure(
+        self,
+        event: str,
+        exc: BaseException,
+        failure: KafkaFailure | None = None,
+        **fields: object,
+    ) -> None:
+        c = self._counters
+        was_connected = c.kafka_connected
+        c.kafka_connected = False
+        failure = failure or classify(exc, "EDGE_")
+        c.kafka_last_error = failure.detail
+        c.kafka_failure, c.kafka_hint = failure.kind, failure.hint or None
         level = logging.WARNING if was_connected or self._backoff.attempts == 0 else logging.INFO
+        if failure.needs_configuration:
+            # Retrying cannot fix it: one ERROR line naming the setting, not one per attempt.
+            repeated = failure.kind == self._reported_failure
+            level = logging.DEBUG if repeated else logging.ERROR
+            self._reported_failure = failure.kind
+            fields = {**fields, "reason": failure.kind, "hint": failure.hint}
         log.log(
             level,
             event,
-            extra={
-                "error": self._counters.kafka_last_error,
-                "attempt": self._backoff.attempts + 1,
-                **fields,
-            },
+            extra={"error": c.kafka_last_error, "attempt": self._backoff.attempts + 1, **fields},
         )
 
     async def _idle(self, stop: asyncio.Event) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_gateway.kafka_security import KafkaSecurityFields
 from edge_gateway.settings_cli import mask_url
 from protocol.topics import IDENTIFIER_PATTERN
 
@@ -21,21 +22,31 @@ def _default_gateway_id() -> str:
 
 
 class MqttEndpoint:
-    """Host, port and optional credentials parsed from an `mqtt://user:pass@host:port` URL."""
+    """Host, port, TLS and optional credentials parsed from an `mqtt[s]://user:pass@host:port`
+    URL (`mqtts` = TLS, port 8883 by default)."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ValueError(f"MQTT URL {mask_url(url)!r} must start with mqtt://")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+            raise ValueError(f"MQTT URL {mask_url(url)!r} must start with mqtt:// or mqtts://")
         if not parts.hostname:
             raise ValueError(f"MQTT URL {mask_url(url)!r} has no host")
+        self.tls: bool = parts.scheme in ("mqtts", "ssl")
         self.host: str = parts.hostname
-        self.port: int = parts.port or 1883
-        self.username: str | None = parts.username
-        self.password: str | None = parts.password
+        try:
+            self.port: int = parts.port or (8883 if self.tls else 1883)
+        except ValueError as exc:
+            raise ValueError(f"MQTT URL {mask_url(url)!r}: {exc}") from None
+        self.username: str | None = unquote(parts.username) if parts.username else None
+        self.password: str | None = unquote(parts.password) if parts.password else None
+
+    @property
+    def url(self) -> str:
+        """Without credentials, for logs."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(BaseSettings, KafkaSecurityFields):
     model_config = SettingsConfigDict(env_prefix="EDGE_", frozen=True, extra="ignore")
 
     gateway_id: str = Field(default_factory=_default_gateway_id, pattern=f"^{IDENTIFIER_PATTERN}$")
@@ -50,8 +61,24 @@ class EdgeSettings(BaseSettings):
     mqtt_password: SecretStr | None = None
     mqtt_client_id: str | None = None
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    # Secure default: the embedded broker refuses clients without a user name and password.
+    mqtt_allow_anonymous: bool = False
+    mqtt_acl_file: Path | None = None
+    # The embedded broker's TLS listener (unset port = none); with the CA file, clients must
+    # present a certificate it signed. Loaded and checked at start-up (edge_gateway/mqtt_tls.py).
+    mqtt_tls_port: int | None = Field(default=None, ge=1, le=65535)
+    mqtt_tls_bind: str | None = None  # unset = EDGE_MQTT_BIND
+    mqtt_tls_certfile: Path | None = None
+    mqtt_tls_keyfile: Path | None = None
+    mqtt_tls_cafile: Path | None = None
+    # The client side of an mqtts:// EDGE_MQTT_URL: the CA that signed the broker's certificate
+    # (unset = the system's trust store) and an optional client certificate for mutual TLS.
+    mqtt_cafile: Path | None = None
+    mqtt_certfile: Path | None = None
+    mqtt_keyfile: Path | None = None
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # TLS and SASL: the EDGE_KAFKA_SECURITY_* / _SASL_* / _SSL_* fields of KafkaSecurityFields.
     kafka_compression: Compression = "lz4"
     # Also how long a batch can wait on a Kafka that just went away before it is retried.
     kafka_request_timeout_ms: int = Field(default=5_000, ge=1000)

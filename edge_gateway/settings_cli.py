@@ -29,8 +29,12 @@ def load_settings(factory: Callable[[], S], prefix: str) -> S:
         return factory()
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            name = prefix + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
+            if err["loc"]:
+                name = prefix + "_".join(str(p) for p in err["loc"]).upper()
+                print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
+            else:  # a check across settings: its message names them
+                message = err["msg"].removeprefix("Value error, ")
+                print(f"invalid settings: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -24,9 +24,16 @@ class GatewayCounters:
     kafka_errors_total: int = 0
     buffer_errors_total: int = 0  # appends that failed (bridge)
     forward_buffer_errors_total: int = 0  # leases, acks, releases that failed (forwarder)
+    # Refused by the embedded broker (edge_gateway.broker_auth), written on its event loop.
+    mqtt_connect_refused_total: int = 0
+    mqtt_publish_refused_total: int = 0
+    mqtt_subscribe_refused_total: int = 0
     kafka_connected: bool = False
     mqtt_connected: bool = False
     kafka_last_error: str | None = None
+    # Why Kafka cannot be reached (edge_gateway.kafka_diagnosis), and which setting to look at.
+    kafka_failure: str | None = None
+    kafka_hint: str | None = None
     buffer_last_error: str | None = None
 
 
@@ -89,6 +96,8 @@ class GatewayStatus:
                 "bootstrap": self.kafka_bootstrap,
                 "connected": self.kafka_connected,
                 "last_error": self.kafka_last_error,
+                "failure": None if self.kafka_connected else c.kafka_failure,
+                "hint": None if self.kafka_connected else c.kafka_hint,
             },
             "buffer": {
                 "depth": b.depth,
@@ -112,6 +121,9 @@ class GatewayStatus:
                 "kafka_errors_total": c.kafka_errors_total,
                 "buffer_errors_total": c.buffer_errors_total,
                 "forward_buffer_errors_total": c.forward_buffer_errors_total,
+                "mqtt_connect_refused_total": c.mqtt_connect_refused_total,
+                "mqtt_publish_refused_total": c.mqtt_publish_refused_total,
+                "mqtt_subscribe_refused_total": c.mqtt_subscribe_refused_total,
                 "seq_gaps_total": self.seq_gaps_total,
                 "seq_resets_total": self.seq_resets_total,
             },
@@ -199,6 +211,14 @@ def prometheus_text(status: GatewayStatus) -> str:
         "# TYPE edge_buffer_errors_total counter",
         f'edge_buffer_errors_total{{side="bridge"}} {c.buffer_errors_total}',
         f'edge_buffer_errors_total{{side="forwarder"}} {c.forward_buffer_errors_total}',
+    ]
+    lines += [
+        "# HELP edge_mqtt_refused_total Refused by the embedded broker: connections (credentials),"
+        " publishes and subscriptions (topic ACL).",
+        "# TYPE edge_mqtt_refused_total counter",
+        f'edge_mqtt_refused_total{{action="connect"}} {c.mqtt_connect_refused_total}',
+        f'edge_mqtt_refused_total{{action="publish"}} {c.mqtt_publish_refused_total}',
+        f'edge_mqtt_refused_total{{action="subscribe"}} {c.mqtt_subscribe_refused_total}',
     ]
     _metric(
         lines,

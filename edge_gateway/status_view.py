@@ -41,6 +41,14 @@ def _failed_suffix(status: dict[str, Any]) -> str:
     return f" | FAILED {', '.join(failed)}" if failed else ""
 
 
+def _kafka_problem(kafka: dict[str, Any]) -> str:
+    if kafka["connected"] or not kafka["last_error"]:
+        return ""
+    if kafka.get("failure") and kafka.get("hint"):
+        return f" ({kafka['failure']}: {kafka['hint']}; {kafka['last_error']})"
+    return f" ({kafka['last_error']})"
+
+
 def render_status(status: dict[str, Any]) -> str:
     b, c, r = status["buffer"], status["counters"], status["rates"]
     mqtt, kafka = status["mqtt"], status["kafka"]
@@ -58,11 +66,7 @@ def render_status(status: dict[str, Any]) -> str:
         (
             "kafka",
             f"{kafka['bootstrap']}, {'connected' if kafka['connected'] else 'DOWN'}"
-            + (
-                f" ({kafka['last_error']})"
-                if kafka["last_error"] and not kafka["connected"]
-                else ""
-            ),
+            + _kafka_problem(kafka),
         ),
         (
             "buffer",
@@ -83,6 +87,13 @@ def render_status(status: dict[str, Any]) -> str:
         rows.append(("dead letters", ", ".join(f"{k} {v:,}" for k, v in reasons.items())))
     if c.get("seq_gaps_total"):
         rows.append(("seq gaps", f"{c['seq_gaps_total']:,} readings missing by seq"))
+    refused = {
+        k: c.get(f"mqtt_{k}_refused_total") or 0 for k in ("connect", "publish", "subscribe")
+    }
+    if any(refused.values()):
+        rows.append(
+            ("mqtt refused", ", ".join(f"{k} {v:,}" for k, v in refused.items()) + " (see log)")
+        )
     append_errors = c.get("buffer_errors_total") or 0
     forward_errors = c.get("forward_buffer_errors_total") or 0
     if append_errors or forward_errors:

@@ -140,6 +140,25 @@ def kafka_brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+def kafka_credentials(settings: HubSettings) -> faust.types.auth.CredentialsT | None:
+    """Faust's credentials for HUB_KAFKA_SECURITY_PROTOCOL: its consumer, producer and topic
+    admin all use them."""
+    context = settings.kafka_ssl_context()
+    protocol = settings.kafka_security_protocol
+    if protocol == "SSL":
+        assert context is not None
+        return faust.SSLCredentials(context)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        assert settings.kafka_sasl_password is not None  # the settings' check made sure
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Shared:
     """What the agents and timers of one worker use, ready for use."""
@@ -267,6 +286,7 @@ def create_app(
     app = faust.App(
         settings.consumer_group,
         broker=kafka_brokers(settings.kafka_bootstrap),
+        broker_credentials=kafka_credentials(settings),
         store="memory://",
         topic_partitions=settings.topic_partitions,
         key_serializer="raw",

@@ -8,16 +8,18 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_gateway.kafka_security import KafkaSecurityFields
 from edge_gateway.settings_cli import mask_url
 
 # Not in the edge's contract: records the hub cannot decode go here with their reason.
 HUB_DLQ_TOPIC = "iot.hub.dlq"
 
 
-class HubSettings(BaseSettings):
+class HubSettings(BaseSettings, KafkaSecurityFields):
     model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # TLS and SASL: the HUB_KAFKA_SECURITY_* / _SASL_* / _SSL_* fields of KafkaSecurityFields.
     database_url: str = "postgresql://iot:iot@127.0.0.1:5432/iot"
     redis_url: str = "redis://127.0.0.1:6379/0"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -53,6 +55,12 @@ class HubSettings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_session_hours: float = Field(default=12.0, gt=0)
     web_client_queue: int = Field(default=1000, ge=1)  # live messages held per slow client
+    # Login throttling (hub/web/throttle.py): failed sign-ins allowed per user name and per
+    # client address before each further attempt waits 1 s, 2 s, 4 s... up to the maximum.
+    # An address gets more, since a factory's operators often share one NAT address.
+    web_login_free_failures: int = Field(default=5, ge=1, le=1000)
+    web_login_free_failures_per_address: int = Field(default=20, ge=1, le=100_000)
+    web_login_max_wait_s: float = Field(default=900.0, ge=1, le=86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def describe(self) -> list[tuple[str, str]]:
