@@ -12,9 +12,11 @@ from typing import Any
 
 from edge_gateway.bridge import Bridge, now_ms
 from edge_gateway.broker import EmbeddedBroker
+from edge_gateway.broker_auth import RefusalKind, RefusalLog
 from edge_gateway.buffer import Buffer, SqliteBuffer
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
+from edge_gateway.mqtt_security import MqttSecurity, anonymous_beyond_loopback, load_mqtt_security
 from edge_gateway.routing import MessageRouter
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators import SimulatorConfig, SimulatorStats, parse_types, run_simulators
@@ -72,9 +74,13 @@ class EdgeGateway:
         settings: EdgeSettings,
         *,
         buffer_factory: Callable[[EdgeSettings], Buffer] = open_buffer,
+        security: MqttSecurity | None = None,
     ) -> None:
         self.settings = settings
         self._buffer_factory = buffer_factory
+        # Loaded by `iot-edge run` before the gateway is made (bad files exit 2 there), else at
+        # start().
+        self._security = security
         endpoint = settings.mqtt_endpoint()
         self._mqtt_address = f"{endpoint.host}:{endpoint.port}"
         self.counters = GatewayCounters()
@@ -84,11 +90,7 @@ class EdgeGateway:
             max_future_ms=settings.max_ts_future_s * 1000,
         )
         self.buffer: Buffer | None = None
-        self.broker = (
-            EmbeddedBroker(settings.mqtt_bind, settings.mqtt_port, settings.mqtt_password_file)
-            if settings.embedded_broker
-            else None
-        )
+        self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
         self.forwarder: Forwarder | None = None
         self.simulator_stats = SimulatorStats()
@@ -106,9 +108,29 @@ class EdgeGateway:
     def http_port(self) -> int | None:
         return self._server.port if self._server else None
 
+    def _count_refusal(self, kind: RefusalKind) -> None:
+        c = self.counters
+        if kind == "connect":
+            c.mqtt_connect_refused_total += 1
+        elif kind == "publish":
+            c.mqtt_publish_refused_total += 1
+        else:
+            c.mqtt_subscribe_refused_total += 1
+
     async def start(self) -> None:
         s = self.settings
         self._started_s = time.monotonic()
+        if self._security is None:
+            self._security = await asyncio.to_thread(load_mqtt_security, s)
+        security = self._security
+        if s.embedded_broker:
+            self.broker = EmbeddedBroker(
+                s.mqtt_bind,
+                s.mqtt_port,
+                security.policy,
+                RefusalLog(self._count_refusal),
+                security.tls_listener,
+            )
         self.buffer = await asyncio.to_thread(self._buffer_factory, s)
         stats = self.buffer.stats()
         log.info(
@@ -127,6 +149,16 @@ class EdgeGateway:
         log.info("http_listening", extra={"port": self._server.port})
         if self.broker is not None:
             await self.broker.start()
+            exposed = anonymous_beyond_loopback(s)
+            if exposed:
+                log.warning(
+                    "mqtt_anonymous_access",
+                    extra={
+                        "listeners": ",".join(exposed),
+                        "hint": "anyone on the network can publish; set a password file and "
+                        "EDGE_MQTT_ALLOW_ANONYMOUS=false",
+                    },
+                )
         loop = asyncio.get_running_loop()
         forwarder = self.forwarder = Forwarder(s, self.buffer, self.counters)
         self.bridge = Bridge(
@@ -135,6 +167,8 @@ class EdgeGateway:
             self.router,
             self.counters,
             on_appended=lambda: _notify(loop, forwarder),
+            endpoint=security.gateway_endpoint(s),
+            tls_context=security.client_tls,
         )
         self.bridge.start()
         self.tasks.spawn("forwarder", forwarder.run(self._stop_forwarder))
@@ -183,7 +217,8 @@ class EdgeGateway:
 
     async def _simulate(self) -> None:
         s = self.settings
-        endpoint = s.mqtt_endpoint()
+        assert self._security is not None
+        endpoint = self._security.gateway_endpoint(s)
         if self.bridge is not None:
             # Devices start once the bridge listens, so a fresh broker loses nothing to nobody.
             await asyncio.to_thread(self.bridge.subscribed.wait, 30)
@@ -192,6 +227,7 @@ class EdgeGateway:
             port=endpoint.port,
             username=endpoint.username,
             password=endpoint.password,
+            tls_context=self._security.client_tls,
             site=s.site,
             types=self._simulator_types,
             count_per_type=s.simulator_count_per_type,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_gateway.buffer import Buffer
 from edge_gateway.routing import MessageRouter
-from edge_gateway.settings import EdgeSettings
+from edge_gateway.settings import EdgeSettings, MqttEndpoint
 from edge_gateway.stats import GatewayCounters
 from protocol import topics
 
@@ -52,7 +54,11 @@ class Bridge:
         counters: GatewayCounters,
         *,
         on_appended: Callable[[], None] = lambda: None,
+        endpoint: MqttEndpoint | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`endpoint`: where and as whom to connect (default: as the settings say);
+        `tls_context`: for an mqtts:// endpoint, from edge_gateway.mqtt_tls."""
         self._settings = settings
         self._buffer = buffer
         self._router = router
@@ -63,8 +69,11 @@ class Bridge:
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="bridge-writer", daemon=True)
         self._last_drop_log = 0.0
-        endpoint = settings.mqtt_endpoint()
+        endpoint = endpoint or settings.mqtt_endpoint()
+        if endpoint.tls and tls_context is None:
+            raise ValueError(f"{endpoint.url} needs a TLS context")  # never plaintext instead
         self._address = (endpoint.host, endpoint.port)
+        self._broker_url = endpoint.url
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.bridge_client_id,
@@ -74,9 +83,12 @@ class Bridge:
         )
         if endpoint.username:
             client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls and tls_context is not None:
+            client.tls_set_context(tls_context)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -126,6 +138,15 @@ class Bridge:
         )
         client.subscribe([(topics.MQTT_TELEMETRY_FILTER, 1), (topics.MQTT_STATUS_FILTER, 1)])
 
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its `except OSError`, so the error (refused, unreachable, a
+        # TLS certificate the CA does not vouch for) is the one being handled.
+        error = sys.exc_info()[1]
+        log.error(
+            "mqtt_connect_failed",
+            extra={"broker": self._url(), "error": f"{type(error).__name__}: {error}"[:300]},
+        )
+
     def _on_subscribe(
         self,
         client: mqtt.Client,
@@ -160,7 +181,7 @@ class Bridge:
         )
 
     def _url(self) -> str:
-        return f"mqtt://{self._address[0]}:{self._address[1]}"
+        return self._broker_url
 
     # -- writer thread ---------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from edge_gateway import settings_cli
 from edge_gateway.broker import add_passwd_parser
@@ -18,6 +18,9 @@ from edge_gateway.logs import configure_logging
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators.cli import add_parser as add_simulate_parser
 from edge_gateway.status_view import render_status, summary_line
+
+if TYPE_CHECKING:
+    from edge_gateway.mqtt_security import MqttSecurity
 
 
 def load_settings() -> EdgeSettings:
@@ -32,20 +35,29 @@ def print_settings(settings: EdgeSettings, stream: TextIO | None = None) -> None
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edge_gateway.mqtt_security import load_mqtt_security
+    from edge_gateway.mqtt_tls import SettingError
+
     settings = load_settings()
     configure_logging(settings.log_level, gateway=settings.gateway_id)
     print_settings(settings)
-    return asyncio.run(_serve(settings, summary=args.summary))
+    try:
+        # Certificates, keys, password and ACL files: refused here, before anything listens.
+        security = load_mqtt_security(settings)
+    except SettingError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(settings, security, summary=args.summary))
 
 
-async def _serve(settings: EdgeSettings, *, summary: bool) -> int:
+async def _serve(settings: EdgeSettings, security: MqttSecurity, *, summary: bool) -> int:
     from edge_gateway.app import EdgeGateway  # heavy imports only for `run`
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = EdgeGateway(settings)
+    gateway = EdgeGateway(settings, security=security)
     try:
         await gateway.start()
     except OSError as exc:

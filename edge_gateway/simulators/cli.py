@@ -8,10 +8,12 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
 from edge_gateway.logs import configure_logging
+from edge_gateway.mqtt_tls import client_context
 from edge_gateway.simulators.catalog import ALL_TYPES
 from edge_gateway.simulators.fleet import parse_types
 from edge_gateway.simulators.runner import SimulatorConfig, SimulatorStats, run_simulators
@@ -21,14 +23,14 @@ PROGRESS_INTERVAL_S = 5.0
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
-    """`mqtt://user:pass@host:port` -> (host, port, username, password)."""
+    """`mqtt[s]://user:pass@host:port` -> (host, port, username, password)."""
     parts = urlsplit(url)
-    if parts.scheme != "mqtt":
-        raise ValueError(f"MQTT URL {url!r} must start with mqtt:// (TLS is not supported)")
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
     if not parts.hostname:
         raise ValueError(f"MQTT URL {url!r} has no host")
     try:
-        port = parts.port or 1883
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError as exc:
         raise ValueError(f"MQTT URL {url!r}: {exc}") from None
     username = unquote(parts.username) if parts.username is not None else None
@@ -79,8 +81,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--mqtt-url",
         default=DEFAULT_MQTT_URL,
-        help="broker as mqtt://[user:password@]host[:port]",
+        help="broker as mqtt://[user:password@]host[:port], or mqtts:// for TLS (port 8883)",
     )
+    parser.add_argument(
+        "--cafile",
+        type=Path,
+        help="mqtts: CA certificate(s) that signed the broker's certificate (PEM; default: the "
+        "system's trust store)",
+    )
+    parser.add_argument(
+        "--certfile", type=Path, help="mqtts: client certificate (PEM) for mutual TLS"
+    )
+    parser.add_argument("--keyfile", type=Path, help="mqtts: the client certificate's key (PEM)")
     parser.add_argument("--site", default="site-1", help="site name used in topics")
     parser.add_argument(
         "--types",
@@ -114,11 +126,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     host, port, username, password = parse_mqtt_url(args.mqtt_url)
+    files = (args.cafile, args.certfile, args.keyfile)
+    tls = None
+    if args.mqtt_url.startswith("mqtts://"):
+        tls = client_context(*files, names=("--cafile", "--certfile", "--keyfile"))
+    elif any(f is not None for f in files):
+        raise ValueError("--cafile, --certfile and --keyfile need an mqtts:// --mqtt-url")
     return SimulatorConfig(
         host=host,
         port=port,
         username=username,
         password=password,
+        tls_context=tls,
         site=args.site,
         types=tuple(args.types),
         count_per_type=args.count_per_type,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class LinkSettings:
     connect_timeout_s: float = 10.0
     # paho keeps unacknowledged QoS>0 messages; bound them so a stalled broker cannot eat memory.
     max_queued_messages: int = 100
+    tls_context: ssl.SSLContext | None = None  # mqtts: the handshake runs in reconnect()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class MqttLink:
             client.username_pw_set(settings.username, settings.password)
         if will is not None:
             client.will_set(will.topic, will.payload, will.qos, will.retain)
+        if settings.tls_context is not None:
+            client.tls_set_context(settings.tls_context)
         client.connect_timeout = settings.connect_timeout_s
         client.max_queued_messages_set(settings.max_queued_messages)
         client.on_connect = self._handle_connect
@@ -215,6 +219,10 @@ class MqttLink:
 
     def _on_readable(self) -> None:
         self._client.loop_read()
+        sock = self._sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            # Decrypted bytes wait inside the TLS layer, where the event loop cannot see them.
+            self._loop.call_soon(self._on_readable)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import resource
+import ssl
 import time
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,8 @@ class SimulatorConfig:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    # mqtts: made by edge_gateway.mqtt_tls.client_context; None = plaintext.
+    tls_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     site: str = "site-1"
     types: tuple[str, ...] = ALL_TYPES
     count_per_type: int = 1
@@ -98,7 +101,8 @@ class SimulatorConfig:
         auth = ""
         if self.username is not None:
             auth = self.username + (":****" if self.password is not None else "") + "@"
-        return f"mqtt://{auth}{self.host}:{self.port}"
+        scheme = "mqtt" if self.tls_context is None else "mqtts"
+        return f"{scheme}://{auth}{self.host}:{self.port}"
 
     def describe(self) -> dict[str, object]:
         """Effective settings, secrets masked."""
@@ -283,6 +287,7 @@ class SimulatorRunner:
             password=config.password,
             keepalive_s=config.keepalive_s,
             connect_timeout_s=config.connect_timeout_s,
+            tls_context=config.tls_context,
         )
         return MqttLink(
             settings,

@@ -191,6 +191,7 @@ async def test_full_buffer_drops_the_oldest_and_counts_them(kafka: str, tmp_path
     env = {
         "EDGE_GATEWAY_ID": gateway_id,
         "EDGE_MQTT_PORT": str(mqtt_port),
+        "EDGE_MQTT_ALLOW_ANONYMOUS": "true",  # the test's publisher has no login
         "EDGE_BUFFER_MAX_BYTES": "40000",
         # Nothing listens there: every record stays in the buffer.
         "EDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",

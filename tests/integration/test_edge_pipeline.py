@@ -202,6 +202,7 @@ async def test_bad_input_is_dead_lettered_counted_and_harmless(kafka: str, tmp_p
             "EDGE_SITE": site,
             "EDGE_KAFKA_BOOTSTRAP": kafka,
             "EDGE_MQTT_PORT": str(mqtt_port),
+            "EDGE_MQTT_ALLOW_ANONYMOUS": "true",  # the test's publisher has no login
         },
     )
     cases = bad_inputs(site)

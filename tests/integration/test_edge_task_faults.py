@@ -74,6 +74,7 @@ def settings_for(tmp_path: Path, kafka: str) -> EdgeSettings:
         gateway_id=unique("gw"),
         mqtt_bind="127.0.0.1",
         mqtt_port=free_port(),
+        mqtt_allow_anonymous=True,  # the test's publisher has no login
         kafka_bootstrap=kafka,
         buffer_path=tmp_path / "buffer.db",
         http_host="127.0.0.1",

@@ -111,6 +111,8 @@ def test_unknown_types_error_lists_the_valid_ones(capsys: pytest.CaptureFixture[
         ("mqtt://broker", ("broker", 1883, None, None)),
         ("mqtt://user@broker:1884", ("broker", 1884, "user", None)),
         ("mqtt://user:secret@broker:1884", ("broker", 1884, "user", "secret")),
+        ("mqtts://broker", ("broker", 8883, None, None)),
+        ("mqtts://device:pw@broker:18883", ("broker", 18883, "device", "pw")),
     ],
 )
 def test_parse_mqtt_url(url: str, expected: tuple[str, int, str | None, str | None]) -> None:
@@ -120,8 +122,8 @@ def test_parse_mqtt_url(url: str, expected: tuple[str, int, str | None, str | No
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("mqtts://broker:8883", "must start with mqtt://"),
         ("tcp://broker", "must start with mqtt://"),
+        ("http://broker", "must start with mqtt://"),
         ("mqtt://:1883", "no host"),
         ("mqtt://broker:99999", "out of range"),
     ],
