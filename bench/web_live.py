@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 from bench.hub_ingest import REDIS_URL, create_database, drop_database
 from hub.settings import HubSettings
 from hub.storage.live import READINGS_CHANNEL
+from hub.web.audit import Actor
 from hub.web.auth import AuthStore
 from hub.web.metrics import parse as parse_metrics
 from protocol import topics
@@ -240,7 +241,9 @@ async def measure(
 async def create_token(dsn: str) -> str:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        return await AuthStore(pool).create_token("bench", "viewer")
+        return await AuthStore(pool).create_token(
+            "bench", "viewer", actor=Actor("bench", "bench/web_live.py")
+        )
     finally:
         await pool.close()
 

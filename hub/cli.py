@@ -135,7 +135,12 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
     )
     worker.spinner = None  # no terminal escape codes in the logs
     log.info("worker_starting", extra={"group": settings.consumer_group})
-    _wait_for_kafka(settings.kafka_bootstrap)
+    if settings.kafka_sends_password_in_clear:
+        log.warning(
+            "kafka_password_in_clear",
+            extra={"hint": "SASL PLAIN without TLS sends the password as it is: use SASL_SSL"},
+        )
+    _wait_for_kafka(settings)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -145,19 +150,33 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
     return 0
 
 
-def _wait_for_kafka(bootstrap: str) -> None:
+def _wait_for_kafka(settings: HubSettings) -> None:
     """Until a broker of `bootstrap` answers. Faust gives up at once when none does as it starts
     (the worker exited 1, and Kubernetes restarted it with a growing back-off), while PostgreSQL
     is waited for; so Kafka is waited for too, one `kafka_connect_failed` line per attempt. In a
     thread of its own, so the event loop Faust takes over is left as it is."""
     from aiokafka.client import AIOKafkaClient
+    from aiokafka.errors import KafkaConnectionError
 
+    from edge_gateway.kafka_diagnosis import diagnose
     from hub.agents.retry import is_transient_kafka_error, retry_transient
 
     async def bootstrap_once() -> None:
-        client = AIOKafkaClient(bootstrap_servers=[h.strip() for h in bootstrap.split(",")])
+        security = settings.aiokafka_security()
+        client = AIOKafkaClient(
+            bootstrap_servers=[h.strip() for h in settings.kafka_bootstrap.split(",")],
+            **security,
+        )
         try:
             await client.bootstrap()
+        except KafkaConnectionError:
+            # aiokafka says only "Unable to bootstrap"; name the cause and the setting to fix.
+            found = await diagnose(
+                settings.kafka_bootstrap, security, "HUB_", 10.0, settings.kafka_ssl_certfile
+            )
+            if found is None:
+                raise
+            raise KafkaConnectionError(f"{found.kind}: {found.detail}; {found.hint}") from None
         finally:
             await client.close()
 
@@ -349,12 +368,64 @@ def _user_add(args: argparse.Namespace) -> int:
         log.error("user_add_failed", extra={"user": args.name, "reason": "passwords differ"})
         return 2
 
+    created: list[bool] = []
+
     async def add(auth: Any) -> None:
-        await auth.add_user(args.name, password, args.role)
+        created.append(await auth.add_user(args.name, password, args.role, actor=_cli_actor()))
 
     code = _with_auth(settings, add, "user_add_failed", user=args.name)
     if code == 0:
-        log.info("user_added", extra={"user": args.name, "role": args.role})
+        # An existing user's password changed: their dashboard sessions ended with it.
+        event = "user_added" if created[0] else "user_updated"
+        log.info(event, extra={"user": args.name, "role": args.role})
+    return code
+
+
+def _cli_actor() -> Any:
+    """Who the audit log records for a CLI action: "cli", with the OS user and host."""
+    import os
+
+    from hub.web.audit import cli_actor
+
+    try:
+        os_user = getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry, as in the hub's image
+        os_user = f"uid{os.getuid()}"
+    return cli_actor(os_user)
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    start_command(settings)
+    removed: list[bool] = []
+
+    async def remove(auth: Any) -> None:
+        removed.append(await auth.delete_user(args.name, actor=_cli_actor()))
+
+    code = _with_auth(settings, remove, "user_remove_failed", user=args.name)
+    if code != 0:
+        return code
+    if not removed[0]:
+        log.error("user_remove_failed", extra={"user": args.name, "reason": "no such user"})
+        return 1
+    log.info("user_removed", extra={"user": args.name})
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with contextlib.redirect_stdout(sys.stderr):
+        start_command(settings)
+    users: list[Any] = []
+
+    async def fetch(auth: Any) -> None:
+        users.extend(await auth.list_users())
+
+    code = _with_auth(settings, fetch, "user_list_failed")
+    if code == 0:
+        print(f"{'NAME':<24} ROLE")
+        for user in users:
+            print(f"{user.name:<24} {user.role}")
     return code
 
 
@@ -366,12 +437,54 @@ def _token_create(args: argparse.Namespace) -> int:
     tokens: list[str] = []
 
     async def create(auth: Any) -> None:
-        tokens.append(await auth.create_token(args.name, args.role))
+        tokens.append(
+            await auth.create_token(
+                args.name, args.role, actor=_cli_actor(), expires_in_s=args.expires_in
+            )
+        )
 
     code = _with_auth(settings, create, "token_create_failed", token=args.name)
     if code == 0:
-        log.info("token_created", extra={"token": args.name, "role": args.role})
+        expires = "never" if args.expires_in is None else f"in {args.expires_in} s"
+        log.info("token_created", extra={"token": args.name, "role": args.role, "expires": expires})
         print(tokens[0], flush=True)
+    return code
+
+
+def _parse_expires_in(text: str) -> int:
+    from hub.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with contextlib.redirect_stdout(sys.stderr):
+        start_command(settings)
+    tokens: list[Any] = []
+
+    async def fetch(auth: Any) -> None:
+        tokens.extend(await auth.list_tokens())
+
+    code = _with_auth(settings, fetch, "token_list_failed")
+    if code != 0:
+        return code
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+
+    def when(ms: int | None, default: str = "-") -> str:
+        if ms is None:
+            return default
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    print(f"{'NAME':<24} {'ROLE':<8} {'STATE':<8} {'EXPIRES':<20} {'LAST USED':<20} CREATED")
+    for t in tokens:
+        print(
+            f"{t.name:<24} {t.role:<8} {t.state(now_ms):<8} {when(t.expires_at, 'never'):<20} "
+            f"{when(t.last_used_at):<20} {when(t.created_at)}"
+        )
     return code
 
 
@@ -381,7 +494,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
     revoked: list[bool] = []
 
     async def revoke(auth: Any) -> None:
-        revoked.append(await auth.revoke_token(args.name))
+        revoked.append(await auth.revoke_token(args.name, actor=_cli_actor()))
 
     code = _with_auth(settings, revoke, "token_revoke_failed", token=args.name)
     if code != 0:
@@ -449,6 +562,18 @@ def _add_user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="read the password from the first line of stdin instead of prompting",
     )
     add.set_defaults(func=_user_add)
+    remove = user_sub.add_parser(
+        "remove",
+        help="remove a user",
+        description="Remove the dashboard user NAME: their open sessions end at once. Exits 1 "
+        "if there is no such user. Audited, with the actor recorded as the CLI.",
+    )
+    remove.add_argument("name", metavar="NAME")
+    remove.set_defaults(func=_user_remove)
+    listing = user_sub.add_parser(
+        "list", help="list the users and their roles", description="List users and roles."
+    )
+    listing.set_defaults(func=_user_list)
 
 
 def _add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -467,7 +592,21 @@ def _add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     _name_arg(create, "token")
     _role_arg(create, "token")
+    create.add_argument(
+        "--expires-in",
+        type=_parse_expires_in,
+        default=None,
+        metavar="DURATION",
+        help="the token stops working after this long: e.g. 90m, 12h, 30d, 2w (default: never)",
+    )
     create.set_defaults(func=_token_create)
+    listing = token_sub.add_parser(
+        "list",
+        help="list tokens with their role, state and expiry",
+        description="List every token (active, expired and revoked) with its role, expiry, "
+        "last use and creation; never the token itself, which is not stored.",
+    )
+    listing.set_defaults(func=_token_list)
     revoke = token_sub.add_parser(
         "revoke",
         help="revoke a token",

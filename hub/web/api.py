@@ -1,10 +1,12 @@
 """REST and WebSocket API of the web process (`/api/v1`), and `/healthz`, `/readyz`, `/metrics`.
 
 Every `/api/v1` route needs `Authorization: Bearer <token>` (`iot-hub token create NAME --role
-ROLE`): none gives 401 with `WWW-Authenticate: Bearer`, a wrong or revoked one 401, a viewer
-acknowledging or clearing an alert 403. Errors are JSON `{"error": <code>, "detail": <message>}`
-with a message that names the parameter at fault; the OpenAPI document (`/openapi.json`, `/docs`)
-describes every response, errors included.
+ROLE [--expires-in 30d]`): none gives 401 with `WWW-Authenticate: Bearer`, a wrong, revoked or
+expired one 401 (an expired one says when it expired), a viewer acknowledging or clearing an
+alert 403, anyone but an admin reading the audit log (`GET /api/v1/audit`) 403. Errors are
+JSON `{"error": <code>, "detail": <message>}` with a message that names the parameter at
+fault; the OpenAPI document (`/openapi.json`, `/docs`) describes every response, errors
+included.
 
 WebSocket `/api/v1/live?devices=a,b&alerts=true&token=...` (or the Authorization header) sends
 `{"type": "readings", "readings": [...]}` and `{"type": "alert", "alert": {...}}` as the hub
@@ -25,6 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException  # what FastAPI raises, and its subclass
 
+from hub.storage.partitions import ms_to_datetime
 from hub.storage.postgres import TRANSIENT_ERRORS
 from hub.web.api_live import live
 from hub.web.api_models import (
@@ -32,6 +35,7 @@ from hub.web.api_models import (
     AckBody,
     AlertOut,
     AlertPage,
+    AuditPage,
     DeviceOut,
     DevicePage,
     ErrorBody,
@@ -40,6 +44,7 @@ from hub.web.api_models import (
     ReadyOut,
     SeriesOut,
 )
+from hub.web.audit import ACTIONS, AuditFilter, Outcome
 from hub.web.context import get_context
 from hub.web.metrics import CONTENT_TYPE, METRICS
 from hub.web.model import (
@@ -53,6 +58,7 @@ from hub.web.model import (
     Principal,
     Severity,
     can_acknowledge,
+    can_administer,
 )
 
 __all__ = ["ApiError", "router"]
@@ -184,7 +190,7 @@ router = APIRouter(route_class=_ApiRoute)
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        401: "No token, or a wrong or revoked one",
+        401: "No token, or a wrong, revoked or expired one",
         403: "The token's role may not do this",
         404: "No such device, metric of the device, or alert",
         422: "A parameter or the body is invalid; the message names it",
@@ -215,6 +221,7 @@ _bearer = HTTPBearer(
 
 
 async def require_principal(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
@@ -224,7 +231,17 @@ async def require_principal(
             "missing bearer token: send the header 'Authorization: Bearer <token>'",
             {"WWW-Authenticate": "Bearer"},
         )
-    principal = await get_context().auth.verify_token(credentials.credentials)
+    check = await get_context().auth.check_token(credentials.credentials)
+    if check.expired_at is not None:
+        expired = ms_to_datetime(check.expired_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.warning("token_expired", extra={"client": client_address(request)})
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"token expired at {expired}: create a new one with `iot-hub token create`",
+            {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="expired"'},
+        )
+    principal = check.principal
     if principal is None:
         raise ApiError(
             401,
@@ -248,8 +265,25 @@ async def require_operator(
     return principal
 
 
+async def require_admin(
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> Principal:
+    if not can_administer(principal.role):
+        raise ApiError(
+            403, "forbidden", f"role {principal.role!r} may not read the audit log; admin only"
+        )
+    return principal
+
+
+def client_address(request: Request) -> str | None:
+    """The peer's address as uvicorn reports it (behind a proxy listed in
+    FORWARDED_ALLOW_IPS, the X-Forwarded-For address)."""
+    return request.client.host if request.client is not None else None
+
+
 Viewer = Annotated[Principal, Depends(require_principal)]
 Operator = Annotated[Principal, Depends(require_operator)]
+Admin = Annotated[Principal, Depends(require_admin)]
 
 
 def _text(name: str, value: str | None) -> str | None:
@@ -471,13 +505,15 @@ AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]
     summary="Acknowledge an alert, with an optional comment (operator or admin)",
 )
 async def acknowledge_alert(
-    principal: Operator, alert_id: AlertId, body: AckBody | None = None
+    request: Request, principal: Operator, alert_id: AlertId, body: AckBody | None = None
 ) -> dict[str, Any]:
     comment = None if body is None else body.comment
     if comment is not None and "\x00" in comment:
         raise _invalid("body field 'comment' must not contain NUL characters")
     try:
-        row = await get_context().data.acknowledge(alert_id, principal, comment)
+        row = await get_context().data.acknowledge(
+            alert_id, principal, comment, client=client_address(request)
+        )
     except ValueError as exc:
         raise _invalid(f"body field 'comment': {exc}") from exc
     if row is None:
@@ -494,12 +530,65 @@ async def acknowledge_alert(
     tags=["alerts"],
     summary="Clear an alert by hand (operator or admin)",
 )
-async def clear_alert(principal: Operator, alert_id: AlertId) -> dict[str, Any]:
-    row = await get_context().data.clear(alert_id, principal)
+async def clear_alert(request: Request, principal: Operator, alert_id: AlertId) -> dict[str, Any]:
+    row = await get_context().data.clear(alert_id, principal, client=client_address(request))
     if row is None:
         raise _not_found(f"no alert {alert_id}")
     METRICS.alert_actions["clear"] += 1  # WebData logs the clearing
     return row.to_json()
+
+
+# -- audit log ----------------------------------------------------------------------------------
+
+
+@router.get(
+    f"{API}/audit",
+    operation_id="listAudit",
+    response_model=AuditPage,
+    responses=_errors(401, 403, 422),
+    tags=["audit"],
+    summary="The audit log, newest first, filtered and paginated (admin)",
+    description="Sign-ins (both outcomes, with the reason of a failure), sign-outs, alert "
+    "acknowledgements and clears, user and token changes, from the dashboard, the API and the "
+    "CLI: who, when, from which address, what changed. Never a password or a token. The log "
+    "is append-only: no API, page or command changes or deletes an entry.",
+)
+async def list_audit(
+    request: Request,
+    response: Response,
+    principal: Admin,
+    since: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms, inclusive")] = None,
+    until: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms, exclusive")] = None,
+    actor: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_TEXT,
+            description='a user name, "token:<name>" or "cli"',
+            json_schema_extra=NO_NUL,
+        ),
+    ] = None,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description=f"one of {', '.join(ACTIONS)}, or a prefix ending in '.' (e.g. 'user.')",
+            pattern=r"^[a-z]+\.[a-z_]*$",
+        ),
+    ] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    f = AuditFilter(
+        since=since,
+        until=until,
+        actor=_text("actor", actor),
+        action=_text("action", action),
+        outcome=outcome,
+        limit=limit,
+        offset=offset,
+    )
+    return await _page_json(request, response, get_context().audit.entries(f))
 
 
 # -- operations: public --------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +102,27 @@ class AlertOut(BaseModel):
 class AlertPage(BaseModel):
     items: list[AlertOut]
     total: int = Field(description="alerts matching the filter, over all pages")
+    limit: int
+    offset: int
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: int = Field(description="epoch ms")
+    actor: str = Field(
+        description='user name, "token:<name>" for an API token, "cli" for the iot-hub command, '
+        'or "?" for a sign-in with a name no user can have'
+    )
+    action: str = Field(description="auth.login, auth.logout, alert.acknowledge, alert.clear, ...")
+    outcome: Literal["success", "failure"]
+    client: str | None = Field(description='client address, or "<os user>@<host>" for the CLI')
+    target: str | None = Field(description="alert id, user name or token name acted on")
+    details: dict[str, Any] = Field(description="what changed; never a password or token")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    total: int = Field(description="entries matching the filter, over all pages")
     limit: int
     offset: int
 

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from hub.settings import HubSettings
 
 if TYPE_CHECKING:  # keeps this module importable without pulling in the I/O adapters
+    from hub.web.audit_store import AuditLog
     from hub.web.auth import AuthStore
     from hub.web.data import WebData
     from hub.web.fanout import LiveFanout
+    from hub.web.signin import SignIn
 
 __all__ = ["WebContext", "clear_context", "get_context", "has_context", "set_context"]
 
@@ -22,6 +24,8 @@ class WebContext:
     data: WebData
     auth: AuthStore
     fanout: LiveFanout
+    audit: AuditLog
+    signin: SignIn
     started_at: int  # epoch ms
 
 

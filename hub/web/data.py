@@ -35,6 +35,8 @@ from hub.storage.partitions import datetime_to_ms, ms_to_datetime
 
 # The adapter's own row mapping, so alerts read here can never drift from those it returns.
 from hub.storage.postgres import Database, alert_row
+from hub.web.audit import Actor, AuditEvent
+from hub.web.audit_store import AuditLog
 from hub.web.downsample import m4
 from hub.web.model import (
     AlertFilter,
@@ -247,9 +249,11 @@ class WebData:
         *,
         gateway_offline_after_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        audit: AuditLog | None = None,
     ) -> None:
         self._pool = pool
         self._db = Database(pool)
+        self._audit = AuditLog(pool) if audit is None else audit
         self._redis = redis
         self._gateway_offline_after_ms = gateway_offline_after_s * 1000
         self._clock = clock
@@ -428,10 +432,11 @@ class WebData:
         return [alert_row(r) for r in rows]
 
     async def acknowledge(
-        self, alert_id: int, by: Principal, comment: str | None
+        self, alert_id: int, by: Principal, comment: str | None, *, client: str | None = None
     ) -> AlertRow | None:
         """Acknowledge as ``by`` (operator or admin, else PermissionError), with an optional
-        comment (at most MAX_COMMENT_CHARS); None if no such alert. Published live."""
+        comment (at most MAX_COMMENT_CHARS); None if no such alert. Published live and audited
+        (with ``client``, the address the request came from)."""
         _require_acknowledge(by)
         comment = (comment or "").strip() or None
         if comment is not None and len(comment) > MAX_COMMENT_CHARS:
@@ -439,17 +444,33 @@ class WebData:
         row = await self._db.acknowledge_alert(alert_id, by.name, comment)
         if row is not None:
             log.info("alert_acknowledged", extra=_alert_fields(row, by))
+            details = {**_alert_details(row), "comment": comment}
+            await self._audit.record(
+                AuditEvent(
+                    Actor(by.name, client), "alert.acknowledge", target=str(row.id), details=details
+                )
+            )
             await self._publish("acknowledged", row)
         return row
 
-    async def clear(self, alert_id: int, by: Principal) -> AlertRow | None:
+    async def clear(
+        self, alert_id: int, by: Principal, *, client: str | None = None
+    ) -> AlertRow | None:
         """Clear an active alert as ``by`` (operator or admin, else PermissionError); an alert
-        already cleared is returned unchanged and not published again. None if no such alert."""
+        already cleared is returned unchanged and not published again. None if no such alert.
+        Audited, an attempt on an alert already cleared too."""
         _require_acknowledge(by)
         before = await self._db.get_alert(alert_id)
         if before is None:
             return None
         row = await self._db.clear_alert(alert_id, by.name)
+        if row is not None:
+            details = {**_alert_details(row), "was": before.state}
+            await self._audit.record(
+                AuditEvent(
+                    Actor(by.name, client), "alert.clear", target=str(row.id), details=details
+                )
+            )
         if row is not None and before.state == "active":
             log.info("alert_cleared", extra=_alert_fields(row, by))
             await self._publish("cleared", row)
@@ -493,6 +514,10 @@ def _require_acknowledge(by: Principal) -> None:
 
 def _alert_fields(row: AlertRow, by: Principal) -> dict[str, object]:
     return {"alert_id": row.id, "device_id": row.device_id, "rule": row.rule, "by": by.name}
+
+
+def _alert_details(row: AlertRow) -> dict[str, str | int | None]:
+    return {"device_id": row.device_id, "gateway_id": row.gateway_id, "rule": row.rule}
 
 
 def _redis_degraded(op: str, exc: BaseException) -> None:

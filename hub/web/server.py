@@ -21,10 +21,14 @@ from fastapi.responses import JSONResponse
 from nicegui import app, ui
 
 from hub.settings import HubSettings
+from hub.web.audit_store import AuditLog
 from hub.web.auth import AuthStore
 from hub.web.context import WebContext, clear_context, has_context, set_context
 from hub.web.data import WebData, connect_pool, redis_client
 from hub.web.fanout import LiveFanout
+from hub.web.headers import SecurityHeadersMiddleware
+from hub.web.signin import SignIn, build_throttle
+from hub.web.throttle_store import RedisThrottleStore
 
 __all__ = ["SchemaMissingError", "build", "check_schema", "open_context", "run"]
 
@@ -46,7 +50,8 @@ async def check_schema(dsn: str) -> None:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         missing = await conn.fetchval(
-            "SELECT array_agg(t) FROM unnest(ARRAY['users', 'api_tokens', 'devices', 'alerts']) t "
+            "SELECT array_agg(t) FROM unnest(ARRAY['users', 'api_tokens', 'devices', 'alerts', "
+            "'web_sessions', 'audit_log']) t "
             "WHERE to_regclass(t) IS NULL"
         )
     finally:
@@ -69,11 +74,17 @@ async def open_context(settings: HubSettings) -> AsyncIterator[WebContext]:
         fanout = LiveFanout.from_url(settings.redis_url, queue_size=settings.web_client_queue)
         stack.push_async_callback(fanout.stop)
         await fanout.start()
+        auth, audit = AuthStore(pool), AuditLog(pool)
+        throttle = build_throttle(settings, RedisThrottleStore(redis))
         context = WebContext(
             settings=settings,
-            data=WebData(pool, redis, gateway_offline_after_s=settings.gateway_offline_after_s),
-            auth=AuthStore(pool),
+            data=WebData(
+                pool, redis, gateway_offline_after_s=settings.gateway_offline_after_s, audit=audit
+            ),
+            auth=auth,
             fanout=fanout,
+            audit=audit,
+            signin=SignIn(auth, throttle, audit, settings.web_session_hours),
             started_at=int(time.time() * 1000),
         )
         set_context(context)
@@ -128,6 +139,8 @@ def build(settings: HubSettings) -> None:
     app.on_startup(startup)
     app.on_shutdown(_shutdown)
     app.middleware("http")(_starting_up)
+    # Added last, so outermost: the headers go on every answer, the 503s above included.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(api.router)
     register_pages()
     _built = True

@@ -210,6 +210,7 @@ async def test_openapi_documents_every_route_its_errors_and_the_bearer_scheme(
         f"{API}/alerts": ("get", {"200", "401", "422", "503"}),
         f"{API}/alerts/{{alert_id}}/ack": ("post", {"200", "401", "403", "404", "422", "503"}),
         f"{API}/alerts/{{alert_id}}/clear": ("post", {"200", "401", "403", "404", "422", "503"}),
+        f"{API}/audit": ("get", {"200", "401", "403", "422", "503"}),
     }
     error_ref = "#/components/schemas/ErrorBody"
     for path, (method, codes) in expected.items():
@@ -961,3 +962,120 @@ async def test_a_client_that_stops_reading_is_dropped_while_another_keeps_receiv
     await asyncio.to_thread(
         wait_until, lambda: "event=ws_dropped" in web.log(), 10, "the drop logged"
     )
+
+
+# -- security: headers, token expiry, the audit log ---------------------------------------------
+
+
+async def test_every_answer_carries_the_security_headers(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    answers = [
+        await client.get("/healthz"),
+        await client.get(f"{API}/devices", headers=bearer(tokens.viewer)),
+        await client.get(f"{API}/devices"),  # 401
+        await client.get("/login"),  # a NiceGUI page
+        await client.get("/"),  # a redirect to the login page
+        await client.get("/no/such/page"),
+    ]
+    for resp in answers:
+        csp = resp.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp, resp.url
+        assert "default-src 'self'" in csp
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["referrer-policy"] == "no-referrer"
+    docs = await client.get("/docs")
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    assert "cdn.jsdelivr.net" not in answers[3].headers["content-security-policy"]
+
+
+async def test_an_expired_token_is_401_saying_when_it_expired(
+    client: httpx.AsyncClient, postgres: str
+) -> None:
+    from hub.web.auth import AuthStore
+    from tests.support.web import SETUP_ACTOR
+
+    name = f"exp-{uuid.uuid4().hex[:6]}"
+    pool = await asyncpg.create_pool(postgres, min_size=1, max_size=1)
+    try:
+        token = await AuthStore(pool).create_token(
+            name, "viewer", actor=SETUP_ACTOR, expires_in_s=3600
+        )
+        ok = await client.get(f"{API}/gateways", headers=bearer(token))
+        assert ok.status_code == 200, ok.text
+        # Expired a while ago (the test does not wait for an hour to pass).
+        await pool.execute(
+            "UPDATE api_tokens SET expires_at = '2026-01-02T03:04:05Z' WHERE name = $1", name
+        )
+    finally:
+        await pool.close()
+    resp = await client.get(f"{API}/gateways", headers=bearer(token))
+    assert_error(resp, 401, "unauthorized", "token expired at 2026-01-02T03:04:05Z")
+    assert "expired" in resp.headers["www-authenticate"]
+
+
+async def test_the_audit_log_is_for_admins_only(client: httpx.AsyncClient, tokens: Tokens) -> None:
+    assert_error(await client.get(f"{API}/audit"), 401, "unauthorized")
+    for token in (tokens.viewer, tokens.operator):
+        resp = await client.get(f"{API}/audit", headers=bearer(token))
+        assert_error(resp, 403, "forbidden", "admin")
+    resp = await client.get(f"{API}/audit", headers=bearer(tokens.admin))
+    assert resp.status_code == 200, resp.text
+    assert set(resp.json()) == {"items", "total", "limit", "offset"}
+
+
+async def test_acknowledging_and_clearing_through_the_api_are_audited(
+    client: httpx.AsyncClient, tokens: Tokens, database: Database, tag: str
+) -> None:
+    row = await raise_alert(database, transition(f"{tag}-a"))
+    since = now_ms() - 1000
+    acked = await client.post(
+        f"{API}/alerts/{row.id}/ack", headers=bearer(tokens.operator), json={"comment": "seen"}
+    )
+    assert acked.status_code == 200, acked.text
+    cleared = await client.post(f"{API}/alerts/{row.id}/clear", headers=bearer(tokens.operator))
+    assert cleared.status_code == 200, cleared.text
+    actor = f"token:{tokens.names['operator']}"
+    resp = await client.get(
+        f"{API}/audit",
+        headers=bearer(tokens.admin),
+        params={"actor": actor, "action": "alert.", "since": since},
+    )
+    assert resp.status_code == 200, resp.text
+    entries = [e for e in resp.json()["items"] if e["target"] == str(row.id)]
+    assert [(e["action"], e["outcome"], e["client"]) for e in entries] == [
+        ("alert.clear", "success", "127.0.0.1"),
+        ("alert.acknowledge", "success", "127.0.0.1"),
+    ]
+    assert entries[1]["details"]["comment"] == "seen"
+    assert entries[1]["details"]["device_id"] == f"{tag}-a"
+    assert entries[0]["details"]["was"] == "active"
+
+
+async def test_the_audit_listing_pages_and_refuses_bad_filters(
+    client: httpx.AsyncClient, tokens: Tokens, database: Database, tag: str
+) -> None:
+    for i in range(3):
+        row = await raise_alert(database, transition(f"{tag}-p{i}"))
+        resp = await client.post(f"{API}/alerts/{row.id}/ack", headers=bearer(tokens.admin))
+        assert resp.status_code == 200, resp.text
+    params = {"actor": f"token:{tokens.names['admin']}", "action": "alert.acknowledge"}
+    first = await client.get(
+        f"{API}/audit", headers=bearer(tokens.admin), params={**params, "limit": 2}
+    )
+    assert first.status_code == 200, first.text
+    assert len(first.json()["items"]) == 2
+    assert first.json()["total"] >= 3
+    assert 'rel="next"' in first.headers["link"]
+    cases: list[tuple[dict[str, str | int], str]] = [
+        ({"action": "user"}, "'action'"),
+        ({"action": "nothing."}, "unknown action"),
+        ({"limit": 0}, "limit"),
+        ({"since": 10, "until": 5}, "before until"),
+        ({"outcome": "maybe"}, "outcome"),
+        ({"actor": "a\x00b"}, "NUL"),
+    ]
+    for bad, mention in cases:
+        resp = await client.get(f"{API}/audit", headers=bearer(tokens.admin), params=bad)
+        assert_error(resp, 422, "invalid_request", mention)

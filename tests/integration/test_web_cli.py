@@ -249,3 +249,74 @@ async def test_users_table_is_created_by_migrate(fresh_database: str) -> None:
     finally:
         await conn.close()
     assert all(role in roles for role in ("viewer", "operator", "admin"))
+
+
+# -- user remove and list, token expiry and list, all audited as the CLI ------------------------
+
+
+async def test_cli_changes_are_audited_as_the_cli_and_tokens_can_expire(
+    fresh_database: str, auth: AuthStore
+) -> None:
+    async def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(iot_hub, *args, database_url=fresh_database, stdin=stdin)
+
+    assert (await run("user", "add", "olga", "--role", "operator", "--password-stdin",
+                      stdin=PASSWORD + "\n")).returncode == 0  # fmt: skip
+    changed = await run(
+        "user", "add", "olga", "--role", "viewer", "--password-stdin", stdin="new " + PASSWORD
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "event=user_updated user=olga role=viewer" in changed.stderr
+
+    listed = await run("user", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1:] == [f"{'olga':<24} viewer"]
+
+    created = await run("token", "create", "ci", "--role", "viewer", "--expires-in", "30d")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert await auth.verify_token(token) == Principal("token:ci", "viewer")
+    tokens = await run("token", "list")
+    assert tokens.returncode == 0, tokens.stderr
+    [header, row] = tokens.stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "ROLE", "STATE", "EXPIRES"]
+    assert row.split()[:3] == ["ci", "viewer", "active"]
+    assert "never" not in row  # it has an expiry date
+    assert token not in tokens.stdout + tokens.stderr
+    assert (await run("token", "revoke", "ci")).returncode == 0
+
+    removed = await run("user", "remove", "olga")
+    assert removed.returncode == 0, removed.stderr
+    assert "event=user_removed user=olga" in removed.stderr
+    assert await auth.get_user("olga") is None
+    missing = await run("user", "remove", "olga")
+    assert missing.returncode == 1
+    assert "no such user" in missing.stderr
+
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        rows = await conn.fetch("SELECT actor, action, target, client FROM audit_log ORDER BY id")
+        everything = await conn.fetchval("SELECT string_agg(audit_log::text, ' ') FROM audit_log")
+    finally:
+        await conn.close()
+    assert [(r["actor"], r["action"], r["target"]) for r in rows] == [
+        ("cli", "user.add", "olga"),
+        ("cli", "user.update", "olga"),
+        ("cli", "token.create", "ci"),
+        ("cli", "token.revoke", "ci"),
+        ("cli", "user.remove", "olga"),
+    ]
+    assert all("@" in r["client"] for r in rows)  # <os user>@<host>
+    for secret in (PASSWORD, token):
+        assert secret not in everything
+
+
+async def test_a_bad_expiry_is_one_line_not_a_traceback(fresh_database: str) -> None:
+    result = await asyncio.to_thread(
+        iot_hub, "token", "create", "ci", "--role", "viewer", "--expires-in", "forever",
+        database_url=fresh_database,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--expires-in" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

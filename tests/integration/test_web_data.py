@@ -24,6 +24,7 @@ from hub.storage.live import ALERTS_CHANNEL, GATEWAYS_KEY, LAST_SEEN_KEY, LiveSt
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
 from hub.web import data as web_data
+from hub.web.audit import Actor
 from hub.web.auth import AuthStore
 from hub.web.data import WebData, connect_pool, redis_client
 from hub.web.model import AlertFilter, DeviceFilter, Principal
@@ -35,11 +36,13 @@ NOW = int(time.time() * 1000) // 60_000 * 60_000  # a whole minute: rollup bucke
 OPERATOR = Principal("olga", "operator")
 VIEWER = Principal("vic", "viewer")
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+ACTOR = Actor("test", "pytest")
 
 
 @pytest.fixture
 async def pool(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
-    await pg.execute("TRUNCATE users, api_tokens")  # `pg` empties the worker's tables only
+    # `pg` empties the worker's tables only
+    await pg.execute("TRUNCATE users, api_tokens, web_sessions")
     p = await connect_pool(postgres)
     yield p
     await p.close()
@@ -452,7 +455,7 @@ async def test_acknowledge_edge_cases(database: Database, web: WebData) -> None:
 
 async def test_users_authenticate_with_the_right_password_only(pool: asyncpg.Pool) -> None:
     auth = AuthStore(pool)
-    await auth.add_user("ops", "correct horse", "operator")
+    await auth.add_user("ops", "correct horse", "operator", actor=ACTOR)
     assert await auth.authenticate("ops", "correct horse") == Principal("ops", "operator")
     assert await auth.authenticate("ops", "wrong horse!") is None
     assert await auth.authenticate("nobody", "correct horse") is None
@@ -460,28 +463,30 @@ async def test_users_authenticate_with_the_right_password_only(pool: asyncpg.Poo
     assert stored.startswith("$argon2id$")
     assert "correct horse" not in stored
 
-    await auth.add_user("ops", "battery staple", "admin")  # upsert: new password and role
+    await auth.add_user(
+        "ops", "battery staple", "admin", actor=ACTOR
+    )  # upsert: new password and role
     assert await auth.authenticate("ops", "correct horse") is None
     assert await auth.authenticate("ops", "battery staple") == Principal("ops", "admin")
     assert await auth.get_user("ops") == Principal("ops", "admin")
     assert await auth.list_users() == [Principal("ops", "admin")]
-    assert await auth.delete_user("ops")
+    assert await auth.delete_user("ops", actor=ACTOR)
     assert await auth.get_user("ops") is None
 
 
 async def test_bad_users_are_refused(pool: asyncpg.Pool) -> None:
     auth = AuthStore(pool)
     with pytest.raises(ValueError, match="at least 8"):
-        await auth.add_user("ops", "short", "operator")
+        await auth.add_user("ops", "short", "operator", actor=ACTOR)
     with pytest.raises(ValueError, match="unknown role"):
-        await auth.add_user("ops", "long enough", "root")  # type: ignore[arg-type]
+        await auth.add_user("ops", "long enough", "root", actor=ACTOR)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="name must be"):
-        await auth.add_user("o p s", "long enough", "viewer")
+        await auth.add_user("o p s", "long enough", "viewer", actor=ACTOR)
 
 
 async def test_tokens_verify_until_revoked(pool: asyncpg.Pool) -> None:
     auth = AuthStore(pool)
-    token = await auth.create_token("ci", "viewer")
+    token = await auth.create_token("ci", "viewer", actor=ACTOR)
     assert token.startswith("iot_")
     assert len(token) > 40
     stored = await pool.fetchrow("SELECT token_hash, last_used_at FROM api_tokens")
@@ -495,11 +500,11 @@ async def test_tokens_verify_until_revoked(pool: asyncpg.Pool) -> None:
     assert await auth.verify_token("") is None
 
     with pytest.raises(ValueError, match="active token named 'ci'"):
-        await auth.create_token("ci", "admin")
-    assert await auth.revoke_token("ci")
-    assert not await auth.revoke_token("ci")
+        await auth.create_token("ci", "admin", actor=ACTOR)
+    assert await auth.revoke_token("ci", actor=ACTOR)
+    assert not await auth.revoke_token("ci", actor=ACTOR)
     assert await auth.verify_token(token) is None
 
-    again = await auth.create_token("ci", "operator")  # a revoked name can be reused
+    again = await auth.create_token("ci", "operator", actor=ACTOR)  # a revoked name can be reused
     assert await auth.verify_token(again) == Principal("token:ci", "operator")
     assert await auth.verify_token(token) is None

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import asyncpg
 
+from hub.web.audit import Actor
 from hub.web.auth import AuthStore
 from hub.web.model import Role
 from tests.support.process import ServiceProcess, free_port
 
 API = "/api/v1"
+SETUP_ACTOR = Actor("test-setup", "pytest")  # who the audit log records for test tokens
 
 
 class WebProcess(ServiceProcess):
@@ -84,8 +86,11 @@ async def create_tokens(dsn: str) -> Tokens:
             "revoked": "viewer",
         }
         names = {key: f"c-{key}-{tag}" for key in roles}
-        created = {key: await auth.create_token(names[key], role) for key, role in roles.items()}
-        assert await auth.revoke_token(names["revoked"])
+        created = {
+            key: await auth.create_token(names[key], role, actor=SETUP_ACTOR)
+            for key, role in roles.items()
+        }
+        assert await auth.revoke_token(names["revoked"], actor=SETUP_ACTOR)
     finally:
         await pool.close()
     return Tokens(**created, names=names)

@@ -24,6 +24,45 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
     assert "usage: iot-hub" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["user", "add"],
+        ["user", "remove"],
+        ["user", "list"],
+        ["token", "create"],
+        ["token", "revoke"],
+        ["token", "list"],
+    ],
+)
+def test_user_and_token_commands_have_help(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: iot-hub {' '.join(command)}" in capsys.readouterr().out
+
+
+def test_token_expiry_is_parsed() -> None:
+    args = build_parser().parse_args(
+        ["token", "create", "ci", "--role", "viewer", "--expires-in", "30d"]
+    )
+    assert args.expires_in == 30 * 86_400
+    args = build_parser().parse_args(["token", "create", "ci", "--role", "viewer"])
+    assert args.expires_in is None
+
+
+def test_a_bad_token_expiry_is_refused_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["token", "create", "ci", "--role", "viewer", "--expires-in", "30 days"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--expires-in" in err
+    assert "e.g. 30d" in err
+    assert "Traceback" not in err
+
+
 def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])

@@ -74,7 +74,7 @@ async def empty_stores(database_url: str, redis: Redis) -> None:
     try:
         async with database._pool.acquire() as conn:
             await reset_data(conn)
-            await conn.execute("TRUNCATE users, api_tokens")
+            await conn.execute("TRUNCATE users, api_tokens, web_sessions")
     finally:
         await database.close()
     keys = [key async for key in redis.scan_iter(match="iot:*", count=1000)]

@@ -19,12 +19,14 @@ from hub.rules.model import AlertTransition
 from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
+from hub.web.audit import Actor
 from hub.web.auth import AuthStore
 from hub.web.model import Role
 from protocol import EdgeMetrics, NormalisedReading
 from tests.support.readings import make_reading
 
 PASSWORD = "correct horse battery"  # every test user's
+TEST_ACTOR = Actor("test-setup", "pytest")  # who the audit log records for arranged changes
 
 
 def now_ms() -> int:
@@ -39,7 +41,7 @@ class HubFeed:
     redis: Redis
 
     async def add_user(self, name: str, role: Role, password: str = PASSWORD) -> None:
-        await self.auth.add_user(name, password, role)
+        await self.auth.add_user(name, password, role, actor=TEST_ACTOR)
 
     async def ingest(self, readings: Sequence[NormalisedReading], *, publish: bool = True) -> None:
         """What the worker does with a batch: PostgreSQL first (the readings, and the device

@@ -162,3 +162,63 @@ async def test_pages_fit_a_tablet_without_sideways_scrolling(
             assert overflow <= 0, f"{path} scrolls sideways by {overflow} px at {size}"
     finally:
         page.resize(*WINDOW)
+
+
+# Installed before any page script runs: every Content-Security-Policy violation the browser
+# reports (the same ones it prints to the console) is kept, across reloads, in sessionStorage.
+CSP_WATCH = """
+window.addEventListener("securitypolicyviolation", (e) => {
+  const seen = JSON.parse(sessionStorage.getItem("csp") || "[]");
+  seen.push(`${e.effectiveDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`);
+  sessionStorage.setItem("csp", JSON.stringify(seen));
+});
+"""
+
+
+def csp_violations(page: Page) -> list[str]:
+    found = page.script("return JSON.parse(sessionStorage.getItem('csp') || '[]');")
+    return [str(v) for v in found]
+
+
+async def test_the_dashboard_runs_under_its_content_security_policy(
+    page: Page, feed: HubFeed
+) -> None:
+    """Login, overview, a device's Plotly chart with live points, the alerts page: NiceGUI,
+    Vue, Quasar and Plotly all work under the policy, and the browser reports no violation."""
+    watch = page.driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH}
+    )
+    try:
+        t = now_ms()
+        await feed.ingest([reading("cnc-9", t, {"spindle_temp_c": 50.0, "running": True})])
+        await feed.add_user("ada", "admin")
+        page.login("ada", PASSWORD)
+        page.find("device-list")
+        # The policy is the one the server sent, not none at all.
+        policy = page.script(
+            "return fetch('/login').then((r) => r.headers.get('content-security-policy'));"
+        )
+        assert "frame-ancestors 'none'" in policy
+        page.open("/device/cnc-9")
+        page.find("device-title")
+        page.wait(lambda _: page.chart_points("spindle_temp_c") == 1, timeout=15)
+        await feed.ingest([reading("cnc-9", t + 1000, {"spindle_temp_c": 51.0})])
+        page.wait(lambda _: page.chart_points("spindle_temp_c") == 2, timeout=15)
+        page.open("/alerts")
+        page.find("alert-list")
+        page.open("/audit")
+        page.find("audit-table")
+        page.text_shown("auth.login")
+        assert csp_violations(page) == []
+
+        # The watch works: a script the policy forbids (another origin) is reported.
+        page.script(
+            "const s = document.createElement('script');"
+            "s.src = 'https://cdn.example.invalid/x.js'; document.head.appendChild(s);"
+        )
+        page.wait(lambda _: len(csp_violations(page)) == 1)
+        assert "script-src" in csp_violations(page)[0]
+    finally:
+        page.driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": watch["identifier"]}
+        )

@@ -1,4 +1,5 @@
-"""The operator dashboard's pages (NiceGUI): sign-in, overview, device charts, alerts.
+"""The operator dashboard's pages (NiceGUI): sign-in, overview, device charts, alerts, and
+the audit log (admins).
 
 `register_pages()` is called once by `hub.web.server.build`; every page needs a signed-in
 session (see `session`) and gets its data through `hub.web.context.get_context()`.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from nicegui import ui
 
-from hub.web.pages import alerts, device, login, overview
+from hub.web.pages import alerts, audit, device, login, overview
 from hub.web.pages.layout import SHARED_CSS
 
 __all__ = ["register_pages"]
@@ -20,3 +21,4 @@ def register_pages() -> None:
     overview.register()
     device.register()
     alerts.register()
+    audit.register()

@@ -339,7 +339,9 @@ class AlertsPage:
         if principal is None:
             return None
         try:
-            row = await get_context().data.acknowledge(alert_id, principal, comment)
+            row = await get_context().data.acknowledge(
+                alert_id, principal, comment, client=session.client_address()
+            )
         except (PermissionError, ValueError) as exc:
             ui.notify(str(exc), type="negative")
             return None
@@ -356,7 +358,9 @@ class AlertsPage:
         if principal is None:
             return None
         try:
-            row = await get_context().data.clear(alert_id, principal)
+            row = await get_context().data.clear(
+                alert_id, principal, client=session.client_address()
+            )
         except PermissionError as exc:
             ui.notify(str(exc), type="negative")
             return None

@@ -119,6 +119,15 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 86_400:.1f} d"
 
 
+def format_wait(seconds: int) -> str:
+    """A wait to the second, for a person counting down: `45 s`, `2 min 8 s`, `15 min`."""
+    seconds = max(0, int(seconds))
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
 def format_age(ts_ms: int | None, now_ms: int) -> str:
     """`12 s ago`, `5 min ago`, `3 h ago`, `2 d ago`; `never` without a time."""
     if ts_ms is None:

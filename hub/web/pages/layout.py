@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
-from hub.web.context import get_context
-from hub.web.model import AlertFilter, Page, Principal, can_acknowledge
+from hub.storage.postgres import TRANSIENT_ERRORS
+from hub.web.context import get_context, has_context
+from hub.web.model import AlertFilter, Page, Principal, can_acknowledge, can_administer
 from hub.web.pages import session
 from hub.web.pages.format import format_page, zone
 from hub.web.pages.live import LivePump
@@ -23,7 +24,8 @@ __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame",
 
 log = logging.getLogger(__name__)
 
-NavItem = Literal["overview", "alerts", "device"]
+NavItem = Literal["overview", "alerts", "device", "audit"]
+SESSION_CHECK_S: Final = 5.0
 
 # Auto (the browser's setting) -> dark -> light -> auto.
 _DARK_CYCLE: Final[dict[bool | None, bool | None]] = {None: True, True: False, False: None}
@@ -90,6 +92,10 @@ async def page_frame(
             )
             badge.set_visibility(count > 0)
             badge.tooltip("active critical alerts")
+        if can_administer(principal.role):
+            _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
+                "data-testid=nav-audit"
+            )
         ui.space()
         with ui.row().classes("items-center gap-1 no-wrap"):
             ui.icon("person").classes("text-white")
@@ -115,9 +121,8 @@ async def page_frame(
         with dark_button:
             dark_tip = ui.tooltip(_DARK_TIP[dark.value])
 
-        def logout() -> None:
-            log.info("logout", extra={"user": principal.name})
-            session.end_session()
+        async def logout() -> None:
+            await session.sign_out(principal)  # logs and audits it
             ui.navigate.to("/login")
 
         ui.button(icon="logout", on_click=logout).props("flat round dense color=white").mark(
@@ -140,6 +145,22 @@ async def page_frame(
         badge.set_visibility(total > 0)
 
     pump.on_alerts(on_alerts)
+
+    session_id = session.session_id()
+
+    async def check_session() -> None:
+        # An open page holds no request to refuse: ask the database now and then whether the
+        # session still stands (logout elsewhere, password changed, user removed, expired).
+        if not has_context():
+            return  # the app is shutting down
+        try:
+            valid = session_id is not None and await get_context().auth.session_user(session_id)
+        except TRANSIENT_ERRORS:
+            return  # the database is away: the page shows what it has; ask again next time
+        if not valid:
+            ui.navigate.to("/login")
+
+    ui.timer(SESSION_CHECK_S, check_session)
     content = ui.column().classes("w-full max-w-screen-2xl mx-auto p-2 sm:p-4 gap-4")
     return PageFrame(
         principal=principal, tz=zone(session.time_zone_name()), pump=pump, content=content

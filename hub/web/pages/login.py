@@ -1,18 +1,20 @@
-"""`/login`: user name and password against `AuthStore`; on success a session for
-HUB_WEB_SESSION_HOURS and on to where the browser was going (a path on this site only)."""
+"""`/login`: user name and password through `hub.web.signin` (throttled per user and per
+address, audited); on success a session for HUB_WEB_SESSION_HOURS and on to where the browser
+was going (a path on this site only). While throttled the page says how long to wait and
+counts down, with the button disabled."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from hub.web.context import get_context
-from hub.web.metrics import METRICS
 from hub.web.pages import session
-from hub.web.pages.format import zone
+from hub.web.pages.format import format_wait, zone
 
 __all__ = ["register"]
 
@@ -27,7 +29,7 @@ def register() -> None:
     @ui.page("/login", title="Sign in · IoT Hub")
     async def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         target = session.safe_redirect(redirect_to)
-        if session.session_principal() is not None:
+        if await session.current_principal() is not None:
             return RedirectResponse(target, status_code=303)
         ui.dark_mode(None)
         ui.query("body").classes("bg-grey-2 dark:bg-[#121212]")
@@ -56,30 +58,48 @@ def register() -> None:
                 .props("data-testid=login-error")
             )
             error.set_visibility(False)
+            wait_until = 0.0  # monotonic; the throttle's wait, counted down on the page
+
+            def show_wait() -> None:
+                left = int(wait_until - time.monotonic() + 0.999)
+                if left <= 0:
+                    countdown.deactivate()
+                    error.text = "You can try again now."
+                    button.enable()
+                    return
+                error.text = f"Too many failed sign-ins. Try again in {format_wait(left)}."
 
             async def submit() -> None:
+                nonlocal wait_until
                 user = (name.value or "").strip()[:MAX_NAME_CHARS]
                 secret = (password.value or "")[:MAX_PASSWORD_CHARS]
                 if not user or not secret:
                     error.text = "Enter a user name and a password."
                     error.set_visibility(True)
                     return
+                if time.monotonic() < wait_until:
+                    return  # still counting down (the button is disabled; Enter is not)
                 button.disable()
                 try:
                     context = get_context()
-                    principal = await context.auth.authenticate(user, secret)
+                    result = await context.signin.sign_in(user, secret, session.client_address())
                 finally:
                     button.enable()
-                if principal is None:
-                    METRICS.login(ok=False)
-                    log.warning("login_failed", extra={"user": user})
+                password.value = ""
+                if result.throttled:
+                    wait_until = time.monotonic() + result.retry_after_s
+                    button.disable()
+                    error.set_visibility(True)
+                    show_wait()
+                    countdown.activate()
+                    return
+                if result.principal is None or result.session_id is None:
                     error.text = "Wrong user name or password."
                     error.set_visibility(True)
-                    password.value = ""
                     return
-                METRICS.login(ok=True)
-                log.info("login_ok", extra={"user": principal.name, "role": principal.role})
-                session.start_session(principal, context.settings.web_session_hours)
+                session.start_session(
+                    result.principal, context.settings.web_session_hours, result.session_id
+                )
                 ui.navigate.to(target)
 
             password.on("keydown.enter", submit)
@@ -90,6 +110,7 @@ def register() -> None:
                 .mark("login-submit")
                 .props("data-testid=login-submit")
             )
+            countdown = ui.timer(1.0, show_wait, active=False)
 
         async def remember_time_zone() -> None:
             # Charts and tables show the browser's local time: learn its zone once per login.

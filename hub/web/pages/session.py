@@ -1,7 +1,10 @@
 """Who is logged in to this browser, for how long, and their preferences.
 
-The session lives in NiceGUI's `app.storage.user` (per browser, signed with the storage secret
-from HUB_WEB_STORAGE_SECRET); preferences that follow a person from browser to browser (dark
+A session is a row of `web_sessions` in PostgreSQL (`AuthStore.create_session`); this browser's
+NiceGUI `app.storage.user` (signed with HUB_WEB_STORAGE_SECRET) holds its id. Every page load
+and every action checks the row, so logout, a password change and the user's removal end the
+session on every replica at once; open pages notice within `SESSION_CHECK_S`
+(`hub.web.pages.layout`). Preferences that follow a person from browser to browser (dark
 mode) live in `app.storage.general`, keyed by user name.
 """
 
@@ -13,19 +16,22 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
-from nicegui import app
+from nicegui import app, ui
 
 from hub.web.context import get_context
 from hub.web.model import Principal, check_role
 
 __all__ = [
+    "client_address",
     "current_principal",
     "dark_preference",
     "end_session",
     "login_redirect",
     "safe_redirect",
+    "session_id",
     "session_principal",
     "set_dark_preference",
+    "sign_out",
     "start_session",
     "time_zone_name",
 ]
@@ -35,9 +41,13 @@ TZ_KEY: Final = "tz"
 PREFS_KEY: Final = "web_prefs"
 
 
-def start_session(principal: Principal, hours: float, *, now: float | None = None) -> None:
+def start_session(
+    principal: Principal, hours: float, session_id: str, *, now: float | None = None
+) -> None:
+    """Remember in this browser's storage the session `AuthStore.create_session` made."""
     expires = (time.time() if now is None else now) + hours * 3600
     app.storage.user[SESSION_KEY] = {
+        "id": session_id,
         "name": principal.name,
         "role": principal.role,
         "expires": expires,
@@ -48,12 +58,25 @@ def end_session() -> None:
     app.storage.user.pop(SESSION_KEY, None)
 
 
+def session_id() -> str | None:
+    """This browser's session id (checked or not), for a page to re-check later."""
+    return _session_id()
+
+
+def _session_id() -> str | None:
+    session = app.storage.user.get(SESSION_KEY)
+    value = session.get("id") if isinstance(session, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def session_principal(*, now: float | None = None) -> Principal | None:
-    """The principal this browser logged in as, unless the session expired (then it is ended)."""
+    """The principal this browser logged in as, unless the session expired (then it is ended).
+    A first, local check only: `current_principal` asks the database."""
     session = app.storage.user.get(SESSION_KEY)
     if not isinstance(session, dict):
         return None
     try:
+        str(session["id"])  # a session from before server-side sessions: sign in again
         name = str(session["name"])
         role = check_role(str(session["role"]))
         expires = float(session["expires"])
@@ -67,12 +90,14 @@ def session_principal(*, now: float | None = None) -> Principal | None:
 
 
 async def current_principal() -> Principal | None:
-    """The logged-in user as the database has them now: a session outlives neither the user's
-    deletion nor a role change (the new role applies at once)."""
+    """The logged-in user as the database has them now: a session outlives neither logout
+    elsewhere, nor a password change, nor the user's deletion, and a role change applies at
+    once."""
     principal = session_principal()
-    if principal is None:
+    session_id = _session_id()
+    if principal is None or session_id is None:
         return None
-    now = await get_context().auth.get_user(principal.name)
+    now = await get_context().auth.session_user(session_id)
     if now is None:
         end_session()
         return None
@@ -81,6 +106,23 @@ async def current_principal() -> Principal | None:
         session["role"] = now.role
         app.storage.user[SESSION_KEY] = session
     return now
+
+
+async def sign_out(principal: Principal) -> None:
+    """End this browser's session, in the database (every replica) and here."""
+    session_id = _session_id()
+    end_session()
+    if session_id is not None:
+        await get_context().signin.sign_out(session_id, principal, client_address())
+
+
+def client_address() -> str | None:
+    """The address of the browser this page serves (through a proxy listed in uvicorn's
+    FORWARDED_ALLOW_IPS: the X-Forwarded-For address)."""
+    try:
+        return ui.context.client.ip or None
+    except RuntimeError:  # no request (a page built outside one)
+        return None
 
 
 def safe_redirect(target: str | None) -> str:
