@@ -76,6 +76,18 @@ class Helm:
         return result.stdout + result.stderr
 
 
+SCHEMA_REFUSAL = "values don't meet the specifications of the schema"
+
+
+def refusal(helm: Helm, override: Mapping[str, Any]) -> str:
+    """What helm prints refusing MINIMAL_VALUES with `override` (AssertionError if it renders)."""
+    try:
+        helm.template(merged(MINIMAL_VALUES, override))
+    except RenderError as exc:
+        return str(exc)
+    raise AssertionError(f"helm rendered {override}")
+
+
 def merged(*layers: Mapping[str, Any]) -> dict[str, Any]:
     """Deep merge of values, later layers win (like several -f files)."""
     out: dict[str, Any] = {}

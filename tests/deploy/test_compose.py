@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.compose import Compose, ComposeError
+from tests.deploy.tools import ROOT
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(1800)]
 
@@ -54,6 +55,8 @@ def test_edge_alone(compose: Compose) -> None:
     assert "http://127.0.0.1:8081/readyz" in healthcheck_command(edge)
     # Simulators are off unless asked for: nothing here turns them on.
     assert env.get("EDGE_SIMULATORS", "none") == "none"
+    # Anonymous MQTT clients are refused unless the demo asks for them.
+    assert env["EDGE_MQTT_ALLOW_ANONYMOUS"] == "false"
     # The edge never carries the hub: its own image target, no HUB_ settings.
     assert not any(name.startswith("HUB_") for name in env)
 
@@ -69,6 +72,11 @@ def test_edge_settings_come_from_the_env_file_when_present(compose: Compose) -> 
     assert env["EDGE_SIMULATORS"] == "all"
     # ...except what the compose file owns: the buffer stays on its volume.
     assert env["EDGE_BUFFER_PATH"] == "/var/lib/iot-edge/buffer.db"
+
+
+def test_anonymous_mqtt_is_a_compose_variable_for_the_demo(compose: Compose) -> None:
+    model = compose.config(EDGE, env={"IOT_EDGE_MQTT_ALLOW_ANONYMOUS": "true"})
+    assert model["services"]["edge"]["environment"]["EDGE_MQTT_ALLOW_ANONYMOUS"] == "true"
 
 
 def test_host_ports_are_compose_variables(compose: Compose) -> None:
@@ -212,3 +220,78 @@ def test_compose_refuses_an_invalid_file(compose: Compose) -> None:
     )
     with pytest.raises(ComposeError, match="nothing"):
         compose.config("orphan.yml")
+
+
+KAFKA_SECURITY = {
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "edge-line-1",
+    "KAFKA_SASL_PASSWORD": "test-only-password",
+    "KAFKA_SSL_CAFILE": "/etc/iot/certs/ca.crt",
+    "KAFKA_SSL_CERTFILE": "/etc/iot/certs/user.crt",
+    "KAFKA_SSL_KEYFILE": "/etc/iot/certs/user.key",
+    "KAFKA_SSL_CHECK_HOSTNAME": "true",
+}
+
+
+def env_file(prefix: str) -> str:
+    return "".join(f"{prefix}{name}={value}\n" for name, value in KAFKA_SECURITY.items())
+
+
+def docs_yaml_block(doc: str, marker: str) -> str:
+    """The ```yaml block of docs/<doc> that follows `marker` (an override file's name)."""
+    text = (ROOT / "docs" / doc).read_text()
+    after = text[text.index(f"`{marker}`") :]
+    return after.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["target"]: v for v in service.get("volumes", []) if v["type"] == "bind"}
+
+
+def test_edge_kafka_security_settings_pass_through(compose: Compose) -> None:
+    (compose.directory / "edge.env").write_text(env_file("EDGE_"))
+    env = compose.config(EDGE)["services"]["edge"]["environment"]
+    for name, value in KAFKA_SECURITY.items():
+        assert env[f"EDGE_{name}"] == value, name
+
+
+def test_edge_mounts_the_certificates_read_only_as_documented(compose: Compose) -> None:
+    override = docs_yaml_block("deploy-edge.md", "compose.edge.local.yml")
+    assert "./certs:/etc/iot/certs:ro" in override
+    (compose.directory / "compose.edge.local.yml").write_text(override)
+    (compose.directory / "certs").mkdir()
+    edge = compose.config(EDGE, "compose.edge.local.yml")["services"]["edge"]
+    certs = bind_mounts(edge)["/etc/iot/certs"]
+    assert certs["read_only"] is True
+    assert certs["source"] == str(compose.directory / "certs")
+    # The buffer stays on its volume.
+    assert named_volume_targets(compose.config(EDGE, "compose.edge.local.yml"), "edge")
+    # The same line, commented, in compose.edge.yml itself.
+    assert "# - ./certs:/etc/iot/certs:ro" in (compose.directory / EDGE).read_text()
+
+
+def test_no_kafka_security_by_default(compose: Compose) -> None:
+    # Nothing changes for the demo: PLAINTEXT unless an env file asks for more.
+    model = compose.config(HUB, EDGE)
+    for service in ("edge", "migrate", "worker", "web"):
+        env = model["services"][service]["environment"]
+        assert not [n for n in env if "_KAFKA_S" in n], service
+        assert "/etc/iot/certs" not in bind_mounts(model["services"][service]), service
+
+
+def test_hub_kafka_security_settings_pass_through(compose: Compose) -> None:
+    (compose.directory / "hub.env").write_text(env_file("HUB_"))
+    override = docs_yaml_block("deploy-hub.md", "compose.hub.local.yml")
+    (compose.directory / "compose.hub.local.yml").write_text(override)
+    model = compose.config(HUB, "compose.hub.local.yml")
+    services = model["services"]
+    for service in ("migrate", "worker", "web"):
+        env = services[service]["environment"]
+        for name, value in KAFKA_SECURITY.items():
+            assert env[f"HUB_{name}"] == value, (service, name)
+        # Every hub command checks the files it is given: each container has them, read-only.
+        assert bind_mounts(services[service])["/etc/iot/certs"]["read_only"] is True, service
+    assert services["worker"]["environment"]["HUB_KAFKA_BOOTSTRAP"] == "kafka.example.com:9093"
+    # The override adds to the web app's volumes; its state volume stays.
+    assert named_volume_targets(model, "web") == {"/var/lib/iot-hub": "web-state"}

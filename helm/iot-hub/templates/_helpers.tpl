@@ -100,11 +100,17 @@ app.kubernetes.io/part-of: iot-monitoring
 {{- fail (printf "config.%s: the chart sets it (kafka.bootstrap, web.port, worker.port, rules); remove it from config." $name) -}}
 {{- end -}}
 {{- end -}}
-{{- range $name := list "HUB_DATABASE_URL" "HUB_REDIS_URL" "HUB_WEB_STORAGE_SECRET" -}}
+{{- range $name := list "HUB_DATABASE_URL" "HUB_REDIS_URL" "HUB_WEB_STORAGE_SECRET" "HUB_KAFKA_SASL_PASSWORD" -}}
 {{- if hasKey $.Values.config $name -}}
-{{- fail (printf "config.%s: a secret does not belong in the ConfigMap; set database.url, redis.url and web.storageSecret, or existingSecret." $name) -}}
+{{- fail (printf "config.%s: a secret does not belong in the ConfigMap; set database.url, redis.url and web.storageSecret, or existingSecret (kafka.sasl.existingSecret for the Kafka password)." $name) -}}
 {{- end -}}
 {{- end -}}
+{{- range $name, $_ := .Values.config -}}
+{{- if or (hasPrefix "HUB_KAFKA_SECURITY_" $name) (hasPrefix "HUB_KAFKA_SASL_" $name) (hasPrefix "HUB_KAFKA_SSL_" $name) -}}
+{{- fail (printf "config.%s: the chart sets the Kafka security settings from kafka.securityProtocol, kafka.sasl and kafka.tls; remove it from config." $name) -}}
+{{- end -}}
+{{- end -}}
+{{- include "iot-hub.validateKafkaSecurity" . -}}
 {{- if and .Values.existingSecret (or .Values.database.url .Values.redis.url .Values.web.storageSecret) -}}
 {{- fail "existingSecret is set, and so is database.url, redis.url or web.storageSecret: with existingSecret the chart reads all three from that Secret; remove the others." -}}
 {{- end -}}
@@ -164,4 +170,131 @@ topologySpreadConstraints:
 {{- define "iot-hub.commonEnv" -}}
 {{ include "iot-hub.secretEnv" (dict "ctx" . "name" "HUB_DATABASE_URL" "key" "databaseUrl") }}
 {{ include "iot-hub.secretEnv" (dict "ctx" . "name" "HUB_REDIS_URL" "key" "redisUrl") }}
+{{- end -}}
+
+
+{{/* TLS and SASL ---------------------------------------------------------------------------- */}}
+{{/* Where a service's TLS files are mounted: /etc/iot-hub/tls/<name>/{ca.crt,tls.crt,tls.key}. */}}
+{{- define "iot-hub.tlsDir" -}}
+/etc/iot-hub/tls/{{ . }}
+{{- end -}}
+
+{{/* The TLS values of the services a pod talks to, by mount name: pass (dict "ctx" $ "services"
+     (list "kafka" "postgres" "redis")). Kafka's files only with a TLS security protocol. */}}
+{{- define "iot-hub.tlsServices" -}}
+{{- $all := dict "kafka" .ctx.Values.kafka.tls "postgres" .ctx.Values.database.tls "redis" .ctx.Values.redis.tls -}}
+{{- $out := dict -}}
+{{- range $name := .services -}}
+{{- $tls := index $all $name -}}
+{{- if and (or $tls.existingSecret $tls.clientSecret) (or (ne $name "kafka") (include "iot-hub.kafkaUsesTls" $.ctx)) -}}
+{{- $_ := set $out $name $tls -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Projected volumes of Secret files, read-only for the pods' group (fsGroup) and no one else:
+     0440 is 288 in decimal. Not subPath mounts, so a renewed Secret reaches the running pods. */}}
+{{- define "iot-hub.tlsVolumes" -}}
+{{- range $name, $tls := include "iot-hub.tlsServices" . | fromJson }}
+- name: tls-{{ $name }}
+  projected:
+    defaultMode: 288
+    sources:
+      {{- with $tls.existingSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - key: {{ $tls.caKey }}
+              path: ca.crt
+      {{- end }}
+      {{- with $tls.clientSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - key: {{ $tls.certKey }}
+              path: tls.crt
+            - key: {{ $tls.keyKey }}
+              path: tls.key
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "iot-hub.tlsMounts" -}}
+{{- range $name, $_ := include "iot-hub.tlsServices" . | fromJson }}
+- name: tls-{{ $name }}
+  mountPath: {{ include "iot-hub.tlsDir" $name }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* What changes the mounted files' sources, hashed into the pods' annotations. */}}
+{{- define "iot-hub.tlsChecksum" -}}
+{{- list .Values.kafka.securityProtocol .Values.kafka.sasl .Values.kafka.tls .Values.database.tls .Values.redis.tls | toJson | sha256sum -}}
+{{- end -}}
+
+{{- define "iot-hub.kafkaUsesTls" -}}
+{{- if has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL") }}true{{ end -}}
+{{- end -}}
+
+{{- define "iot-hub.kafkaUsesSasl" -}}
+{{- if has .Values.kafka.securityProtocol (list "SASL_PLAINTEXT" "SASL_SSL") }}true{{ end -}}
+{{- end -}}
+
+{{/* The worker's Kafka security settings (the web app and the migration job do not talk to
+     Kafka): plain values for the protocol and the file paths, the password (and the user name,
+     unless given as a value) from kafka.sasl.existingSecret. */}}
+{{- define "iot-hub.kafkaSecurityEnv" -}}
+{{- $kafka := .Values.kafka -}}
+- name: HUB_KAFKA_SECURITY_PROTOCOL
+  value: {{ $kafka.securityProtocol | quote }}
+{{- if include "iot-hub.kafkaUsesSasl" . }}
+- name: HUB_KAFKA_SASL_MECHANISM
+  value: {{ $kafka.sasl.mechanism | quote }}
+{{- if $kafka.sasl.username }}
+- name: HUB_KAFKA_SASL_USERNAME
+  value: {{ $kafka.sasl.username | quote }}
+{{- else }}
+- name: HUB_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $kafka.sasl.existingSecret }}
+      key: {{ $kafka.sasl.usernameKey }}
+{{- end }}
+- name: HUB_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $kafka.sasl.existingSecret }}
+      key: {{ $kafka.sasl.passwordKey }}
+{{- end }}
+{{- if include "iot-hub.kafkaUsesTls" . }}
+{{- $dir := include "iot-hub.tlsDir" "kafka" }}
+{{- if $kafka.tls.existingSecret }}
+- name: HUB_KAFKA_SSL_CAFILE
+  value: {{ printf "%s/ca.crt" $dir }}
+{{- end }}
+{{- if $kafka.tls.clientSecret }}
+- name: HUB_KAFKA_SSL_CERTFILE
+  value: {{ printf "%s/tls.crt" $dir }}
+- name: HUB_KAFKA_SSL_KEYFILE
+  value: {{ printf "%s/tls.key" $dir }}
+{{- end }}
+- name: HUB_KAFKA_SSL_CHECK_HOSTNAME
+  value: {{ $kafka.tls.checkHostname | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "iot-hub.validateKafkaSecurity" -}}
+{{- $kafka := .Values.kafka -}}
+{{- $protocol := $kafka.securityProtocol -}}
+{{- if include "iot-hub.kafkaUsesSasl" . -}}
+{{- if not $kafka.sasl.existingSecret -}}
+{{- fail (printf "kafka.sasl.existingSecret is required with kafka.securityProtocol=%s: the name of a Secret with the SASL password (key kafka.sasl.passwordKey, default password) and user name (key kafka.sasl.usernameKey, default username, or set kafka.sasl.username). The chart takes no Kafka password as a value." $protocol) -}}
+{{- end -}}
+{{- else if $kafka.sasl.existingSecret -}}
+{{- fail (printf "kafka.sasl.existingSecret is set but kafka.securityProtocol=%s does not use SASL: set SASL_SSL (or SASL_PLAINTEXT), or remove the Secret." $protocol) -}}
+{{- end -}}
+{{- if and (not (include "iot-hub.kafkaUsesTls" .)) (or $kafka.tls.existingSecret $kafka.tls.clientSecret) -}}
+{{- fail (printf "kafka.tls.existingSecret or kafka.tls.clientSecret is set but kafka.securityProtocol=%s does not use TLS: set SASL_SSL (or SSL), or remove the Secret. The hub never falls back to plaintext." $protocol) -}}
+{{- end -}}
 {{- end -}}
