@@ -164,6 +164,18 @@ async def database(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[Datab
         await db.close()
 
 
+@pytest.fixture
+async def pool(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
+    """The web app's pool (`hub.web.data.connect_pool`) on the session's database, emptied
+    first (see `pg`), without users, tokens or sessions either."""
+    from hub.web.data import connect_pool  # the web app's dependencies only where used
+
+    await pg.execute("TRUNCATE users, api_tokens, web_sessions")
+    p = await connect_pool(postgres)
+    yield p
+    await p.close()
+
+
 async def reset_data(conn: asyncpg.Connection) -> None:
     """Drop every day table of `readings` (attached or not) and empty the other tables."""
     tables = await conn.fetch(

@@ -26,7 +26,7 @@ from hub.storage.postgres import Database
 from hub.web import data as web_data
 from hub.web.audit import Actor
 from hub.web.auth import AuthStore
-from hub.web.data import WebData, connect_pool, redis_client
+from hub.web.data import WebData, redis_client
 from hub.web.model import AlertFilter, DeviceFilter, Principal
 from tests.support.readings import make_reading
 
@@ -37,15 +37,6 @@ OPERATOR = Principal("olga", "operator")
 VIEWER = Principal("vic", "viewer")
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 ACTOR = Actor("test", "pytest")
-
-
-@pytest.fixture
-async def pool(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
-    # `pg` empties the worker's tables only
-    await pg.execute("TRUNCATE users, api_tokens, web_sessions")
-    p = await connect_pool(postgres)
-    yield p
-    await p.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from hub.settings import HubSettings
 from hub.web.audit import Actor, AuditEvent, AuditFilter
 from hub.web.audit_store import AuditLog
 from hub.web.auth import AuthStore
-from hub.web.data import connect_pool, redis_client
+from hub.web.data import redis_client
 from hub.web.model import Principal
 from hub.web.signin import SignIn, build_throttle
 from hub.web.throttle import ThrottlePolicy
@@ -41,14 +41,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def pool(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
-    await pg.execute("TRUNCATE users, api_tokens, web_sessions")
-    p = await connect_pool(postgres)
-    yield p
-    await p.close()
 
 
 @pytest.fixture
