@@ -195,12 +195,13 @@ PRODUCER_LABEL = "iot-test/role=producer"
 
 
 class Producer:
-    """`kubectl exec -i` into a pod of the hub image running PRODUCER_SCRIPT."""
+    """`kubectl exec -i` into a pod of the hub image running PRODUCER_SCRIPT (PLAINTEXT, to the
+    deps' Kafka unless told otherwise)."""
 
-    def __init__(self, namespace: str, pod: str) -> None:
+    def __init__(self, namespace: str, pod: str, bootstrap: str = KAFKA_BOOTSTRAP) -> None:
         self._proc = subprocess.Popen(
             [str(KUBE), "kubectl", "-n", namespace, "exec", "-i", pod, "--",
-             "python", "-c", PRODUCER_SCRIPT, KAFKA_BOOTSTRAP],
+             "python", "-c", PRODUCER_SCRIPT, bootstrap],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -241,6 +242,18 @@ class Producer:
         for pipe in (self._proc.stdout, self._proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def start_producer(namespace: str, bootstrap: str = KAFKA_BOOTSTRAP) -> Producer:
+    """A pod `producer` of the hub image, idle until Producer execs into it (labelled, so that
+    the tests that list what is left in the namespace can leave it out)."""
+    kubectl(
+        "-n", namespace, "run", "producer", "--image=iot-monitoring/hub:local",
+        "--image-pull-policy=Never", "--restart=Never", f"--labels={PRODUCER_LABEL}",
+        "--command", "--", "python", "-c", IDLE,
+    )  # fmt: skip
+    kubectl("-n", namespace, "wait", "--for=condition=Ready", "pod/producer", "--timeout=120s")
+    return Producer(namespace, "producer", bootstrap)
 
 
 @dataclass

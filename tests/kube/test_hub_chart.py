@@ -26,10 +26,8 @@ from tests.kube import cluster
 from tests.kube.cluster import (
     DATABASE_URL,
     DEPS_NS,
-    IDLE,
     KAFKA_BOOTSTRAP,
     KUBE,
-    PRODUCER_LABEL,
     REDIS_URL,
     Helm,
     PodWatch,
@@ -41,6 +39,7 @@ from tests.kube.cluster import (
     logs,
     ready,
     running_pods,
+    start_producer,
     wait_rolled,
     wait_stored,
 )
@@ -111,13 +110,7 @@ def hub(kube: str, kube_helm: Helm) -> Iterator[Hub]:
             f"--from-literal=HUB_REDIS_URL={REDIS_URL}",
             f"--from-literal=HUB_WEB_STORAGE_SECRET={uuid.uuid4().hex}{uuid.uuid4().hex}",
         )  # fmt: skip
-        kubectl(
-            "-n", namespace, "run", "producer", "--image=iot-monitoring/hub:local",
-            "--image-pull-policy=Never", "--restart=Never", f"--labels={PRODUCER_LABEL}",
-            "--command", "--", "python", "-c", IDLE,
-        )  # fmt: skip
-        kubectl("-n", namespace, "wait", "--for=condition=Ready", "pod/producer", "--timeout=120s")
-        producer = Producer(namespace, "producer")
+        producer = start_producer(namespace)
         try:
             run = uuid.uuid4().hex[:6]
             yield Hub(namespace, kube_helm, producer, Readings(f"k8s-{run}-"), f"iot-hub-{run}")
