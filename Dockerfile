@@ -50,6 +50,7 @@ FROM python-base AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY protocol/ protocol/
+COPY iot_common/ iot_common/
 COPY edge_gateway/ edge_gateway/
 COPY hub/ hub/
 COPY db/ db/

@@ -36,10 +36,10 @@ from redis.asyncio import Redis
 
 from bench.hub_ingest import REDIS_URL, create_database, drop_database
 from hub.settings import HubSettings
-from hub.storage.live import READINGS_CHANNEL
+from hub.storage.redis_keys import READINGS_CHANNEL
 from hub.web.audit import Actor
 from hub.web.auth import AuthStore
-from hub.web.metrics import parse as parse_metrics
+from iot_common.prometheus import parse as parse_metrics
 from protocol import topics
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, position_group_at_end

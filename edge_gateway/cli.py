@@ -12,12 +12,12 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, TextIO
 
-from edge_gateway import settings_cli
 from edge_gateway.broker import add_passwd_parser
-from edge_gateway.logs import configure_logging
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators.cli import add_parser as add_simulate_parser
 from edge_gateway.status_view import render_status, summary_line
+from iot_common import settings_cli
+from iot_common.logs import configure_logging
 
 if TYPE_CHECKING:
     from edge_gateway.mqtt_security import MqttSecurity

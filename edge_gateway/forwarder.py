@@ -25,11 +25,11 @@ from aiokafka.errors import (
     RecordListTooLargeError,
 )
 
-from edge_gateway.backoff import Backoff
 from edge_gateway.buffer import Buffer, StoredRecord
-from edge_gateway.kafka_diagnosis import KafkaFailure, classify, diagnose
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.stats import GatewayCounters
+from iot_common.backoff import Backoff
+from iot_common.kafka_diagnosis import KafkaFailure, classify, diagnose
 
 log = logging.getLogger("edge.forwarder")
 

@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edge_gateway.kafka_security import KafkaSecurityFields
-from edge_gateway.settings_cli import mask_url
+from iot_common.kafka_security import KafkaSecurityFields
+from iot_common.settings_cli import describe_settings, mask_url
 from protocol.topics import IDENTIFIER_PATTERN
 
 Compression = Literal["none", "gzip", "lz4", "zstd", "snappy"]
@@ -138,13 +138,4 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
 
     def describe(self) -> list[tuple[str, str]]:
         """Effective settings as (ENV_NAME, value) pairs with secrets masked."""
-        rows = []
-        for name, value in self.model_dump().items():
-            if isinstance(value, SecretStr) or (name.endswith("password") and value):
-                shown = "***"
-            elif name == "mqtt_url" and value:
-                shown = mask_url(value)
-            else:
-                shown = "" if value is None else str(value)
-            rows.append((f"EDGE_{name.upper()}", shown))
-        return rows
+        return describe_settings(self, "EDGE_")

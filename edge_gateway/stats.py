@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_gateway.buffer import BufferStats
+from iot_common.prometheus import Family, one, render
 from protocol.models import EdgeMetrics
 
 
@@ -31,7 +32,7 @@ class GatewayCounters:
     kafka_connected: bool = False
     mqtt_connected: bool = False
     kafka_last_error: str | None = None
-    # Why Kafka cannot be reached (edge_gateway.kafka_diagnosis), and which setting to look at.
+    # Why Kafka cannot be reached (iot_common.kafka_diagnosis), and which setting to look at.
     kafka_failure: str | None = None
     kafka_hint: str | None = None
     buffer_last_error: str | None = None
@@ -153,113 +154,117 @@ class GatewayStatus:
         )
 
 
-def _metric(lines: list[str], name: str, kind: str, help_text: str, value: float | int) -> None:
-    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
-
-
 def prometheus_text(status: GatewayStatus) -> str:
     """Prometheus text exposition format 0.0.4."""
     c, b = status.counters, status.buffer
-    lines: list[str] = []
-    _metric(lines, "edge_received_total", "counter", "MQTT messages received.", c.received_total)
-    _metric(lines, "edge_readings_total", "counter", "Valid readings buffered.", c.readings_total)
-    _metric(
-        lines,
-        "edge_forwarded_total",
-        "counter",
-        "Records acknowledged by Kafka.",
-        c.forwarded_total,
-    )
-    _metric(
-        lines,
-        "edge_dropped_total",
-        "counter",
-        "Oldest records dropped by a full buffer.",
-        b.dropped_total,
-    )
-    _metric(
-        lines,
-        "edge_dead_lettered_total",
-        "counter",
-        "Messages sent to the dead-letter topic.",
-        c.dead_lettered_total,
-    )
-    lines += [
-        "# HELP edge_dead_lettered_by_reason_total Dead letters by reason.",
-        "# TYPE edge_dead_lettered_by_reason_total counter",
+    by_reason = [((("reason", r),), n) for r, n in sorted(status.dead_lettered_by_reason.items())]
+    buffer_errors = [
+        ((("side", "bridge"),), c.buffer_errors_total),
+        ((("side", "forwarder"),), c.forward_buffer_errors_total),
     ]
-    lines += [
-        f'edge_dead_lettered_by_reason_total{{reason="{reason}"}} {count}'
-        for reason, count in sorted(status.dead_lettered_by_reason.items())
+    refused = [
+        ((("action", "connect"),), c.mqtt_connect_refused_total),
+        ((("action", "publish"),), c.mqtt_publish_refused_total),
+        ((("action", "subscribe"),), c.mqtt_subscribe_refused_total),
     ]
-    _metric(
-        lines,
-        "edge_kafka_rejected_total",
-        "counter",
-        "Records Kafka refused for good (dropped and logged).",
-        c.kafka_rejected_total,
+    return render(
+        [
+            Family(
+                "edge_received_total", "counter", "MQTT messages received.", one(c.received_total)
+            ),
+            Family(
+                "edge_readings_total", "counter", "Valid readings buffered.", one(c.readings_total)
+            ),
+            Family(
+                "edge_forwarded_total",
+                "counter",
+                "Records acknowledged by Kafka.",
+                one(c.forwarded_total),
+            ),
+            Family(
+                "edge_dropped_total",
+                "counter",
+                "Oldest records dropped by a full buffer.",
+                one(b.dropped_total),
+            ),
+            Family(
+                "edge_dead_lettered_total",
+                "counter",
+                "Messages sent to the dead-letter topic.",
+                one(c.dead_lettered_total),
+            ),
+            Family(
+                "edge_dead_lettered_by_reason_total",
+                "counter",
+                "Dead letters by reason.",
+                by_reason,
+            ),
+            Family(
+                "edge_kafka_rejected_total",
+                "counter",
+                "Records Kafka refused for good (dropped and logged).",
+                one(c.kafka_rejected_total),
+            ),
+            Family(
+                "edge_kafka_errors_total",
+                "counter",
+                "Failed forward attempts.",
+                one(c.kafka_errors_total),
+            ),
+            Family(
+                "edge_buffer_errors_total",
+                "counter",
+                "Buffer calls that failed, by the side that made them.",
+                buffer_errors,
+            ),
+            Family(
+                "edge_mqtt_refused_total",
+                "counter",
+                "Refused by the embedded broker: connections (credentials), publishes and "
+                "subscriptions (topic ACL).",
+                refused,
+            ),
+            Family(
+                "edge_seq_gaps_total",
+                "counter",
+                "Readings missing according to seq.",
+                one(status.seq_gaps_total),
+            ),
+            Family("edge_buffer_depth", "gauge", "Records in the buffer.", one(b.depth)),
+            Family("edge_buffer_bytes", "gauge", "Bytes in the buffer.", one(b.bytes)),
+            Family("edge_buffer_max_bytes", "gauge", "Buffer budget in bytes.", one(b.max_bytes)),
+            Family(
+                "edge_buffer_in_flight", "gauge", "Records sent, awaiting Kafka.", one(b.in_flight)
+            ),
+            Family(
+                "edge_buffer_oldest_age_seconds",
+                "gauge",
+                "Age of the oldest buffered record.",
+                one(round(status.oldest_age_s or 0.0, 3)),
+            ),
+            Family(
+                "edge_kafka_connected",
+                "gauge",
+                "1 if Kafka is reachable.",
+                one(int(status.kafka_connected)),
+            ),
+            Family(
+                "edge_mqtt_connected",
+                "gauge",
+                "1 if the bridge is subscribed.",
+                one(int(status.mqtt_connected)),
+            ),
+            Family(
+                "edge_failed_tasks",
+                "gauge",
+                "Background tasks that died (the gateway is unready while above 0).",
+                one(len(status.failed_tasks)),
+            ),
+            Family(
+                "edge_uptime_seconds",
+                "gauge",
+                "Seconds since start.",
+                one(round(status.uptime_s, 1)),
+            ),
+        ]
     )
-    _metric(
-        lines,
-        "edge_kafka_errors_total",
-        "counter",
-        "Failed forward attempts.",
-        c.kafka_errors_total,
-    )
-    lines += [
-        "# HELP edge_buffer_errors_total Buffer calls that failed, by the side that made them.",
-        "# TYPE edge_buffer_errors_total counter",
-        f'edge_buffer_errors_total{{side="bridge"}} {c.buffer_errors_total}',
-        f'edge_buffer_errors_total{{side="forwarder"}} {c.forward_buffer_errors_total}',
-    ]
-    lines += [
-        "# HELP edge_mqtt_refused_total Refused by the embedded broker: connections (credentials),"
-        " publishes and subscriptions (topic ACL).",
-        "# TYPE edge_mqtt_refused_total counter",
-        f'edge_mqtt_refused_total{{action="connect"}} {c.mqtt_connect_refused_total}',
-        f'edge_mqtt_refused_total{{action="publish"}} {c.mqtt_publish_refused_total}',
-        f'edge_mqtt_refused_total{{action="subscribe"}} {c.mqtt_subscribe_refused_total}',
-    ]
-    _metric(
-        lines,
-        "edge_seq_gaps_total",
-        "counter",
-        "Readings missing according to seq.",
-        status.seq_gaps_total,
-    )
-    _metric(lines, "edge_buffer_depth", "gauge", "Records in the buffer.", b.depth)
-    _metric(lines, "edge_buffer_bytes", "gauge", "Bytes in the buffer.", b.bytes)
-    _metric(lines, "edge_buffer_max_bytes", "gauge", "Buffer budget in bytes.", b.max_bytes)
-    _metric(lines, "edge_buffer_in_flight", "gauge", "Records sent, awaiting Kafka.", b.in_flight)
-    _metric(
-        lines,
-        "edge_buffer_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest buffered record.",
-        round(status.oldest_age_s or 0.0, 3),
-    )
-    _metric(
-        lines,
-        "edge_kafka_connected",
-        "gauge",
-        "1 if Kafka is reachable.",
-        int(status.kafka_connected),
-    )
-    _metric(
-        lines,
-        "edge_mqtt_connected",
-        "gauge",
-        "1 if the bridge is subscribed.",
-        int(status.mqtt_connected),
-    )
-    _metric(
-        lines,
-        "edge_failed_tasks",
-        "gauge",
-        "Background tasks that died (the gateway is unready while above 0).",
-        len(status.failed_tasks),
-    )
-    _metric(
-        lines, "edge_uptime_seconds", "gauge", "Seconds since start.", round(status.uptime_s, 1)
-    )
-    return "\n".join(lines) + "\n"

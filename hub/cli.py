@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from edge_gateway import settings_cli
-from edge_gateway.logs import RepeatLimitFilter, configure_logging
 from hub.settings import HubSettings
+from iot_common import settings_cli
+from iot_common.logs import RepeatLimitFilter, configure_logging
 
 log = logging.getLogger("hub")
 
@@ -158,8 +158,8 @@ def _wait_for_kafka(settings: HubSettings) -> None:
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaConnectionError
 
-    from edge_gateway.kafka_diagnosis import diagnose
     from hub.agents.retry import is_transient_kafka_error, retry_transient
+    from iot_common.kafka_diagnosis import diagnose
 
     async def bootstrap_once() -> None:
         security = settings.aiokafka_security()

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from edge_gateway.kafka_security import KafkaSecurityFields
-from edge_gateway.settings_cli import mask_url
+from iot_common.kafka_security import KafkaSecurityFields
+from iot_common.settings_cli import describe_settings
 
 # Not in the edge's contract: records the hub cannot decode go here with their reason.
 HUB_DLQ_TOPIC = "iot.hub.dlq"
@@ -65,12 +65,4 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
 
     def describe(self) -> list[tuple[str, str]]:
         """Effective settings as (ENV_NAME, value) pairs with secrets masked."""
-        rows = []
-        for name, value in self.model_dump().items():
-            shown = "" if value is None else str(value)
-            if isinstance(value, SecretStr):
-                shown = "***"
-            elif name.endswith("_url"):
-                shown = mask_url(shown)
-            rows.append((f"HUB_{name.upper()}", shown))
-        return rows
+        return describe_settings(self, "HUB_")

@@ -27,6 +27,12 @@ def bucket_start(ts_ms: int, width_ms: int = MINUTE_MS) -> int:
     return ts_ms - ts_ms % width_ms
 
 
+def bucket_ceil(ts_ms: int, width_ms: int = MINUTE_MS) -> int:
+    """Start of the first bucket at or after `ts_ms` (`ts_ms` itself on a boundary)."""
+    _check_width(width_ms)
+    return -(-ts_ms // width_ms) * width_ms
+
+
 def bucket_end(ts_ms: int, width_ms: int = MINUTE_MS) -> int:
     """Exclusive end of the bucket holding `ts_ms`."""
     return bucket_start(ts_ms, width_ms) + width_ms

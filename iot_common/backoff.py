@@ -1,4 +1,6 @@
-"""Exponential backoff with full jitter (pure: the caller passes the random source)."""
+"""Exponential backoff with "equal jitter": each delay is drawn from the upper half of its cap,
+so retries spread out but never come sooner than half the cap (pure: the caller may pass the
+random source)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from edge_gateway.kafka_security import certificate_expiry
+from iot_common.kafka_security import certificate_expiry
 
 AUTHENTICATION_FAILED: Final = "authentication_failed"
 MECHANISM_REFUSED: Final = "sasl_mechanism_refused"

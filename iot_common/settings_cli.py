@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 S = TypeVar("S")
 
@@ -36,6 +36,20 @@ def load_settings(factory: Callable[[], S], prefix: str) -> S:
                 message = err["msg"].removeprefix("Value error, ")
                 print(f"invalid settings: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def describe_settings(settings: BaseModel, prefix: str) -> list[tuple[str, str]]:
+    """Effective settings as (ENV_NAME, value) pairs, secrets masked: every SecretStr and
+    `*password` field as ***, and the password inside every `*_url` field."""
+    rows = []
+    for name, value in settings.model_dump().items():
+        shown = "" if value is None else str(value)
+        if isinstance(value, SecretStr) or (name.endswith("password") and value):
+            shown = "***"
+        elif name.endswith("_url"):
+            shown = mask_url(shown)
+        rows.append((f"{prefix}{name.upper()}", shown))
+    return rows
 
 
 def print_settings(

@@ -1,7 +1,7 @@
 """What each simulated device type reports: metric names, units and normal operating ranges.
 
-Pure data with no imports beyond the standard library, so the hub's default alert rules can use
-`NORMAL_RANGES` without pulling in the MQTT client.
+Pure data with no imports beyond the standard library. The hub keeps its own metadata of these
+types (hub/metadata/device_types.yaml; tests/unit/test_metadata.py checks that the two agree).
 
 A *normal range* bounds every value a healthy device produces in any operating state (idle,
 warming up, running flat out, night shift, weekend). The simulator never leaves it unless an

@@ -10,32 +10,23 @@ import signal
 import sys
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import unquote, urlsplit
 
-from edge_gateway.logs import configure_logging
 from edge_gateway.mqtt_tls import client_context
+from edge_gateway.settings import MqttEndpoint
 from edge_gateway.simulators.catalog import ALL_TYPES
 from edge_gateway.simulators.fleet import parse_types
 from edge_gateway.simulators.runner import SimulatorConfig, SimulatorStats, run_simulators
+from iot_common.logs import configure_logging
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 PROGRESS_INTERVAL_S = 5.0
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
-    """`mqtt[s]://user:pass@host:port` -> (host, port, username, password)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r} has no host")
-    try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    except ValueError as exc:
-        raise ValueError(f"MQTT URL {url!r}: {exc}") from None
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port, username, password
+    """`mqtt[s]://user:pass@host:port` -> (host, port, username, password), parsed as the
+    gateway parses EDGE_MQTT_URL (the same schemes, defaults and errors)."""
+    endpoint = MqttEndpoint(url)
+    return endpoint.host, endpoint.port, endpoint.username, endpoint.password
 
 
 def _types(text: str) -> tuple[str, ...]:
@@ -125,18 +116,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
-    host, port, username, password = parse_mqtt_url(args.mqtt_url)
+    endpoint = MqttEndpoint(args.mqtt_url)
     files = (args.cafile, args.certfile, args.keyfile)
     tls = None
-    if args.mqtt_url.startswith("mqtts://"):
+    if endpoint.tls:
         tls = client_context(*files, names=("--cafile", "--certfile", "--keyfile"))
     elif any(f is not None for f in files):
         raise ValueError("--cafile, --certfile and --keyfile need an mqtts:// --mqtt-url")
     return SimulatorConfig(
-        host=host,
-        port=port,
-        username=username,
-        password=password,
+        host=endpoint.host,
+        port=endpoint.port,
+        username=endpoint.username,
+        password=endpoint.password,
         tls_context=tls,
         site=args.site,
         types=tuple(args.types),

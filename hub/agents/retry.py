@@ -7,8 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from edge_gateway.backoff import Backoff
 from hub.storage.postgres import RECORD_ERRORS, TRANSIENT_ERRORS
+from iot_common.backoff import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from hub.agents.records import (
 )
 from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
 from hub.rules import AlertEngine
+from hub.storage.redis_values import GatewayHealth, Presence
 from protocol import DeviceStatus, EdgeMetrics
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,10 @@ class StatusLive(Protocol):
     """The Redis side (`hub.storage.live.LiveStore`): best effort, never raises for an outage."""
 
     async def set_device_state(
-        self, device_id: str, site: str, gateway_id: str, state: str, ts_ms: int
+        self, device_id: str, site: str, gateway_id: str, state: Presence, ts_ms: int
     ) -> bool: ...
 
-    async def set_gateway_state(self, gateway_id: str, state_json: str) -> bool: ...
+    async def set_gateway_state(self, health: GatewayHealth) -> bool: ...
 
 
 @dataclass
@@ -81,13 +81,6 @@ def newest_per_device(statuses: Sequence[DeviceStatus]) -> list[DeviceStatus]:
         if seen is None or status.ts >= seen[1].ts:
             newest[status.device_id] = (index, status)
     return [status for _, status in sorted(newest.values(), key=lambda pair: pair[0])]
-
-
-def gateway_state_json(metrics: EdgeMetrics, received_ts: int) -> str:
-    """What the dashboard reads from `iot:gateways`: the edge-metrics record as sent, plus when
-    the hub received it (its own clock, so the page can tell a silent gateway)."""
-    body = {**metrics.model_dump(mode="json"), "received_ts": received_ts}
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
 async def handle_statuses(
@@ -174,13 +167,11 @@ async def handle_edge_metrics(
 
     async def process(chunk: Sequence[tuple[bytes, EdgeMetrics]]) -> None:
         for _, m in chunk:
-            received = now_ms()
-            await live.set_gateway_state(m.gateway_id, gateway_state_json(m, received))
-            # Liveness on the hub's clock: a gateway clock running ahead must not extend its life.
-            heard = min(m.ts, received)
+            health = GatewayHealth.received(m, now_ms())
+            await live.set_gateway_state(health)
             await alerts.feed(
                 functools.partial(
-                    AlertEngine.observe_heartbeat, gateway_id=m.gateway_id, ts_ms=heard
+                    AlertEngine.observe_heartbeat, gateway_id=m.gateway_id, ts_ms=health.heard
                 )
             )
             counters.heartbeats_total += 1

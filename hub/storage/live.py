@@ -17,29 +17,12 @@ call catches them all, counts them, logs once per episode and returns `False`. T
 Either episode ends with `redis_recovered` at the first call that goes through. A pipeline is
 one call: if any of its commands is refused the call fails, although the others were applied.
 
-Keys and channels (the web app reads these):
-
-* `iot:latest:{device_id}` hash: one field per metric, the value as JSON (`61.2`, `true`), plus
-  `_ts` (epoch ms of the newest reading applied), `_site` and `_type`. The underscore keeps them
-  apart from metric names, which start with a letter (a metric may well be called `ts`).
-* `iot:last_seen` sorted set: member device_id, score the newest reading's `ts` (epoch ms); only
-  ever moves forward (`ZADD GT`), so a replayed Kafka range cannot move it back.
-* `iot:device_state` hash: field device_id, value JSON
-  `{"state": "online", "ts": ..., "site": ..., "gateway_id": ...}`.
-* `iot:gateways` hash: field gateway_id, value the gateway's latest `iot.edge-metrics` record
-  as JSON plus `received_ts` (epoch ms, the hub's clock). Every worker reads it each second:
-  it is how a worker learns of heartbeats that another worker of the group received.
-* `iot:live:readings` channel: one message per batch (at most `PUBLISH_CHUNK` readings), compact
-  JSON `{"v": 1, "readings": [{"site", "device_id", "type", "ts", "seq", "metrics"}, ...]}`.
-  Per batch rather than per reading: the dashboard appends points in batches anyway, and
-  thousands of PUBLISH calls per batch would cost more than the whole pipeline.
-* `iot:live:alerts` channel: alert lifecycle events as the caller serialised them.
+The keys and channels, and the one encoding of each value: `hub.storage.redis_keys`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -54,15 +37,28 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.typing import EncodableT, FieldT
 
+from hub.storage.live_messages import LiveReading, encode_readings_message
+from hub.storage.redis_keys import (
+    ALERTS_CHANNEL,
+    DEVICE_STATE_KEY,
+    GATEWAYS_KEY,
+    LAST_SEEN_KEY,
+    READINGS_CHANNEL,
+    latest_key,
+    text,
+)
+from hub.storage.redis_values import (
+    DevicePresence,
+    GatewayHealth,
+    Presence,
+    decode_gateway_health,
+    encode_device_presence,
+    encode_gateway_health,
+    encode_latest,
+)
 from protocol import NormalisedReading
 
-LATEST_KEY_PREFIX: Final = "iot:latest:"
-LAST_SEEN_KEY: Final = "iot:last_seen"
-DEVICE_STATE_KEY: Final = "iot:device_state"
-GATEWAYS_KEY: Final = "iot:gateways"
-READINGS_CHANNEL: Final = "iot:live:readings"
-ALERTS_CHANNEL: Final = "iot:live:alerts"
-PUBLISH_CHUNK: Final = 500
+PUBLISH_CHUNK: Final = 500  # readings per `iot:live:readings` message
 
 # Redis unreachable: an outage of every call. BusyLoadingError (Redis loading its dump after a
 # restart) and AuthenticationError are ConnectionError subclasses.
@@ -73,10 +69,6 @@ REDIS_ERRORS: Final = (redis_errors.RedisError, OSError)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def latest_key(device_id: str) -> str:
-    return f"{LATEST_KEY_PREFIX}{device_id}"
 
 
 @dataclass
@@ -110,10 +102,6 @@ class _Episode:
     wait_s: float
     next_probe: float
     code: str  # the reply code of a rejection; "" for an outage
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 class LiveStore:
@@ -188,7 +176,7 @@ class LiveStore:
         async def run() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for device_id, device in latest.items():
-                    pipe.hset(latest_key(device_id), mapping=device.fields)
+                    pipe.hset(latest_key(device_id), mapping=device.fields())
                 pipe.zadd(
                     LAST_SEEN_KEY,
                     {device_id: device.ts for device_id, device in latest.items()},
@@ -202,7 +190,7 @@ class LiveStore:
         if not readings:
             return True
         messages = [
-            _compact({"v": 1, "readings": [_live_reading(r) for r in chunk]})
+            encode_readings_message(LiveReading.of(r) for r in chunk)
             for chunk in _chunks(readings, PUBLISH_CHUNK)
         ]
 
@@ -221,21 +209,23 @@ class LiveStore:
         return await self._call("publish_alert", run)
 
     async def set_device_state(
-        self, device_id: str, site: str, gateway_id: str, state: str, ts_ms: int
+        self, device_id: str, site: str, gateway_id: str, state: Presence, ts_ms: int
     ) -> bool:
         """Presence as the status agent last applied it (same arguments as the database's)."""
-        value = _compact({"state": state, "ts": ts_ms, "site": site, "gateway_id": gateway_id})
+        presence = DevicePresence(state=state, ts=ts_ms, site=site, gateway_id=gateway_id)
+        value = encode_device_presence(presence)
 
         async def run() -> None:
             await self._redis.hset(DEVICE_STATE_KEY, device_id, value)
 
         return await self._call("set_device_state", run)
 
-    async def set_gateway_state(self, gateway_id: str, state_json: str) -> bool:
-        """A gateway's latest health record, as the status agent serialised it."""
+    async def set_gateway_state(self, health: GatewayHealth) -> bool:
+        """A gateway's latest health record."""
+        value = encode_gateway_health(health)
 
         async def run() -> None:
-            await self._redis.hset(GATEWAYS_KEY, gateway_id, state_json)
+            await self._redis.hset(GATEWAYS_KEY, health.gateway_id, value)
 
         return await self._call("set_gateway_state", run)
 
@@ -325,51 +315,39 @@ async def _execute(pipe: Pipeline) -> None:
 
 @dataclass
 class _DeviceLatest:
+    """One device's newest of a batch, merged reading by reading."""
+
     ts: int
-    fields: dict[FieldT, EncodableT]
+    site: str
+    type: str | None = None
+    metrics: dict[str, float | bool] = field(default_factory=dict)
+
+    def fields(self) -> dict[FieldT, EncodableT]:
+        # Copied into redis-py's own key type (a dict's key type is invariant).
+        encoded = encode_latest(self.metrics, ts=self.ts, site=self.site, type=self.type)
+        return {name: value for name, value in encoded.items()}
 
 
 def _merge_latest(readings: Iterable[NormalisedReading]) -> dict[str, _DeviceLatest]:
-    # The newest value of each metric wins; values are encoded once per device and metric,
-    # not once per reading (a batch holds many readings of each device).
-    newest: dict[str, dict[str, Any]] = {}
-    for reading in sorted(readings, key=lambda r: r.ts):
-        fields = newest.setdefault(reading.device_id, {})
-        fields.update(reading.metrics)
-        fields["_ts"] = reading.ts
-        fields["_site"] = reading.site
-        if reading.type is not None:
-            fields["_type"] = reading.type
+    # The newest value of each metric wins, and the newest known type; values are encoded once
+    # per device and metric, not once per reading (a batch holds many readings of each device).
     latest: dict[str, _DeviceLatest] = {}
-    for device_id, fields in newest.items():
-        encoded: dict[FieldT, EncodableT] = {
-            name: value if name.startswith("_") else _compact(value)
-            for name, value in fields.items()
-        }
-        latest[device_id] = _DeviceLatest(fields["_ts"], encoded)
+    for reading in sorted(readings, key=lambda r: r.ts):
+        device = latest.get(reading.device_id)
+        if device is None:
+            device = latest[reading.device_id] = _DeviceLatest(reading.ts, reading.site)
+        device.metrics.update(reading.metrics)
+        device.ts, device.site = reading.ts, reading.site
+        if reading.type is not None:
+            device.type = reading.type
     return latest
 
 
 def _parse_heartbeats(entries: dict[Any, Any]) -> Iterable[tuple[str, int]]:
     for gateway_id, raw in entries.items():
-        try:
-            body = json.loads(raw)
-            heard = min(int(body["ts"]), int(body["received_ts"]))
-        except (ValueError, TypeError, KeyError):
-            continue
-        name = gateway_id.decode() if isinstance(gateway_id, bytes) else str(gateway_id)
-        yield name, heard
-
-
-def _live_reading(reading: NormalisedReading) -> dict[str, Any]:
-    return {
-        "site": reading.site,
-        "device_id": reading.device_id,
-        "type": reading.type,
-        "ts": reading.ts,
-        "seq": reading.seq,
-        "metrics": reading.metrics,
-    }
+        health = decode_gateway_health(raw)
+        if health is not None:
+            yield text(gateway_id), health.heard
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

@@ -35,6 +35,7 @@ from hub.storage.model import (
     summarise_devices,
 )
 from hub.storage.partitions import DAY_MS, DayPartition, datetime_to_ms, ms_to_datetime
+from hub.windows import bucket_ceil
 from protocol import NormalisedReading
 
 __all__ = [
@@ -433,7 +434,7 @@ class Database:
                 return 0
             end = max(d.end_ms for d in days)
         else:
-            end = -(-until_ms // 60_000) * 60_000  # ceiling to the minute
+            end = bucket_ceil(until_ms)
         written = 0
         while start < end:
             window_end = min(end, start - start % DAY_MS + DAY_MS)

@@ -449,8 +449,8 @@ async def get_readings(
     tags=["gateways"],
     summary="Edge gateways and their latest health report",
 )
-async def list_gateways(principal: Viewer) -> list[dict[str, Any]]:
-    return [g.to_json() for g in await get_context().data.gateways()]
+async def list_gateways(principal: Viewer) -> list[GatewayOut]:
+    return [GatewayOut.model_validate(g) for g in await get_context().data.gateways()]
 
 
 # -- alerts -------------------------------------------------------------------------------------
@@ -506,7 +506,7 @@ AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]
 )
 async def acknowledge_alert(
     request: Request, principal: Operator, alert_id: AlertId, body: AckBody | None = None
-) -> dict[str, Any]:
+) -> AlertOut:
     comment = None if body is None else body.comment
     if comment is not None and "\x00" in comment:
         raise _invalid("body field 'comment' must not contain NUL characters")
@@ -519,7 +519,7 @@ async def acknowledge_alert(
     if row is None:
         raise _not_found(f"no alert {alert_id}")
     METRICS.alert_actions["ack"] += 1  # WebData logs the acknowledgement (alert, rule, by)
-    return row.to_json()
+    return AlertOut.model_validate(row)
 
 
 @router.post(
@@ -530,12 +530,12 @@ async def acknowledge_alert(
     tags=["alerts"],
     summary="Clear an alert by hand (operator or admin)",
 )
-async def clear_alert(request: Request, principal: Operator, alert_id: AlertId) -> dict[str, Any]:
+async def clear_alert(request: Request, principal: Operator, alert_id: AlertId) -> AlertOut:
     row = await get_context().data.clear(alert_id, principal, client=client_address(request))
     if row is None:
         raise _not_found(f"no alert {alert_id}")
     METRICS.alert_actions["clear"] += 1  # WebData logs the clearing
-    return row.to_json()
+    return AlertOut.model_validate(row)
 
 
 # -- audit log ----------------------------------------------------------------------------------

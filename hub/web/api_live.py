@@ -45,7 +45,7 @@ def encode_event(event: LiveEvent) -> str:
     if event.kind == "alert":
         body: dict[str, Any] = {"type": "alert", "alert": event.alert}
     else:
-        body = {"type": "readings", "readings": event.readings}
+        body = {"type": "readings", "readings": [r.to_json() for r in event.readings]}
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 

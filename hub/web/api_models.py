@@ -63,7 +63,11 @@ class SeriesOut(BaseModel):
     downsampled: bool = Field(description="points were dropped to fit max_points")
 
 
+# Built from `hub.web.model.GatewayView` by `model_validate` (no docstring: it would change the
+# OpenAPI document).
 class GatewayOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     gateway_id: str
     site: str
     state: Literal["online", "offline"]
@@ -78,7 +82,11 @@ class GatewayOut(BaseModel):
     kafka_connected: bool
 
 
+# The fields of `hub.storage.model.AlertRow`, whose `to_json` the alert list and the events
+# carry; a single alert is built from the row by `model_validate`.
 class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     device_id: str | None
     gateway_id: str | None

@@ -16,8 +16,6 @@ downsampled to at most `max_points` with every pixel column's min and max kept
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,11 +28,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from hub.agents.alerts import alert_event, encode_event
-from hub.storage.live import ALERTS_CHANNEL, GATEWAYS_KEY, REDIS_ERRORS, describe, latest_key
+from hub.storage.live import REDIS_ERRORS, describe
 from hub.storage.partitions import datetime_to_ms, ms_to_datetime
 
 # The adapter's own row mapping, so alerts read here can never drift from those it returns.
 from hub.storage.postgres import Database, alert_row
+from hub.storage.redis_keys import ALERTS_CHANNEL, GATEWAYS_KEY, latest_key, text
+from hub.storage.redis_values import LatestValues, decode_gateway_health, decode_latest
 from hub.web.audit import Actor, AuditEvent
 from hub.web.audit_store import AuditLog
 from hub.web.downsample import m4
@@ -49,6 +49,7 @@ from hub.web.model import (
     Series,
     can_acknowledge,
 )
+from hub.windows import MINUTE_MS, bucket_ceil
 
 __all__ = [
     "MAX_COMMENT_CHARS",
@@ -69,7 +70,6 @@ MAX_SERIES_POINTS: Final = 10_000
 MAX_COMMENT_CHARS: Final = 1000
 MAX_MARKERS: Final = 1000
 _PING_TIMEOUT_S: Final = 2.0
-_BUCKET_MS: Final = 60_000
 
 # Active alerts per device through the partial unique index on open alerts, whose leading
 # column is coalesce(device_id, '').
@@ -143,55 +143,13 @@ def redis_client(url: str, *, timeout_s: float = 2.0) -> Redis:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def parse_latest(
-    fields: dict[Any, Any],
-) -> tuple[dict[str, float | bool], int | None]:
-    """An `iot:latest:{id}` hash as (metric -> value, `_ts`); unreadable fields are skipped."""
-    latest: dict[str, float | bool] = {}
-    ts: int | None = None
-    for raw_name, raw_value in fields.items():
-        name, text = _text(raw_name), _text(raw_value)
-        if name == "_ts":
-            with contextlib.suppress(ValueError):
-                ts = int(text)
-            continue
-        if name.startswith("_"):
-            continue
-        try:
-            value = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(value, bool | int | float):
-            latest[name] = value if isinstance(value, bool) else float(value)
-    return latest, ts
-
-
-def parse_gateway(text: str, now_ms: int, offline_after_ms: float) -> GatewayView | None:
-    """One `iot:gateways` entry (EdgeMetrics JSON plus `received_ts`), or None if unreadable."""
-    try:
-        body = json.loads(text)
-        received_ts = int(body["received_ts"])
-        oldest = body.get("buffer_oldest_age_s")
-        return GatewayView(
-            gateway_id=str(body["gateway_id"]),
-            site=str(body["site"]),
-            state="online" if now_ms - received_ts <= offline_after_ms else "offline",
-            received_ts=received_ts,
-            buffer_depth=int(body["buffer_depth"]),
-            buffer_bytes=int(body["buffer_bytes"]),
-            buffer_max_bytes=int(body["buffer_max_bytes"]),
-            buffer_oldest_age_s=None if oldest is None else float(oldest),
-            forwarded_rate=float(body["forwarded_rate"]),
-            received_rate=float(body["received_rate"]),
-            dropped_total=int(body["dropped_total"]),
-            kafka_connected=bool(body["kafka_connected"]),
-        )
-    except (ValueError, TypeError, KeyError):
+def parse_gateway(raw: bytes | str, now_ms: int, offline_after_ms: float) -> GatewayView | None:
+    """One `iot:gateways` entry as the page shows it, or None if unreadable."""
+    health = decode_gateway_health(raw)
+    if health is None:
         return None
+    online = now_ms - health.received_ts <= offline_after_ms
+    return GatewayView.of(health, "online" if online else "offline")
 
 
 def rollup_points(rows: Sequence[Any]) -> tuple[list[int], list[float]]:
@@ -292,7 +250,7 @@ class WebData:
             _DEVICE_COLUMNS, "devices d", "d.device_id", where, f.limit, f.offset
         )
         latest = await self._latest([r["device_id"] for r in rows])
-        items = [_device_view(r, *latest.get(r["device_id"], ({}, None))) for r in rows]
+        items = [_device_view(r, latest.get(r["device_id"])) for r in rows]
         return Page(items=items, total=total, limit=f.limit, offset=f.offset)
 
     async def device(self, device_id: str) -> DeviceView | None:
@@ -300,7 +258,7 @@ class WebData:
         if row is None:
             return None
         latest = await self._latest([device_id])
-        return _device_view(row, *latest.get(device_id, ({}, None)))
+        return _device_view(row, latest.get(device_id))
 
     async def facets(self) -> tuple[list[str], list[str]]:
         """Distinct sites and types of the known devices, sorted."""
@@ -311,9 +269,7 @@ class WebData:
             )
         return [r[0] for r in sites], [r[0] for r in types]
 
-    async def _latest(
-        self, device_ids: Sequence[str]
-    ) -> dict[str, tuple[dict[str, float | bool], int | None]]:
+    async def _latest(self, device_ids: Sequence[str]) -> dict[str, LatestValues]:
         if not device_ids:
             return {}
         try:
@@ -324,7 +280,7 @@ class WebData:
         except REDIS_ERRORS as exc:
             _redis_degraded("latest", exc)
             return {}
-        return {d: parse_latest(fields) for d, fields in zip(device_ids, results, strict=True)}
+        return {d: decode_latest(fields) for d, fields in zip(device_ids, results, strict=True)}
 
     # -- gateways ------------------------------------------------------------------------------
 
@@ -338,9 +294,9 @@ class WebData:
         now = self._now_ms()
         views = []
         for key, value in entries.items():
-            view = parse_gateway(_text(value), now, self._gateway_offline_after_ms)
+            view = parse_gateway(value, now, self._gateway_offline_after_ms)
             if view is None:
-                log.warning("gateway_entry_unreadable", extra={"gateway_id": _text(key)})
+                log.warning("gateway_entry_unreadable", extra={"gateway_id": text(key)})
                 continue
             views.append(view)
         return sorted(views, key=lambda g: g.gateway_id)
@@ -390,14 +346,14 @@ class WebData:
         conn: asyncpg.Connection, device_id: str, metric: str, start: int, end: int
     ) -> tuple[list[int], list[float]]:
         # Whole minutes only: a bucket that starts before `start` would draw data from outside.
-        first_bucket = -(-start // _BUCKET_MS) * _BUCKET_MS
+        first_bucket = bucket_ceil(start)
         rows = await conn.fetch(
             _ROLLUPS, device_id, metric, ms_to_datetime(first_bucket), ms_to_datetime(end)
         )
         ts, values = rollup_points(rows)
         # The tail the aggregator has not rolled up yet, raw, bounded so that a metric without
         # rollups at all costs at most RAW_MAX_SPAN_MS of raw rows.
-        tail_start = ts[-1] + _BUCKET_MS if ts else start
+        tail_start = ts[-1] + MINUTE_MS if ts else start
         tail_start = max(tail_start, end - RAW_MAX_SPAN_MS)
         if tail_start < end:
             tail = await conn.fetch(
@@ -531,7 +487,7 @@ def _ms(value: Any) -> int | None:
     return None if value is None else datetime_to_ms(value)
 
 
-def _device_view(row: Any, latest: dict[str, float | bool], latest_ts: int | None) -> DeviceView:
+def _device_view(row: Any, latest: LatestValues | None) -> DeviceView:
     return DeviceView(
         device_id=row["device_id"],
         site=row["site"],
@@ -540,8 +496,8 @@ def _device_view(row: Any, latest: dict[str, float | bool], latest_ts: int | Non
         state=row["state"],
         last_seen=_ms(row["last_seen"]),
         metrics=tuple(sorted(row["metrics"])),
-        latest=latest,
-        latest_ts=latest_ts,
+        latest={} if latest is None else latest.metrics,
+        latest_ts=None if latest is None else latest.ts,
         active_alerts=row["active_alerts"],
         worst_severity=row["worst_severity"],
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,14 +26,10 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from edge_gateway.backoff import Backoff
-from hub.storage.live import (
-    ALERTS_CHANNEL,
-    READINGS_CHANNEL,
-    REDIS_ERRORS,
-    REDIS_UNAVAILABLE,
-    describe,
-)
+from hub.storage.live import REDIS_ERRORS, REDIS_UNAVAILABLE, describe
+from hub.storage.live_messages import LiveReading, decode_alert_message, decode_readings_message
+from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
+from iot_common.backoff import Backoff
 
 __all__ = ["FanoutStats", "LiveEvent", "LiveFanout", "Subscription", "parse_message"]
 
@@ -51,7 +46,7 @@ class LiveEvent:
     """One live message. Shared by every subscriber that gets it whole: read, never modify."""
 
     kind: Literal["readings", "alert"]
-    readings: list[dict[str, Any]]  # kind=readings: the items of the worker's message, parsed once
+    readings: list[LiveReading]  # kind=readings: the worker's message, decoded once
     alert: dict[str, Any] | None  # kind=alert: the alert event JSON ({"v", "event", **AlertRow})
 
 
@@ -67,19 +62,12 @@ class FanoutStats:
 
 def parse_message(channel: str, data: bytes | str) -> LiveEvent | None:
     """The event in one pub/sub message, or None for something we cannot read."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict):
-        return None
     if channel == READINGS_CHANNEL:
-        readings = body.get("readings")
-        if not isinstance(readings, list):
-            return None
-        return LiveEvent("readings", [r for r in readings if isinstance(r, dict)], None)
+        readings = decode_readings_message(data)
+        return None if readings is None else LiveEvent("readings", readings, None)
     if channel == ALERTS_CHANNEL:
-        return LiveEvent("alert", [], body)
+        alert = decode_alert_message(data)
+        return None if alert is None else LiveEvent("alert", [], alert)
     return None
 
 
@@ -242,7 +230,7 @@ class LiveFanout:
 
     def publish(self, event: LiveEvent) -> None:
         """Hand one event to every interested subscriber, never waiting."""
-        by_device: dict[str, list[dict[str, Any]]] | None = None
+        by_device: dict[str, list[LiveReading]] | None = None
         for sub in list(self._subscribers):
             if event.kind == "alert":
                 if not sub.alerts:
@@ -334,10 +322,8 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("live_fanout_crashed", exc_info=exc)
 
 
-def _group_by_device(readings: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
+def _group_by_device(readings: list[LiveReading]) -> dict[str, list[LiveReading]]:
+    grouped: dict[str, list[LiveReading]] = {}
     for r in readings:
-        device_id = r.get("device_id")
-        if isinstance(device_id, str):
-            grouped.setdefault(device_id, []).append(r)
+        grouped.setdefault(r.device_id, []).append(r)
     return grouped

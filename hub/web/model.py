@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, get_args
 
+from hub.storage.live_messages import LiveReading
 from hub.storage.model import AlertRow
+from hub.storage.redis_values import GatewayHealth
 
 __all__ = [
     "ALERT_STATUSES",
@@ -19,6 +21,7 @@ __all__ = [
     "DeviceFilter",
     "DeviceView",
     "GatewayView",
+    "LiveReading",
     "Page",
     "Principal",
     "Role",
@@ -107,36 +110,16 @@ class DeviceView:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayView:
-    gateway_id: str
-    site: str
-    state: Literal["online", "offline"]  # offline: received_ts older than gateway_offline_after_s
-    received_ts: int  # the hub's clock when the last heartbeat arrived
-    buffer_depth: int
-    buffer_bytes: int
-    buffer_max_bytes: int
-    buffer_oldest_age_s: float | None
-    forwarded_rate: float
-    received_rate: float
-    dropped_total: int
-    kafka_connected: bool
+class GatewayView(GatewayHealth):
+    """A gateway's latest health with its state as the hub judges it: offline once its last
+    heartbeat reached the hub more than `gateway_offline_after_s` ago. The API's `GatewayOut`
+    is built from it."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "gateway_id": self.gateway_id,
-            "site": self.site,
-            "state": self.state,
-            "received_ts": self.received_ts,
-            "buffer_depth": self.buffer_depth,
-            "buffer_bytes": self.buffer_bytes,
-            "buffer_max_bytes": self.buffer_max_bytes,
-            "buffer_oldest_age_s": self.buffer_oldest_age_s,
-            "forwarded_rate": self.forwarded_rate,
-            "received_rate": self.received_rate,
-            "dropped_total": self.dropped_total,
-            "kafka_connected": self.kafka_connected,
-        }
+    state: Literal["online", "offline"]
+
+    @classmethod
+    def of(cls, health: GatewayHealth, state: Literal["online", "offline"]) -> GatewayView:
+        return cls(**health.model_dump(), state=state)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ import pytest
 
 from edge_gateway.app import EdgeGateway
 from edge_gateway.buffer import Buffer, SqliteBuffer, StoredRecord
-from edge_gateway.logs import LogfmtFormatter
 from edge_gateway.settings import EdgeSettings
+from iot_common.logs import LogfmtFormatter
 from protocol import NormalisedReading, topics
 from tests.support.kafka import KafkaTail, Record
 from tests.support.mqtt import Publisher

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from hub.settings import HUB_DLQ_TOPIC
-from hub.storage.live import ALERTS_CHANNEL, DEVICE_STATE_KEY, GATEWAYS_KEY
 from hub.storage.partitions import DAY_MS, DayPartition
+from hub.storage.redis_keys import ALERTS_CHANNEL, DEVICE_STATE_KEY, GATEWAYS_KEY
 from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, encode, topics
 from tests.support.hub import HubWorkerProcess, position_group_at_end
 from tests.support.kafka import KafkaTail, Record, ensure_topics

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from edge_gateway.simulators.catalog import DEVICE_ID_PREFIX
 from hub.settings import HUB_DLQ_TOPIC
-from hub.storage.live import LAST_SEEN_KEY, latest_key
+from hub.storage.redis_keys import LAST_SEEN_KEY, latest_key
 from protocol import NormalisedReading, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import (

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from hub.storage.live import (
+from hub.storage.live import LiveStore
+from hub.storage.redis_keys import (
     ALERTS_CHANNEL,
     DEVICE_STATE_KEY,
     LAST_SEEN_KEY,
     READINGS_CHANNEL,
-    LiveStore,
     latest_key,
 )
 from protocol import NormalisedReading

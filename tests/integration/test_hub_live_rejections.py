@@ -21,11 +21,13 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.agents.ingest import IngestCounters, ingest_batch
-from hub.storage.live import DEVICE_STATE_KEY, GATEWAYS_KEY, LAST_SEEN_KEY, LiveStore, latest_key
+from hub.storage.live import LiveStore
 from hub.storage.postgres import Database
+from hub.storage.redis_keys import DEVICE_STATE_KEY, GATEWAYS_KEY, LAST_SEEN_KEY, latest_key
+from hub.storage.redis_values import GatewayHealth, encode_gateway_health
 from protocol import NormalisedReading, encode
 from tests.support.process import free_port
-from tests.support.readings import make_reading
+from tests.support.readings import make_edge_metrics, make_reading
 from tests.support.redis_server import RedisServer, acl_setuser, redis_server
 
 pytestmark = pytest.mark.integration
@@ -66,7 +68,8 @@ async def admin(server: RedisServer) -> AsyncIterator[Redis]:
     a test takes some away, and one gateway's heartbeat."""
     client = Redis.from_url(server.url(), decode_responses=True)
     await acl_setuser(client, USER, "on", f">{PASSWORD}", "~*", "&*", "+@all")
-    await client.hset(GATEWAYS_KEY, "gw-1", json.dumps({"ts": NOW, "received_ts": NOW + 5}))
+    health = GatewayHealth.received(make_edge_metrics("gw-1", NOW), NOW + 5)
+    await client.hset(GATEWAYS_KEY, "gw-1", encode_gateway_health(health))
     yield client
     await client.aclose()
 
@@ -99,7 +102,9 @@ async def attempt(store: LiveStore, op: str, n: int) -> bool:
     if op == "set_device_state":
         return await store.set_device_state("press-01", "site-1", "gw-1", "online", NOW + n)
     if op == "set_gateway_state":
-        return await store.set_gateway_state("gw-2", json.dumps({"ts": NOW, "received_ts": NOW}))
+        return await store.set_gateway_state(
+            GatewayHealth.received(make_edge_metrics("gw-2", NOW), NOW)
+        )
     assert op == "gateway_heartbeats"
     return ("gw-1", NOW) in await store.gateway_heartbeats()  # [] when refused
 

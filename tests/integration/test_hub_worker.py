@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.settings import HUB_DLQ_TOPIC
-from hub.storage.live import latest_key
+from hub.storage.redis_keys import latest_key
 from protocol import NormalisedReading, encode
 from tests.support.hub import (
     DB_BUG,

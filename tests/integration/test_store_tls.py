@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub.storage.live import latest_key
+from hub.storage.redis_keys import latest_key
 from protocol.codec import encode
 from tests.support.certs import CertAuthority
 from tests.support.hub import HubWorkerProcess, position_group_at_end, produce

@@ -29,12 +29,13 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.agents.alerts import alert_event, encode_event
-from hub.agents.status import gateway_state_json
 from hub.rules.model import AlertTransition
-from hub.storage.live import GATEWAYS_KEY, LAST_SEEN_KEY, LiveStore, latest_key
+from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow, Severity
 from hub.storage.postgres import Database
-from hub.web.metrics import parse as parse_metrics
+from hub.storage.redis_keys import GATEWAYS_KEY, LAST_SEEN_KEY, latest_key
+from hub.storage.redis_values import GatewayHealth
+from iot_common.prometheus import parse as parse_metrics
 from protocol import EdgeMetrics, NormalisedReading
 from tests.support.readings import make_reading
 from tests.support.waiting import async_wait_until, wait_until
@@ -461,7 +462,7 @@ async def test_gateways_as_the_status_agent_stores_them(
         forwarded_rate=9.5,
         kafka_connected=True,
     )
-    assert await live.set_gateway_state(gateway, gateway_state_json(metrics, received))
+    assert await live.set_gateway_state(GatewayHealth.received(metrics, received))
     try:
         resp = await client.get(f"{API}/gateways", headers=bearer(tokens.viewer))
         assert resp.status_code == 200

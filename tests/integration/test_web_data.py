@@ -20,9 +20,10 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.rules.model import AlertTransition
-from hub.storage.live import ALERTS_CHANNEL, GATEWAYS_KEY, LAST_SEEN_KEY, LiveStore, latest_key
+from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
+from hub.storage.redis_keys import ALERTS_CHANNEL, GATEWAYS_KEY, LAST_SEEN_KEY, latest_key
 from hub.web import data as web_data
 from hub.web.audit import Actor
 from hub.web.auth import AuthStore

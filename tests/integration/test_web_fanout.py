@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from hub.storage.live import ALERTS_CHANNEL, READINGS_CHANNEL
+from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
 from hub.web.fanout import LiveEvent, LiveFanout, Subscription
 from tests.support.process import free_port
 from tests.support.waiting import async_wait_until, wait_until
@@ -55,8 +55,8 @@ async def collect(sub: Subscription, count: int, timeout: float = 10) -> list[Li
     return got
 
 
-def seqs(events: list[LiveEvent]) -> list[int]:
-    return [int(r["seq"]) for e in events for r in e.readings]
+def seqs(events: list[LiveEvent]) -> list[int | None]:
+    return [r.seq for e in events for r in e.readings]
 
 
 @pytest.fixture

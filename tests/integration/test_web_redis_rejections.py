@@ -19,12 +19,14 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.rules.model import AlertTransition
-from hub.storage.live import GATEWAYS_KEY, READINGS_CHANNEL, LiveStore
+from hub.storage.live import LiveStore
 from hub.storage.postgres import Database
+from hub.storage.redis_keys import GATEWAYS_KEY, READINGS_CHANNEL
+from hub.storage.redis_values import GatewayHealth, encode_gateway_health
 from hub.web.data import WebData, connect_pool, redis_client
 from hub.web.fanout import LiveFanout
 from hub.web.model import DeviceFilter, Principal
-from tests.support.readings import make_reading
+from tests.support.readings import make_edge_metrics, make_reading
 from tests.support.redis_server import RedisServer, acl_setuser, redis_server
 from tests.support.waiting import async_wait_until
 
@@ -76,11 +78,12 @@ async def test_fanout_refused_the_channels_retries_and_subscribes_once_allowed(
 
         await acl_setuser(admin, USER, "allchannels")
         await fan.wait_subscribed(timeout=15)
-        message = {"v": 1, "readings": [{"device_id": "d", "seq": 1, "metrics": {"n": 1}}]}
+        reading = {"site": "s", "device_id": "d", "type": None, "ts": NOW, "seq": 1}
+        message = {"v": 1, "readings": [{**reading, "metrics": {"n": 1}}]}
         await admin.publish(READINGS_CHANNEL, json.dumps(message))
         async with asyncio.timeout(10):
             event = await anext(sub)
-        assert [r["seq"] for r in event.readings] == [1]
+        assert [r.seq for r in event.readings] == [1]
     finally:
         await fan.stop()
 
@@ -103,7 +106,8 @@ async def test_pages_go_without_what_redis_refuses(
     await database.write_readings(readings)
     async with LiveStore.from_url(server.url()) as live:
         assert await live.update_latest(readings)
-    await admin.hset(GATEWAYS_KEY, "gw-1", json.dumps({"ts": NOW, "received_ts": NOW}))
+    health = GatewayHealth.received(make_edge_metrics("gw-1", NOW), NOW)
+    await admin.hset(GATEWAYS_KEY, "gw-1", encode_gateway_health(health))
     alert = await database.apply_alert(
         AlertTransition(
             kind="raised",

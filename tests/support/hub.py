@@ -60,8 +60,8 @@ class RedisBackedDb:
         await self.redis.rpush(f"{self.prefix}:rows", *(f"{r.device_id}:{r.ts}" for r in readings))
         return len(readings)
 
-    # The rest of `hub.app.HubDatabase`: nothing to maintain, no alert or state kept. Alerts
-    # applied here return None, so the worker publishes no alert event.
+    # The rest of `hub.worker.runtime.HubDatabase`: nothing to maintain, no alert or state
+    # kept. Alerts applied here return None, so the worker publishes no alert event.
 
     async def migrate(self) -> list[str]:
         return []

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.agents.records import TsBound, decode_records, decode_timestamped
-from hub.agents.status import gateway_state_json
 from hub.storage.partitions import ms_to_datetime
+from hub.storage.redis_values import GatewayHealth, encode_gateway_health
 from protocol import DecodeError, DeviceStatus, EdgeMetrics, NormalisedReading, encode
 from protocol.codec import REASONS, decode_status, decode_telemetry, parse_topic
 from protocol.models import MAX_EPOCH_MS, MAX_METRIC_MAGNITUDE, METRIC_NAME_PATTERN
@@ -133,7 +133,8 @@ def test_a_heartbeat_the_hub_accepts_can_be_shown(fields: dict[str, object]) -> 
     good, _ = decode_records([dumps(base | fields)], EdgeMetrics)
     for _, metrics in good:
         assert IDENTIFIER.match(metrics.gateway_id)
-        gateway_state_json(metrics, NOW)  # allow_nan=False: raises on a non-finite number
+        # allow_nan=False: raises on a non-finite number
+        encode_gateway_health(GatewayHealth.received(metrics, NOW))
 
 
 @FUZZ

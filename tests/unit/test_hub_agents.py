@@ -18,13 +18,13 @@ from hub.agents.ingest import IngestCounters, ingest_batch
 from hub.agents.maintenance import maintain_partitions, prepare_schema
 from hub.agents.status import (
     StatusCounters,
-    gateway_state_json,
     handle_edge_metrics,
     handle_statuses,
     newest_per_device,
 )
 from hub.rules import AlertEngine, AlertTransition, OpenAlert, load_rules
 from hub.storage.model import AlertRow, AlertTransitionLike
+from hub.storage.redis_values import GatewayHealth, encode_gateway_health
 from protocol import DeviceStatus, NormalisedReading, encode
 from tests.support.readings import make_edge_metrics
 
@@ -335,8 +335,8 @@ class FakeLive:
         self.device_states.append((device_id, state))
         return True
 
-    async def set_gateway_state(self, gateway_id: str, state_json: str) -> bool:
-        self.gateways[gateway_id] = state_json
+    async def set_gateway_state(self, health: GatewayHealth) -> bool:
+        self.gateways[health.gateway_id] = encode_gateway_health(health)
         return True
 
 
@@ -389,7 +389,7 @@ edge_metrics = make_edge_metrics
 
 def test_gateway_state_is_the_record_plus_the_hub_receive_time() -> None:
     m = edge_metrics("gw1", T0)
-    assert json.loads(gateway_state_json(m, T0 + 5)) == {
+    assert json.loads(encode_gateway_health(GatewayHealth.received(m, T0 + 5))) == {
         **json.loads(m.model_dump_json()),
         "received_ts": T0 + 5,
     }

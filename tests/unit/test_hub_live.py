@@ -10,7 +10,10 @@ import pytest
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from hub.storage.live import ALERTS_CHANNEL, DEVICE_STATE_KEY, LiveStore
+from hub.storage.live import LiveStore
+from hub.storage.redis_keys import ALERTS_CHANNEL, DEVICE_STATE_KEY
+from hub.storage.redis_values import GatewayHealth, encode_gateway_health
+from tests.support.readings import make_edge_metrics
 
 
 class FakeRedis:
@@ -140,9 +143,13 @@ async def test_probes_back_off_up_to_a_cap(fake: FakeRedis, clock: Clock) -> Non
 def test_shared_heartbeats_take_the_earlier_clock_and_skip_bad_entries() -> None:
     from hub.storage.live import _parse_heartbeats
 
+    def stored(gateway_id: str, ts: int, received_ts: int) -> str:
+        health = GatewayHealth.received(make_edge_metrics(gateway_id, ts), received_ts)
+        return encode_gateway_health(health)
+
     entries = {
-        b"gw-1": b'{"ts": 1000, "received_ts": 1200}',
-        "gw-2": '{"ts": 5000, "received_ts": 4000}',  # gateway clock ahead: the hub's wins
+        b"gw-1": stored("gw-1", 1000, 1200).encode(),
+        "gw-2": stored("gw-2", 5000, 4000),  # gateway clock ahead: the hub's wins
         b"gw-bad": b"not json",
         b"gw-partial": b'{"ts": 1000}',
     }

@@ -11,7 +11,11 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from hub.storage.live import LiveStore, describe, reply_code
+from hub.storage.redis_values import GatewayHealth
+from tests.support.readings import make_edge_metrics
 from tests.unit.test_hub_live import Clock
+
+HEALTH = GatewayHealth.received(make_edge_metrics("gw-1", 1_764_268_800_000), 1_764_268_800_000)
 
 
 class FakeRedis:
@@ -45,17 +49,17 @@ async def test_an_outage_that_ends_in_a_refusal_is_two_episodes(
     store = LiveStore(cast(Redis, fake), probe_interval_s=1.0, clock=clock)
     with caplog.at_level(logging.INFO, logger="hub.storage.live"):
         fake.errors["hset"] = fake.errors["publish"] = redis_errors.ConnectionError("refused")
-        assert not await store.set_gateway_state("gw-1", "{}")
+        assert not await store.set_gateway_state(HEALTH)
         assert not await store.publish_alert("a")  # skipped: the outage holds back every op
         # Redis is back, out of memory: it answers (the outage is over) but refuses writes.
         fake.errors = {"hset": oom()}
         clock.now += 1
-        assert not await store.set_gateway_state("gw-1", "{}")
+        assert not await store.set_gateway_state(HEALTH)
         assert await store.publish_alert("b")  # a refused write holds back nothing else
-        assert not await store.set_gateway_state("gw-1", "{}")  # skipped until its probe
+        assert not await store.set_gateway_state(HEALTH)  # skipped until its probe
         fake.errors = {}
         clock.now += 1
-        assert await store.set_gateway_state("gw-1", "{}")
+        assert await store.set_gateway_state(HEALTH)
     logged = [(r.getMessage(), r.__dict__.get("code")) for r in caplog.records]
     assert logged == [
         ("redis_unavailable", None),

@@ -1,5 +1,5 @@
-"""Kafka TLS and SASL settings (edge_gateway/kafka_security.py) and the naming of connection
-failures (edge_gateway/kafka_diagnosis.py): every bad combination or file is refused as the
+"""Kafka TLS and SASL settings (iot_common/kafka_security.py) and the naming of connection
+failures (iot_common/kafka_diagnosis.py): every bad combination or file is refused as the
 settings load, with the setting named, and never falls back to plaintext."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from pydantic import ValidationError
 
-from edge_gateway import kafka_diagnosis as kd
 from edge_gateway.settings import EdgeSettings
 from hub.app import kafka_credentials
 from hub.settings import HubSettings
+from iot_common import kafka_diagnosis as kd
 from tests.support.certs import CertAuthority, Issued
 from tests.support.process import run_module
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from edge_gateway.logs import LogfmtFormatter, RepeatLimitFilter
+from iot_common.logs import LogfmtFormatter, RepeatLimitFilter
 
 
 def record(msg: str, name: str = "edge.test", **extra: object) -> logging.LogRecord:

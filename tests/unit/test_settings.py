@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from edge_gateway.settings import EdgeSettings
-from edge_gateway.settings_cli import mask_url
+from iot_common.settings_cli import mask_url
 
 
 def test_defaults_point_at_local_services(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +63,7 @@ def test_mask_url_leaves_passwordless_urls_alone() -> None:
 def test_a_bad_variable_is_named_and_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from edge_gateway.settings_cli import load_settings
+    from iot_common.settings_cli import load_settings
 
     monkeypatch.setenv("EDGE_MQTT_PORT", "70000")
     with pytest.raises(SystemExit) as info:

@@ -113,6 +113,10 @@ def test_unknown_types_error_lists_the_valid_ones(capsys: pytest.CaptureFixture[
         ("mqtt://user:secret@broker:1884", ("broker", 1884, "user", "secret")),
         ("mqtts://broker", ("broker", 8883, None, None)),
         ("mqtts://device:pw@broker:18883", ("broker", 18883, "device", "pw")),
+        # The gateway's aliases (EDGE_MQTT_URL): one parser for both.
+        ("tcp://broker", ("broker", 1883, None, None)),
+        ("ssl://broker", ("broker", 8883, None, None)),
+        ("mqtt://us%40er:p%3Ass@broker", ("broker", 1883, "us@er", "p:ss")),
     ],
 )
 def test_parse_mqtt_url(url: str, expected: tuple[str, int, str | None, str | None]) -> None:
@@ -122,7 +126,6 @@ def test_parse_mqtt_url(url: str, expected: tuple[str, int, str | None, str | No
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("tcp://broker", "must start with mqtt://"),
         ("http://broker", "must start with mqtt://"),
         ("mqtt://:1883", "no host"),
         ("mqtt://broker:99999", "out of range"),

@@ -4,10 +4,11 @@ import random
 
 import pytest
 
-from edge_gateway.backoff import Backoff
 from edge_gateway.buffer import BufferStats
 from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter, prometheus_text
-from edge_gateway.status_view import human_age, human_bytes, render_status, summary_line
+from edge_gateway.status_view import render_status, summary_line
+from iot_common.backoff import Backoff
+from iot_common.humanize import human_age, human_bytes
 
 
 def make_status(**counter_values: int) -> GatewayStatus:

@@ -70,8 +70,8 @@ def test_rollup_buckets_are_utc_minutes_and_deduplicated() -> None:
     ]
 
 
-def test_alert_row_to_json_is_json_ready_with_epoch_ms() -> None:
-    row = AlertRow(
+def cleared_alert() -> AlertRow:
+    return AlertRow(
         id=3,
         device_id="cnc-01",
         gateway_id=None,
@@ -91,6 +91,10 @@ def test_alert_row_to_json_is_json_ready_with_epoch_ms() -> None:
         cleared_by=None,
         occurrences=2,
     )
+
+
+def test_alert_row_to_json_is_json_ready_with_epoch_ms() -> None:
+    row = cleared_alert()
     data = row.to_json()
     assert json.loads(json.dumps(data)) == data
     assert data == {

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from hub.web.data import parse_gateway, parse_latest, rollup_points
+from hub.storage.redis_values import decode_latest
+from hub.web.data import parse_gateway, rollup_points
 
 GATEWAY: dict[str, Any] = {
     "v": 1,
@@ -26,6 +28,14 @@ GATEWAY: dict[str, Any] = {
     "kafka_connected": True,
     "received_ts": 100_000,
 }
+
+
+def parse_latest(
+    fields: Mapping[bytes, bytes] | Mapping[str, str],
+) -> tuple[dict[str, float | bool], int | None]:
+    """What a device's row takes from its latest-values hash."""
+    values = decode_latest(fields)
+    return values.metrics, values.ts
 
 
 def test_latest_hash_is_parsed_and_private_fields_skipped() -> None:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from hub.storage.live import ALERTS_CHANNEL, READINGS_CHANNEL
+from hub.storage.live_messages import LiveReading
+from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
 from hub.web.fanout import LiveEvent, LiveFanout, parse_message
 
 
@@ -22,7 +23,7 @@ async def fanout() -> AsyncIterator[LiveFanout]:
 
 
 def readings(*device_ids: str) -> LiveEvent:
-    items = [{"device_id": d, "ts": i} for i, d in enumerate(device_ids)]
+    items = [LiveReading("s", d, None, i, None, {}) for i, d in enumerate(device_ids)]
     return LiveEvent("readings", items, None)
 
 
@@ -40,7 +41,7 @@ async def test_each_subscriber_gets_what_it_asked_for(fanout: LiveFanout) -> Non
     assert everything.get_nowait() == ALERT
     got = only_a.get_nowait()
     assert got is not None
-    assert [r["device_id"] for r in got.readings] == ["a", "a"]
+    assert [r.device_id for r in got.readings] == ["a", "a"]
     assert only_a.get_nowait() is None  # no alert: it asked for none
     assert alerts_only.get_nowait() == ALERT
     assert alerts_only.get_nowait() is None
@@ -55,7 +56,7 @@ async def test_a_full_queue_drops_that_subscriber_only(fanout: LiveFanout) -> No
         fanout.publish(readings(f"d{i}"))
         event = fast.get_nowait()
         assert event is not None
-        received.append(event.readings[0]["device_id"])
+        received.append(event.readings[0].device_id)
 
     assert received == [f"d{i}" for i in range(10)]
     assert slow.dropped
@@ -88,9 +89,10 @@ async def test_context_manager_unsubscribes(fanout: LiveFanout) -> None:
 
 
 def test_parse_message() -> None:
-    body = {"v": 1, "readings": [{"device_id": "a", "metrics": {"t": 1}}, "junk"]}
+    reading = {"site": "s", "device_id": "a", "type": None, "ts": 5, "seq": None}
+    body = {"v": 1, "readings": [{**reading, "metrics": {"t": 1}}, "junk"]}
     event = parse_message(READINGS_CHANNEL, json.dumps(body).encode())
-    assert event == LiveEvent("readings", [{"device_id": "a", "metrics": {"t": 1}}], None)
+    assert event == LiveEvent("readings", [LiveReading("s", "a", None, 5, None, {"t": 1})], None)
     alert = {"v": 1, "event": "acknowledged", "id": 4}
     assert parse_message(ALERTS_CHANNEL, json.dumps(alert)) == LiveEvent("alert", [], alert)
     assert parse_message(READINGS_CHANNEL, b"not json") is None

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import pytest
 from redis import exceptions as redis_errors
 
-from hub.web.pages.format import format_wait
 from hub.web.throttle import (
     EMPTY,
     ThrottlePolicy,
@@ -29,6 +28,7 @@ from hub.web.throttle_store import (
     ThrottleStore,
     Transaction,
 )
+from hub.web.views.numbers import format_wait
 
 POLICY = ThrottlePolicy(free_failures=3, base_wait_s=1.0, max_wait_s=60.0, forget_after_s=600.0)
 

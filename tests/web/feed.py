@@ -14,11 +14,11 @@ from redis.asyncio import Redis
 
 from edge_gateway.simulators import FleetSpec, build_fleet
 from hub.agents.alerts import alert_event, encode_event
-from hub.agents.status import gateway_state_json
 from hub.rules.model import AlertTransition
 from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
+from hub.storage.redis_values import GatewayHealth
 from hub.web.audit import Actor
 from hub.web.auth import AuthStore
 from hub.web.model import Role
@@ -117,8 +117,7 @@ class HubFeed:
             kafka_connected=kafka_connected,
         )
         await self.live.set_gateway_state(
-            gateway_id,
-            gateway_state_json(metrics, now_ms() if received_ts is None else received_ts),
+            GatewayHealth.received(metrics, now_ms() if received_ts is None else received_ts)
         )
 
 

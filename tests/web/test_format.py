@@ -8,28 +8,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge_gateway.status_view import human_bytes
 from hub.web.model import Page, Series
 from hub.web.pages.charts import marker_text, metric_figure
-from hub.web.pages.format import (
-    DAY_MS,
-    SparkBuffer,
-    csv_export,
-    format_age,
-    format_page,
-    format_value,
-    is_flag,
-    parse_local,
-    plot_x,
-    plot_xs,
-    safe_filename,
-    spark_metric,
-    spark_points,
-    time_range,
-    unit_of,
-    zone,
-)
 from hub.web.pages.session import safe_redirect
+from hub.web.views.export import csv_export, safe_filename
+from hub.web.views.numbers import format_age, format_page, format_value, is_flag, unit_of
+from hub.web.views.spark import SparkBuffer, spark_metric, spark_points
+from hub.web.views.times import DAY_MS, parse_local, plot_x, plot_xs, time_range, zone
+from iot_common.humanize import human_bytes
 
 T0 = 1_764_268_800_000  # 2025-11-27T18:40:00Z
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -183,7 +169,7 @@ def test_redirects_stay_on_this_site(target: str | None, expected: str) -> None:
 
 
 def test_latest_values_follow_the_catalogue() -> None:
-    from hub.web.pages.format import metric_value
+    from hub.web.views.numbers import metric_value
 
     assert metric_value("cnc_spindle", "spindle_temp_c", 61.25) == "61.2 °C"
     assert metric_value("cnc_spindle", "spindle_speed_rpm", 10389.4) == "10,389 rpm"

@@ -31,9 +31,10 @@ from hub.web.model import (
     can_acknowledge,
 )
 from hub.web.pages import session
-from hub.web.pages.format import format_age, format_number, format_time
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.pages.overview import device_href, now_ms
+from hub.web.views.numbers import format_age, format_number
+from hub.web.views.times import format_time
 
 __all__ = ["AlertsPage", "register"]
 

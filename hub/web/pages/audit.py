@@ -16,8 +16,8 @@ from hub.web.audit import ACTIONS, AuditEntry, AuditFilter, Outcome
 from hub.web.context import get_context
 from hub.web.model import can_administer
 from hub.web.pages import session
-from hub.web.pages.format import format_time
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
+from hub.web.views.times import format_time
 
 __all__ = ["register", "row_of"]
 

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 
 from hub.web.model import AlertRow, Series
-from hub.web.pages.format import format_value, plot_x, plot_xs
+from hub.web.views.numbers import format_value
+from hub.web.views.times import plot_x, plot_xs
 
 __all__ = ["MARKER_Y", "MetricChart", "marker_text", "metric_figure"]
 

@@ -20,26 +20,22 @@ from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from hub.web.context import get_context
-from hub.web.model import DeviceView, Series
+from hub.web.model import DeviceView, LiveReading, Series
 from hub.web.pages import session
 from hub.web.pages.charts import MetricChart
-from hub.web.pages.format import (
+from hub.web.pages.layout import PageFrame, page_frame
+from hub.web.pages.overview import device_href, now_ms
+from hub.web.views.export import csv_export, safe_filename
+from hub.web.views.numbers import format_age, is_flag, metric_value, unit_of
+from hub.web.views.times import (
     CUSTOM,
     LIVE,
     RANGE_CHOICES,
     TimeRange,
-    csv_export,
-    format_age,
     format_time,
     input_value,
-    is_flag,
-    metric_value,
-    safe_filename,
     time_range,
-    unit_of,
 )
-from hub.web.pages.layout import PageFrame, page_frame
-from hub.web.pages.overview import device_href, now_ms
 
 __all__ = ["DevicePage", "register"]
 
@@ -96,7 +92,7 @@ class DevicePage:
         self.loads = 0  # completed range loads (tests wait on it)
         self._generation = 0
         self._loading = False
-        self._backlog: list[dict[str, Any]] = []  # live readings that arrived during a load
+        self._backlog: list[LiveReading] = []  # live readings that arrived during a load
         self._header_at = time.monotonic()
 
     # -- building ------------------------------------------------------------------------------
@@ -280,20 +276,18 @@ class DevicePage:
 
     # -- live --------------------------------------------------------------------------------------
 
-    def _on_readings(self, readings: list[dict[str, Any]]) -> None:
-        mine = [r for r in readings if r.get("device_id") == self.device_id]
+    def _on_readings(self, readings: list[LiveReading]) -> None:
+        mine = [r for r in readings if r.device_id == self.device_id]
         if not mine:
             return
         newest: dict[str, float | bool] = {}
         for reading in mine:
-            ts = reading.get("ts")
-            if not isinstance(ts, int):
-                continue
+            ts = reading.ts
             if self.last_seen is None or ts > self.last_seen:
                 self.last_seen = ts
             if self.latest_ts is None or ts >= self.latest_ts:
                 self.latest_ts = ts
-                newest.update(reading.get("metrics") or {})
+                newest.update(reading.metrics)
         self._set_values(newest)
         if newest:
             self.state_badge.text = "online"
@@ -303,15 +297,11 @@ class DevicePage:
         elif self.range is not None and self.range.live:
             self._append_live(mine)
 
-    def _append_live(self, readings: list[dict[str, Any]]) -> None:
+    def _append_live(self, readings: list[LiveReading]) -> None:
         per_metric: dict[str, list[tuple[int, float]]] = {}
         for reading in readings:
-            ts, metrics = reading.get("ts"), reading.get("metrics")
-            if not isinstance(ts, int) or not isinstance(metrics, dict):
-                continue
-            for metric, value in metrics.items():
-                if isinstance(value, int | float):
-                    per_metric.setdefault(metric, []).append((ts, float(value)))
+            for metric, value in reading.metrics.items():
+                per_metric.setdefault(metric, []).append((reading.ts, float(value)))
         for metric, points in per_metric.items():
             chart = self.charts.get(metric)
             if chart is not None:
@@ -353,11 +343,11 @@ class DevicePage:
             self.latest_ts = d.latest_ts or self.latest_ts
             self._set_values(d.latest)
 
-    def _set_values(self, values: dict[str, Any]) -> None:
+    def _set_values(self, values: dict[str, float | bool]) -> None:
         kind = self.device.type
         for metric, value in values.items():
             label = self.value_labels.get(metric)
-            if label is not None and isinstance(value, int | float):
+            if label is not None:
                 label.text = metric_value(kind, metric, value)
 
     # -- export ------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ from hub.storage.postgres import TRANSIENT_ERRORS
 from hub.web.context import get_context, has_context
 from hub.web.model import AlertFilter, Page, Principal, can_acknowledge, can_administer
 from hub.web.pages import session
-from hub.web.pages.format import format_page, zone
 from hub.web.pages.live import LivePump
+from hub.web.views.numbers import format_page
+from hub.web.views.times import zone
 
 __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame", "show_list_page"]
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from nicegui import ui
 
 from hub.web.context import get_context
+from hub.web.model import LiveReading
 
 __all__ = ["AlertHandler", "LivePump", "ReadingHandler"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-ReadingHandler = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
+ReadingHandler = Callable[[list[LiveReading]], Awaitable[None] | None]
 AlertHandler = Callable[[list[dict[str, Any]]], Awaitable[None] | None]
 
 INTERVAL_S: Final = 0.25
@@ -51,8 +53,8 @@ class LivePump:
         self.timer = ui.timer(interval_s, self._drain)
 
     def on_readings(self, handler: ReadingHandler) -> None:
-        """``handler(readings)``: the live readings items (`site`, `device_id`, `type`, `ts`,
-        `seq`, `metrics`) that arrived since the last tick, oldest message first."""
+        """``handler(readings)``: the live readings that arrived since the last tick, oldest
+        message first."""
         self._reading_handlers.append(handler)
 
     def on_alerts(self, handler: AlertHandler) -> None:
@@ -76,7 +78,7 @@ class LivePump:
     async def _drain(self) -> None:
         if self._closed:
             return
-        readings: list[dict[str, Any]] = []
+        readings: list[LiveReading] = []
         alerts: list[dict[str, Any]] = []
         for _ in range(MAX_EVENTS_PER_TICK):
             event = self._subscription.get_nowait()
@@ -103,9 +105,7 @@ class LivePump:
                 await result
 
 
-async def _call(
-    handler: Callable[[list[dict[str, Any]]], Any], items: list[dict[str, Any]]
-) -> None:
+async def _call(handler: Callable[[list[T]], Any], items: list[T]) -> None:
     result = handler(items)
     if inspect.isawaitable(result):
         await result

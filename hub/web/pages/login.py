@@ -14,7 +14,8 @@ from nicegui import ui
 
 from hub.web.context import get_context
 from hub.web.pages import session
-from hub.web.pages.format import format_wait, zone
+from hub.web.views.numbers import format_wait
+from hub.web.views.times import zone
 
 __all__ = ["register"]
 

@@ -19,7 +19,6 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from edge_gateway.status_view import human_bytes
 from hub.web.context import get_context
 from hub.web.model import (
     DEVICE_STATES,
@@ -27,21 +26,20 @@ from hub.web.model import (
     DeviceFilter,
     DeviceView,
     GatewayView,
+    LiveReading,
     Page,
 )
 from hub.web.pages import session
-from hub.web.pages.format import (
+from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
+from hub.web.views.numbers import format_age, format_duration, format_rate, metric_value
+from hub.web.views.spark import (
     SPARK_HEIGHT,
     SPARK_WIDTH,
     SPARK_WINDOW_MS,
     SparkBuffer,
-    format_age,
-    format_duration,
-    format_rate,
-    metric_value,
     spark_metric,
 )
-from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
+from iot_common.humanize import human_bytes
 
 __all__ = ["DeviceRow", "OverviewView", "device_href", "register"]
 
@@ -185,24 +183,21 @@ class DeviceRow:
         self.alerts_badge.set_visibility(device.active_alerts > 0)
         self.tick(now_ms())
 
-    def apply_readings(self, readings: list[dict[str, Any]]) -> bool:
+    def apply_readings(self, readings: list[LiveReading]) -> bool:
         """Newest values of the readings (oldest first); False if one has a metric this row does
         not show yet (the list should be re-read)."""
         complete = True
         newest: dict[str, float | bool] = {}
         for reading in readings:
-            ts = reading.get("ts")
-            metrics = reading.get("metrics")
-            if not isinstance(ts, int) or not isinstance(metrics, dict):
-                continue
+            ts = reading.ts
             if self.last_seen is None or ts > self.last_seen:
                 self.last_seen = ts
             if self.latest_ts is None or ts >= self.latest_ts:
                 self.latest_ts = ts
-                newest.update(metrics)
+                newest.update(reading.metrics)
             if self._spark_metric is not None:
-                value = metrics.get(self._spark_metric)
-                if isinstance(value, int | float):
+                value = reading.metrics.get(self._spark_metric)
+                if value is not None:
                     self._spark.add(ts, float(value))
                     self._spark_dirty = True
         if newest:
@@ -236,9 +231,8 @@ class DeviceRow:
         kind = self.device.type
         for metric, value in values.items():
             label = self.value_labels.get(metric)
-            if label is None or not isinstance(value, int | float):
-                continue
-            label.text = metric_value(kind, metric, value)
+            if label is not None:
+                label.text = metric_value(kind, metric, value)
 
 
 class GatewayCard:
@@ -494,12 +488,10 @@ class OverviewView:
             self.filter = DeviceFilter(f.site, f.type, f.state, f.search, PAGE_SIZE, offset)
             await self.refresh(rebuild=True)
 
-    def _on_readings(self, readings: list[dict[str, Any]]) -> None:
-        by_device: dict[str, list[dict[str, Any]]] = {}
+    def _on_readings(self, readings: list[LiveReading]) -> None:
+        by_device: dict[str, list[LiveReading]] = {}
         for reading in readings:
-            device_id = reading.get("device_id")
-            if isinstance(device_id, str):
-                by_device.setdefault(device_id, []).append(reading)
+            by_device.setdefault(reading.device_id, []).append(reading)
         for device_id, items in by_device.items():
             row = self.rows.get(device_id)
             if row is None:
@@ -508,15 +500,14 @@ class OverviewView:
             elif not row.apply_readings(items):
                 self._want_refresh()
 
-    def _matches(self, reading: dict[str, Any]) -> bool:
+    def _matches(self, reading: LiveReading) -> bool:
         """Could this unlisted device belong on the page? (The database decides for sure.)"""
         f = self.filter
-        device_id = str(reading.get("device_id", ""))
-        if f.site is not None and reading.get("site") != f.site:
+        if f.site is not None and reading.site != f.site:
             return False
-        if f.type is not None and reading.get("type") != f.type:
+        if f.type is not None and reading.type != f.type:
             return False
-        if f.search is not None and f.search.lower() not in device_id.lower():
+        if f.search is not None and f.search.lower() not in reading.device_id.lower():
             return False
         return f.state in (None, "online")
 

@@ -1,0 +1,203 @@
+"""What one worker process holds: the database, Redis, the alert pipeline and the rollup
+scheduler (`Shared`), opened once by `WorkerRuntime` before any agent consumes, with the start-up
+work (migrations, partitions, restored alerts, rebuilt rollups), and closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import faust
+
+from hub.agents.aggregate import (
+    RollupCounters,
+    RollupScheduler,
+    RollupStore,
+    rebuild_isolated,
+    startup_rebuild_since_ms,
+)
+from hub.agents.alerts import AlertPipeline, AlertStore
+from hub.agents.ingest import ReadingWriter
+from hub.agents.maintenance import SchemaStore, prepare_schema
+from hub.agents.records import TsBound, wall_clock_ms
+from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
+from hub.agents.status import DeviceStateWriter
+from hub.ownership import Ownership
+from hub.rules import AlertEngine, RuleSet
+from hub.settings import HUB_DLQ_TOPIC, HubSettings
+from hub.storage.live import LiveStore
+from protocol import topics
+
+log = logging.getLogger("hub.app")
+
+
+class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, RollupStore, SchemaStore, Protocol):
+    """Everything the worker needs from PostgreSQL (`hub.storage.postgres.Database`)."""
+
+    async def ping(self) -> None: ...
+
+
+DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[HubDatabase]]
+
+
+@asynccontextmanager
+async def open_postgres(settings: HubSettings) -> AsyncIterator[HubDatabase]:
+    from hub.storage.postgres import Database  # asyncpg only where a worker runs
+
+    db = await Database.connect(settings.database_url)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+class FaustDeadLetters:
+    """`DeadLetterSink` over the app's own producer (acks=all): returns once Kafka has it."""
+
+    def __init__(self, app: faust.App, topic: str = HUB_DLQ_TOPIC) -> None:
+        self._app = app
+        self._topic = topic
+
+    async def send(self, value: bytes, *, error: str) -> None:
+        await self._app.producer.send_and_wait(
+            self._topic, None, value, None, None, [("error", error.encode())]
+        )
+
+
+class FaustAlertEvents:
+    """`EventProducer` for `iot.alerts` over the app's own producer (acks=all)."""
+
+    def __init__(self, app: faust.App, topic: str = topics.ALERTS) -> None:
+        self._app = app
+        self._topic = topic
+
+    async def send(self, key: bytes | None, value: bytes) -> None:
+        await self._app.producer.send_and_wait(self._topic, key, value, None, None, None)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the agents and timers of one worker use, ready for use."""
+
+    db: HubDatabase
+    live: LiveStore
+    alerts: AlertPipeline
+    rollups: RollupScheduler
+    rollup_counters: RollupCounters
+    dead_letters: FaustDeadLetters
+
+
+class WorkerRuntime:
+    """Opens the shared resources once (whichever agent asks first) and closes them at shutdown.
+
+    Start-up work runs here, before `ready` returns to any agent, so nothing is consumed before
+    the schema is migrated, the open alerts are restored and the recent rollups are rebuilt.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: HubSettings,
+        rules: RuleSet,
+        open_database: DatabaseOpener,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._app = app
+        self._settings = settings
+        self._rules = rules
+        self._open_database = open_database
+        self.clock_ms = clock_ms
+        self.bound = TsBound(max_future_ms=settings.max_ts_future_s * 1000, clock_ms=clock_ms)
+        # Timers whose last run failed (name -> error): the worker is not ready meanwhile.
+        self.failing_timers: dict[str, str] = {}
+        self.timer_failures_total = 0
+        self._lock = asyncio.Lock()
+        self._resources = AsyncExitStack()
+        self._shared: Shared | None = None
+        self.closing = False
+        # The latest partition assignment, until a tick hands it to the alert engine.
+        self._pending_ownership: Ownership | None = None
+
+    def hand_over_ownership(self, ownership: Ownership) -> None:
+        """A new partition assignment (a rebalance), for the next alerts tick."""
+        self._pending_ownership = ownership
+
+    def take_ownership(self) -> Ownership | None:
+        """The assignment handed over since the last call, if any."""
+        ownership, self._pending_ownership = self._pending_ownership, None
+        return ownership
+
+    @property
+    def current(self) -> Shared | None:
+        """The resources once open, None before start-up finished and once closing."""
+        return None if self.closing else self._shared
+
+    async def ready(self) -> Shared:
+        async with self._lock:
+            if self._shared is None:
+                self._shared = await self._open()
+            return self._shared
+
+    async def _open(self) -> Shared:
+        settings = self._settings
+        resources = self._resources
+        # PostgreSQL may be away when the worker starts: wait for it like for a write.
+        db = await retry_transient(
+            lambda: resources.enter_async_context(self._open_database(settings)),
+            what="db_connect",
+            is_transient=is_transient_db_error,
+        )
+        live = await resources.enter_async_context(LiveStore.from_url(settings.redis_url))
+        await prepare_schema(db, now_ms=self.clock_ms(), ahead_days=settings.partitions_ahead_days)
+        for name in (HUB_DLQ_TOPIC, topics.ALERTS):
+            await self._app.topic(name, internal=True).maybe_declare()
+        engine = AlertEngine(
+            self._rules,
+            device_offline_after_s=settings.device_offline_after_s,
+            gateway_offline_after_s=settings.gateway_offline_after_s,
+        )
+        alerts = AlertPipeline(engine, store=db, channel=live, producer=FaustAlertEvents(self._app))
+        restored = await alerts.restore(self.clock_ms())
+        grace_ms = round(settings.rollup_grace_s * 1000)
+        now = self.clock_ms()
+        since = startup_rebuild_since_ms(now, grace_ms)
+        # Up to the newest ts ingest accepts; a minute that cannot be computed is skipped, so a
+        # poisoned minute cannot turn every restart into another crash.
+        rollup_counters = RollupCounters()
+        rebuilt = await retry_transient(
+            lambda: rebuild_isolated(
+                db,
+                since,
+                now + self.bound.max_future_ms,
+                rollup_counters,
+                is_poison=is_record_error,
+            ),
+            what="startup_rollup_rebuild",
+            is_transient=is_transient_db_error,
+        )
+        log.info(
+            "worker_ready",
+            extra={
+                "alerts_restored": restored,
+                "rollups_rebuilt": rebuilt,
+                "rollups_skipped": rollup_counters.skipped_total,
+                "since_ms": since,
+            },
+        )
+        return Shared(
+            db=db,
+            live=live,
+            alerts=alerts,
+            rollups=RollupScheduler(grace_ms=grace_ms),
+            rollup_counters=rollup_counters,
+            dead_letters=FaustDeadLetters(self._app),
+        )
+
+    async def close(self) -> None:
+        self.closing = True
+        await self._resources.aclose()

@@ -1,0 +1,276 @@
+"""The worker's agents and timers, as the methods of one `Worker`, registered on the Faust app
+in `register`. What they share is in `WorkerRuntime` (hub.worker.runtime); the processing
+itself is in hub.agents."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
+
+import faust
+
+from hub.agents.aggregate import recompute_isolated
+from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
+from hub.agents.maintenance import maintain_partitions
+from hub.agents.poison import describe_error
+from hub.agents.retry import is_record_error, is_transient_db_error
+from hub.agents.status import StatusCounters, handle_edge_metrics, handle_statuses
+from hub.ownership import ownership_of
+from hub.settings import HubSettings
+from hub.worker.probes import register_probes
+from hub.worker.runtime import Shared, WorkerRuntime
+from protocol import NormalisedReading, topics
+
+# The worker's lines keep the logger name they have always had.
+log = logging.getLogger("hub.app")
+
+# sysexits EX_SOFTWARE: an internal error; the supervisor (Kubernetes) restarts the process.
+EXIT_WITHOUT_COMMIT: Final = 70
+STATS_INTERVAL_S: Final = 60.0
+ALERT_TICK_S: Final = 1.0
+ROLLUP_INTERVAL_S: Final = 5.0
+PARTITION_INTERVAL_S: Final = 3600.0
+STATUS_BATCH_MAX: Final = 500
+_EXITING: Final = {"action": "exit_without_commit"}
+
+if TYPE_CHECKING:
+    Events: TypeAlias = Sequence[faust.types.EventT[bytes]]
+
+
+class Worker:
+    """One worker process's agents (ingest, device_status, edge_metrics) and timers (alerts
+    tick, rollups, partitions, stats), over the resources of `runtime`."""
+
+    def __init__(self, settings: HubSettings, runtime: WorkerRuntime) -> None:
+        self._settings = settings
+        self._runtime = runtime
+        self.counters = IngestCounters()
+        self.status_counters = StatusCounters()
+
+    def register(self, app: faust.App) -> None:
+        """Every topic, agent, timer, signal and probe of the worker, on `app`."""
+        self._app = app
+
+        # internal=True only makes Faust create the topic (with topic_partitions) before it
+        # subscribes, so a hub that starts before any gateway has produced still gets assigned.
+        def topic(name: str) -> faust.TopicT:
+            return app.topic(name, key_type=bytes, value_type=bytes, internal=True)
+
+        app.agent(topic(topics.TELEMETRY), name="ingest", concurrency=1)(self.ingest)
+        for name, source, handle in (
+            ("device_status", topics.DEVICE_STATUS, self.statuses),
+            ("edge_metrics", topics.EDGE_METRICS, self.heartbeats),
+        ):
+            app.agent(topic(source), name=name, concurrency=1)(self._batch_agent(name, handle))
+        for interval_s, name, body in (
+            (ALERT_TICK_S, "alerts_tick", self.alerts_tick),
+            (ROLLUP_INTERVAL_S, "rollups", self.rollups),
+            (PARTITION_INTERVAL_S, "partitions", self.partitions),
+        ):
+            app.timer(interval_s, name=name)(self._guarded(name, body))
+        app.timer(STATS_INTERVAL_S, name="ingest_stats")(self.log_stats)
+        app.on_partitions_assigned.connect(self.on_assigned)
+        app.on_before_shutdown.connect(self.on_before_shutdown)
+        register_probes(app, self._runtime)
+
+    # -- agents ------------------------------------------------------------------------------
+
+    async def ingest(self, stream: faust.StreamT[bytes]) -> None:
+        """Readings into PostgreSQL and Redis, batch after batch; each batch's events acked
+        after its commit, in offset order, while the next batch is collected (`OneAhead`)."""
+        try:
+            shared = await self._runtime.ready()
+            one_ahead = OneAhead()
+            async for batch in cast(faust.Stream[bytes], stream).noack_take(
+                self._settings.ingest_batch_max, within=self._settings.ingest_batch_wait_s
+            ):
+                # Typed as values, but noack_take yields the events themselves (to ack).
+                events = cast("Events", batch)
+                await one_ahead.submit(self._commit(shared, stream, events))
+            await one_ahead.drain()
+        except Exception:
+            log.critical("ingest_failed", extra=_EXITING, exc_info=True)
+            _exit_without_commit()
+
+    async def _commit(self, shared: Shared, stream: faust.StreamT[bytes], events: Events) -> None:
+        async def after_commit(readings: Sequence[NormalisedReading]) -> None:
+            shared.rollups.mark_readings(readings, self._runtime.clock_ms())
+            await shared.alerts.observe_readings(readings, self._runtime.clock_ms())
+
+        try:
+            await ingest_batch(
+                _as_bytes([event.value for event in events]),
+                db=shared.db,
+                live=shared.live,
+                dlq_producer=shared.dead_letters,
+                counters=self.counters,
+                bound=self._runtime.bound,
+                after_commit=after_commit,
+            )
+            for event in events:
+                await stream.ack(event)
+        except Exception:
+            log.critical("ingest_failed", extra=_EXITING, exc_info=True)
+            _exit_without_commit()
+
+    def _batch_agent(
+        self, name: str, handle: Callable[[Shared, list[bytes]], Awaitable[None]]
+    ) -> Callable[[faust.StreamT[bytes]], Awaitable[None]]:
+        """An agent handing each batch to `handle`; on a bug it stops the worker uncommitted."""
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            try:
+                shared = await self._runtime.ready()
+                async for batch in stream.take(
+                    STATUS_BATCH_MAX, within=self._settings.ingest_batch_wait_s
+                ):
+                    await handle(shared, _as_bytes(batch))
+            except Exception:
+                log.critical(f"{name}_failed", extra=_EXITING, exc_info=True)
+                _exit_without_commit()
+
+        return agent
+
+    async def statuses(self, shared: Shared, batch: list[bytes]) -> None:
+        await handle_statuses(
+            batch,
+            db=shared.db,
+            live=shared.live,
+            alerts=shared.alerts,
+            dlq=shared.dead_letters,
+            counters=self.status_counters,
+            bound=self._runtime.bound,
+        )
+
+    async def heartbeats(self, shared: Shared, batch: list[bytes]) -> None:
+        await handle_edge_metrics(
+            batch,
+            live=shared.live,
+            alerts=shared.alerts,
+            dlq=shared.dead_letters,
+            counters=self.status_counters,
+            now_ms=self._runtime.clock_ms,
+        )
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _guarded(self, name: str, body: Callable[[Shared], Awaitable[None]]) -> Callable[[], Any]:
+        """A timer run once start-up is done. A run that fails is logged and makes the worker
+        unready until a later run succeeds; the timer goes on. (Exiting instead would restart
+        the worker into the same failure, over and over, if the cause is in the data.)"""
+        runtime = self._runtime
+
+        async def run() -> None:
+            shared = runtime.current
+            if shared is None:
+                return
+            try:
+                await body(shared)
+            except Exception as exc:
+                if runtime.closing:  # resources closed under it during shutdown
+                    return
+                runtime.timer_failures_total += 1
+                if name not in runtime.failing_timers:  # once per episode, not per run
+                    log.error("timer_failed", extra={"timer": name}, exc_info=True)
+                runtime.failing_timers[name] = describe_error(exc)
+                return
+            if runtime.failing_timers.pop(name, None) is not None:
+                log.info("timer_recovered", extra={"timer": name})
+
+        return run
+
+    async def alerts_tick(self, shared: Shared) -> None:
+        # Ownership first: after a rebalance, the devices this worker gave up are silent here
+        # and must not be taken for offline.
+        ownership = self._runtime.take_ownership()
+        if ownership is not None:
+            await shared.alerts.retain(ownership)
+        await shared.alerts.observe_shared_heartbeats(await shared.live.gateway_heartbeats())
+        await shared.alerts.tick(self._runtime.clock_ms())
+
+    async def rollups(self, shared: Shared) -> None:
+        buckets = shared.rollups.take(self._runtime.clock_ms())
+        if not buckets:
+            return
+        try:
+            await recompute_isolated(
+                shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
+            )
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            shared.rollups.give_back(buckets)
+            log.warning(
+                "rollup_recompute_failed",
+                extra={"buckets": len(buckets), "error": f"{type(exc).__name__}: {exc}"},
+            )
+
+    async def partitions(self, shared: Shared) -> None:
+        await maintain_partitions(
+            shared.db,
+            now_ms=self._runtime.clock_ms(),
+            ahead_days=self._settings.partitions_ahead_days,
+            retention_days=self._settings.retention_days,
+        )
+
+    async def log_stats(self) -> None:
+        shared = self._runtime.current
+        counters, statuses = self.counters, self.status_counters
+        log.info(
+            "ingest_stats",
+            extra={
+                "batches_total": counters.batches_total,
+                "readings_total": counters.readings_total,
+                "dead_lettered_total": sum(counters.dead_lettered_total.values()),
+                "status_dead_lettered_total": statuses.dead_lettered_total,
+                "timer_failures_total": self._runtime.timer_failures_total,
+                "db_retries_total": counters.db_retries_total,
+                "redis_failed_total": 0 if shared is None else shared.live.stats.failed_total,
+                "statuses_total": statuses.statuses_total,
+                "heartbeats_total": statuses.heartbeats_total,
+                "alert_transitions_total": (
+                    0 if shared is None else shared.alerts.counters.transitions_total
+                ),
+                "rollups_pending": 0 if shared is None else len(shared.rollups),
+                "rollups_skipped_total": (
+                    0 if shared is None else shared.rollup_counters.skipped_total
+                ),
+            },
+        )
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: list[Any] = list(args[0]) if args else []
+        mine = sorted(
+            f"{tp.topic}[{tp.partition}]" for tp in assigned if tp.topic == topics.TELEMETRY
+        )
+        log.info("partitions_assigned", extra={"partitions": ",".join(mine) or "-"})
+        keyed_by = (topics.TELEMETRY, topics.EDGE_METRICS)
+        counts = {topic: self._app.consumer.topic_partitions(topic) for topic in keyed_by}
+        self._runtime.hand_over_ownership(
+            ownership_of(((tp.topic, tp.partition) for tp in assigned), counts)
+        )
+
+    async def on_before_shutdown(
+        self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+    ) -> None:
+        # Faust sends this once the streams are drained and their offsets acknowledged.
+        await self._runtime.close()
+
+
+def _as_bytes(values: Sequence[object]) -> list[bytes]:
+    # value_serializer="raw" hands over bytes; anything else is a wiring mistake.
+    out = [v for v in values if isinstance(v, bytes)]
+    if len(out) != len(values):
+        raise TypeError("record values must arrive as raw bytes")
+    return out
+
+
+def _exit_without_commit() -> NoReturn:
+    """Faust would acknowledge (and then commit) the batch if the agent raised: exit instead,
+    so the batch is redelivered to whichever worker takes the partitions next."""
+    logging.shutdown()
+    os._exit(EXIT_WITHOUT_COMMIT)
