@@ -158,7 +158,7 @@ def _wait_for_kafka(settings: HubSettings) -> None:
     from aiokafka.client import AIOKafkaClient
     from aiokafka.errors import KafkaConnectionError
 
-    from hub.agents.retry import is_transient_kafka_error, retry_transient
+    from hub.agents.retry import Retrier
     from iot_common.kafka_diagnosis import diagnose
 
     async def bootstrap_once() -> None:
@@ -184,11 +184,7 @@ def _wait_for_kafka(settings: HubSettings) -> None:
 
     def wait() -> None:
         try:
-            asyncio.run(
-                retry_transient(
-                    bootstrap_once, what="kafka_connect", is_transient=is_transient_kafka_error
-                )
-            )
+            asyncio.run(Retrier().kafka(bootstrap_once, what="kafka_connect"))
         except BaseException as exc:  # re-raised in the calling thread  # noqa: BLE001
             failed.append(exc)
 
@@ -302,18 +298,14 @@ def _web(args: argparse.Namespace) -> int:
             },
         )
         return 2
-    from hub.agents.retry import is_transient_db_error, retry_transient
+    from hub.agents.retry import Retrier
     from hub.web import server  # NiceGUI only for this command
 
     try:
         # PostgreSQL may be away when the web app starts (a restarted cluster, the database's pod
         # still starting): wait for it, as the worker does, rather than exit into a restart loop.
         asyncio.run(
-            retry_transient(
-                lambda: server.check_schema(settings.database_url),
-                what="db_connect",
-                is_transient=is_transient_db_error,
-            )
+            Retrier().db(lambda: server.check_schema(settings.database_url), what="db_connect")
         )
     except server.SchemaMissingError as exc:
         log.error("web_refused", extra={"reason": str(exc)})

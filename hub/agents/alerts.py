@@ -36,12 +36,12 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from hub.agents.poison import describe_error
-from hub.agents.retry import is_transient_db_error, is_transient_kafka_error, retry_transient
+from hub.agents.retry import Retrier
 from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading
@@ -131,31 +131,22 @@ class AlertPipeline:
         store: AlertStore,
         channel: AlertChannel,
         producer: EventProducer,
+        retrier: Retrier,
         counters: AlertCounters | None = None,
-        backoff_max_s: float = 30.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
-        is_transient_kafka: Callable[[BaseException], bool] = is_transient_kafka_error,
     ) -> None:
         self.engine = engine
         self._store = store
         self._channel = channel
         self._producer = producer
         self.counters = counters or AlertCounters()
-        self._backoff_max_s = backoff_max_s
-        self._sleep = sleep
-        self._is_transient_db = is_transient_db
-        self._is_transient_kafka = is_transient_kafka
+        self._retrier = retrier
         self._lock = asyncio.Lock()
 
     async def restore(self, now_ms: int) -> int:
         """Adopt the alerts open in the store, so a restart raises none of them twice."""
-        rows = await retry_transient(
+        rows = await self._retrier.db(
             functools.partial(self._store.list_alerts, "active", RESTORE_LIMIT),
             what="alerts_restore",
-            is_transient=self._is_transient_db,
-            backoff_max_s=self._backoff_max_s,
-            sleep=self._sleep,
         )
         alerts = open_alerts(rows)
         async with self._lock:
@@ -235,25 +226,19 @@ class AlertPipeline:
             "gateway_id": t.gateway_id,
             "rule": t.rule,
         }
-        row = await retry_transient(
+        row = await self._retrier.db(
             functools.partial(self._store.apply_alert, t),
             what="alert_persist",
-            is_transient=self._is_transient_db,
             on_retry=db_retried,
-            backoff_max_s=self._backoff_max_s,
-            sleep=self._sleep,
             extra=fields,
         )
         presence = presence_change(t)
         if presence is not None:
             # Silence is presence too: devices.state follows it, not only the alert.
-            await retry_transient(
+            await self._retrier.db(
                 functools.partial(self._store.mark_presence, *presence, t.ts),
                 what="presence_persist",
-                is_transient=self._is_transient_db,
                 on_retry=db_retried,
-                backoff_max_s=self._backoff_max_s,
-                sleep=self._sleep,
                 extra=fields,
             )
         if row is None:
@@ -264,13 +249,10 @@ class AlertPipeline:
             extra={**fields, "alert_id": row.id, "severity": row.severity, "text": t.message},
         )
         value = encode_event(alert_event(t.kind, row))
-        await retry_transient(
+        await self._retrier.kafka(
             functools.partial(self._producer.send, event_key(row), value),
             what="alert_publish",
-            is_transient=self._is_transient_kafka,
             on_retry=kafka_retried,
-            backoff_max_s=self._backoff_max_s,
-            sleep=self._sleep,
             extra=fields,
         )
         await self._channel.publish_alert(value)

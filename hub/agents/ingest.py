@@ -29,14 +29,13 @@ from typing import Any, Protocol
 from hub.agents.poison import isolate_poison
 from hub.agents.records import (
     UNPROCESSABLE,
+    DeadLetters,
     DeadLetterSink,
     TsBound,
-    dead_letter,
-    dead_letter_poison,
     decode_timestamped,
     reason_of,
 )
-from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
+from hub.agents.retry import Retrier, is_record_error
 from protocol import NormalisedReading
 
 log = logging.getLogger(__name__)
@@ -80,10 +79,8 @@ async def ingest_batch(
     live: LiveSink,
     dlq_producer: DeadLetterSink,
     counters: IngestCounters,
+    retrier: Retrier,
     bound: TsBound | None = None,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
     after_commit: Callable[[Sequence[NormalisedReading]], Awaitable[None]] | None = None,
 ) -> None:
     decoded, invalid = decode_batch(raw_values, bound)
@@ -96,13 +93,10 @@ async def ingest_batch(
 
     async def process(chunk: Sequence[tuple[bytes, NormalisedReading]]) -> None:
         readings = [reading for _, reading in chunk]
-        await retry_transient(
+        await retrier.db(
             lambda: db.write_readings(readings),
             what="db_write",
-            is_transient=is_transient_db,
             on_retry=db_retried,
-            backoff_max_s=backoff_max_s,
-            sleep=sleep,
             extra={"readings": len(readings)},
         )
         # Best effort: LiveStore swallows and counts its own outages.
@@ -112,25 +106,12 @@ async def ingest_batch(
             await after_commit(readings)
         counters.readings_total += len(readings)
 
-    await dead_letter(
-        invalid,
-        dlq_producer,
-        what="undecodable_readings",
-        on_retry=dlq_retried,
-        backoff_max_s=backoff_max_s,
-        sleep=sleep,
-    )
+    dead_letters = DeadLetters(dlq_producer, retrier, on_retry=dlq_retried)
+    await dead_letters.send(invalid, what="undecodable_readings")
     counters.dead_lettered_total.update(reason_of(error) for _, error in invalid)
     # Transient errors never reach the isolation: `process` waits them out itself.
     poison = await isolate_poison(decoded, process, is_poison=is_record_error)
-    await dead_letter_poison(
-        poison,
-        dlq_producer,
-        what="reading",
-        on_retry=dlq_retried,
-        backoff_max_s=backoff_max_s,
-        sleep=sleep,
-    )
+    await dead_letters.send_poison(poison, what="reading")
     if poison:
         counters.dead_lettered_total[UNPROCESSABLE] += len(poison)
     counters.batches_total += 1

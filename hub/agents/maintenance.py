@@ -9,14 +9,13 @@ fatal (a batch for a missing day creates its partition on demand anyway).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import asyncpg
 
-from hub.agents.retry import is_transient_db_error, retry_transient
+from hub.agents.retry import Retrier, is_transient_db_error
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +37,11 @@ async def prepare_schema(
     *,
     now_ms: int,
     ahead_days: int,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    is_transient: Callable[[BaseException], bool] = is_transient_db_error,
+    retrier: Retrier,
 ) -> None:
-    applied = await retry_transient(
-        db.migrate,
-        what="startup_migrate",
-        is_transient=is_transient,
-        backoff_max_s=backoff_max_s,
-        sleep=sleep,
-    )
-    created = await retry_transient(
-        lambda: db.ensure_partitions(now_ms, ahead_days),
-        what="startup_partitions",
-        is_transient=is_transient,
-        backoff_max_s=backoff_max_s,
-        sleep=sleep,
+    applied = await retrier.db(db.migrate, what="startup_migrate")
+    created = await retrier.db(
+        lambda: db.ensure_partitions(now_ms, ahead_days), what="startup_partitions"
     )
     log.info(
         "schema_ready",

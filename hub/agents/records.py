@@ -5,18 +5,17 @@ topic with its reason, never into PostgreSQL, Redis or the dashboard."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from hub.agents.poison import describe_error
-from hub.agents.retry import is_transient_kafka_error, retry_transient
+from hub.agents.retry import Retrier
 from protocol.codec import DEFAULT_MAX_FUTURE_MS, DecodeError, decode_record
 
 log = logging.getLogger(__name__)
@@ -112,60 +111,46 @@ def reason_of(error: str) -> str:
     return error.split(":", 1)[0]
 
 
-async def dead_letter(
-    letters: Sequence[tuple[bytes, str]],
-    sink: DeadLetterSink,
-    *,
-    what: str,
-    on_retry: Callable[[], None] | None = None,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Send each (raw value, error) to the dead-letter topic, in order, waiting out Kafka
-    outages; one log line per call, `{what}_dead_lettered`."""
-    for raw, error in letters:
-        await retry_transient(
-            functools.partial(sink.send, raw, error=error),
-            what="dlq_send",
-            is_transient=is_transient_kafka_error,
-            on_retry=on_retry,
-            backoff_max_s=backoff_max_s,
-            sleep=sleep,
-            extra={"error_header": error},
-        )
-    if letters:
-        log.warning(
-            f"{what}_dead_lettered",
-            extra={"count": len(letters), "first_error": letters[0][1]},
-        )
+@dataclass(frozen=True)
+class DeadLetters:
+    """Where a batch's bad records go: the hub's dead-letter topic (`sink`), each send waiting
+    out Kafka outages (`retrier`; `on_retry` counts the retries)."""
 
+    sink: DeadLetterSink
+    retrier: Retrier
+    on_retry: Callable[[], None] | None = None
 
-async def dead_letter_poison(
-    poison: Sequence[tuple[tuple[bytes, FromGateway], Exception]],
-    sink: DeadLetterSink,
-    *,
-    what: str,
-    on_retry: Callable[[], None] | None = None,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Records that decoded but failed on their own (`hub.agents.poison`): one error line each,
-    `{what}_unprocessable`, then the dead-letter topic as `unprocessable: <error>`."""
-    for (_, record), exc in poison:
-        log.error(
-            f"{what}_unprocessable",
-            extra={
-                "device_id": getattr(record, "device_id", None),
-                "gateway_id": record.gateway_id,
-                "ts": record.ts,
-                "error": describe_error(exc),
-            },
+    async def send(self, letters: Sequence[tuple[bytes, str]], *, what: str) -> None:
+        """Each (raw value, error) to the dead-letter topic, in order; one log line per call,
+        `{what}_dead_lettered`."""
+        for raw, error in letters:
+            await self.retrier.kafka(
+                functools.partial(self.sink.send, raw, error=error),
+                what="dlq_send",
+                on_retry=self.on_retry,
+                extra={"error_header": error},
+            )
+        if letters:
+            log.warning(
+                f"{what}_dead_lettered",
+                extra={"count": len(letters), "first_error": letters[0][1]},
+            )
+
+    async def send_poison(
+        self, poison: Sequence[tuple[tuple[bytes, FromGateway], Exception]], *, what: str
+    ) -> None:
+        """Records that decoded but failed on their own (`hub.agents.poison`): one error line
+        each, `{what}_unprocessable`, then the dead-letter topic as `unprocessable: <error>`."""
+        for (_, record), exc in poison:
+            log.error(
+                f"{what}_unprocessable",
+                extra={
+                    "device_id": getattr(record, "device_id", None),
+                    "gateway_id": record.gateway_id,
+                    "ts": record.ts,
+                    "error": describe_error(exc),
+                },
+            )
+        await self.send(
+            [(raw, unprocessable(exc)) for (raw, _), exc in poison], what=f"unprocessable_{what}"
         )
-    await dead_letter(
-        [(raw, unprocessable(exc)) for (raw, _), exc in poison],
-        sink,
-        what=f"unprocessable_{what}",
-        on_retry=on_retry,
-        backoff_max_s=backoff_max_s,
-        sleep=sleep,
-    )

@@ -1,10 +1,12 @@
-"""Waiting out outages: which errors a retry can outlast, and the loop that retries them."""
+"""Waiting out outages: which errors a retry can outlast, the loop that retries them, and the
+`Retrier` that holds how the hub retries (one per worker, handed to every agent)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from hub.storage.postgres import RECORD_ERRORS, TRANSIENT_ERRORS
@@ -75,3 +77,53 @@ async def retry_transient(
         if backoff.attempts:
             log.info(f"{what}_recovered", extra={**fields, "attempts": backoff.attempts + 1})
         return result
+
+
+@dataclass(frozen=True)
+class Retry:
+    """`retry_transient` with all but the operation settled: `await retry(op, what=...)`."""
+
+    is_transient: Callable[[BaseException], bool]
+    backoff_max_s: float
+    sleep: Callable[[float], Awaitable[None]]
+
+    async def __call__(
+        self,
+        op: Callable[[], Awaitable[T]],
+        *,
+        what: str,
+        on_retry: Callable[[], None] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> T:
+        return await retry_transient(
+            op,
+            what=what,
+            is_transient=self.is_transient,
+            on_retry=on_retry,
+            backoff_max_s=self.backoff_max_s,
+            sleep=self.sleep,
+            extra=extra,
+        )
+
+
+@dataclass(frozen=True)
+class Retrier:
+    """How the hub waits out outages: the backoff's cap, how it waits, and which errors of
+    PostgreSQL and of Kafka a retry can outlast. `await retrier.db(op, what=...)` (and
+    `retrier.kafka`) runs `op` under `retry_transient` with the matching predicate. The worker
+    creates one and hands it to every agent; a test passes its own `sleep` (or predicates)."""
+
+    backoff_max_s: float = 30.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    is_transient_db: Callable[[BaseException], bool] = is_transient_db_error
+    is_transient_kafka: Callable[[BaseException], bool] = is_transient_kafka_error
+
+    @property
+    def db(self) -> Retry:
+        """Waits out PostgreSQL outages (`is_transient_db`)."""
+        return Retry(self.is_transient_db, self.backoff_max_s, self.sleep)
+
+    @property
+    def kafka(self) -> Retry:
+        """Waits out Kafka outages (`is_transient_kafka`)."""
+        return Retry(self.is_transient_kafka, self.backoff_max_s, self.sleep)

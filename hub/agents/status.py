@@ -15,24 +15,22 @@ A record that does not decode goes to the hub's dead-letter topic with its reaso
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from hub.agents.alerts import AlertPipeline
 from hub.agents.poison import isolate_poison
 from hub.agents.records import (
+    DeadLetters,
     DeadLetterSink,
     TsBound,
-    dead_letter,
-    dead_letter_poison,
     decode_records,
     decode_timestamped,
 )
-from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
+from hub.agents.retry import Retrier, is_record_error
 from hub.rules import AlertEngine
 from hub.storage.redis_values import GatewayHealth, Presence
 from protocol import DeviceStatus, EdgeMetrics
@@ -91,30 +89,24 @@ async def handle_statuses(
     alerts: AlertPipeline,
     dlq: DeadLetterSink,
     counters: StatusCounters,
+    retrier: Retrier,
     bound: TsBound | None = None,
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    is_transient_db: Callable[[BaseException], bool] = is_transient_db_error,
 ) -> None:
     decoded, invalid = decode_timestamped(raw_values, DeviceStatus, bound or TsBound())
-    await dead_letter(
-        invalid, dlq, what="undecodable_statuses", backoff_max_s=backoff_max_s, sleep=sleep
-    )
+    dead_letters = DeadLetters(dlq, retrier)
+    await dead_letters.send(invalid, what="undecodable_statuses")
     counters.dead_lettered_total += len(invalid)
 
     def db_retried() -> None:
         counters.db_retries_total += 1
 
     async def apply(s: DeviceStatus) -> None:
-        changed = await retry_transient(
+        changed = await retrier.db(
             functools.partial(
                 db.set_device_state, s.device_id, s.site, s.gateway_id, s.state, s.ts
             ),
             what="device_state_write",
-            is_transient=is_transient_db,
             on_retry=db_retried,
-            backoff_max_s=backoff_max_s,
-            sleep=sleep,
             extra={"device_id": s.device_id, "gateway_id": s.gateway_id},
         )
         if changed:
@@ -144,7 +136,7 @@ async def handle_statuses(
     newest = [(raw_of[id(s)], s) for s in newest_per_device([s for _, s in decoded])]
     # Transient errors never reach the isolation: `apply` waits them out itself.
     poison = await isolate_poison(newest, process, is_poison=is_record_error)
-    await dead_letter_poison(poison, dlq, what="status", backoff_max_s=backoff_max_s, sleep=sleep)
+    await dead_letters.send_poison(poison, what="status")
     counters.dead_lettered_total += len(poison)
 
 
@@ -156,13 +148,11 @@ async def handle_edge_metrics(
     dlq: DeadLetterSink,
     counters: StatusCounters,
     now_ms: Callable[[], int],
-    backoff_max_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    retrier: Retrier,
 ) -> None:
     decoded, invalid = decode_records(raw_values, EdgeMetrics)
-    await dead_letter(
-        invalid, dlq, what="undecodable_edge_metrics", backoff_max_s=backoff_max_s, sleep=sleep
-    )
+    dead_letters = DeadLetters(dlq, retrier)
+    await dead_letters.send(invalid, what="undecodable_edge_metrics")
     counters.dead_lettered_total += len(invalid)
 
     async def process(chunk: Sequence[tuple[bytes, EdgeMetrics]]) -> None:
@@ -177,7 +167,5 @@ async def handle_edge_metrics(
             counters.heartbeats_total += 1
 
     poison = await isolate_poison(decoded, process, is_poison=is_record_error)
-    await dead_letter_poison(
-        poison, dlq, what="edge_metrics", backoff_max_s=backoff_max_s, sleep=sleep
-    )
+    await dead_letters.send_poison(poison, what="edge_metrics")
     counters.dead_lettered_total += len(poison)

@@ -24,7 +24,7 @@ from hub.agents.alerts import AlertPipeline, AlertStore
 from hub.agents.ingest import ReadingWriter
 from hub.agents.maintenance import SchemaStore, prepare_schema
 from hub.agents.records import TsBound, wall_clock_ms
-from hub.agents.retry import is_record_error, is_transient_db_error, retry_transient
+from hub.agents.retry import Retrier, is_record_error
 from hub.agents.status import DeviceStateWriter
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
@@ -106,6 +106,7 @@ class WorkerRuntime:
         open_database: DatabaseOpener,
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        retrier: Retrier | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
@@ -113,6 +114,8 @@ class WorkerRuntime:
         self._open_database = open_database
         self.clock_ms = clock_ms
         self.bound = TsBound(max_future_ms=settings.max_ts_future_s * 1000, clock_ms=clock_ms)
+        # How every agent waits out PostgreSQL and Kafka outages: one for the whole worker.
+        self.retrier = retrier or Retrier()
         # Timers whose last run failed (name -> error): the worker is not ready meanwhile.
         self.failing_timers: dict[str, str] = {}
         self.timer_failures_total = 0
@@ -147,21 +150,20 @@ class WorkerRuntime:
         settings = self._settings
         resources = self._resources
         # PostgreSQL may be away when the worker starts: wait for it like for a write.
-        db = await retry_transient(
+        db = await self.retrier.db(
             lambda: resources.enter_async_context(self._open_database(settings)),
             what="db_connect",
-            is_transient=is_transient_db_error,
         )
         live = await resources.enter_async_context(LiveStore.from_url(settings.redis_url))
-        await prepare_schema(db, now_ms=self.clock_ms(), ahead_days=settings.partitions_ahead_days)
+        await prepare_schema(
+            db,
+            now_ms=self.clock_ms(),
+            ahead_days=settings.partitions_ahead_days,
+            retrier=self.retrier,
+        )
         for name in (HUB_DLQ_TOPIC, topics.ALERTS):
             await self._app.topic(name, internal=True).maybe_declare()
-        engine = AlertEngine(
-            self._rules,
-            device_offline_after_s=settings.device_offline_after_s,
-            gateway_offline_after_s=settings.gateway_offline_after_s,
-        )
-        alerts = AlertPipeline(engine, store=db, channel=live, producer=FaustAlertEvents(self._app))
+        alerts = self._alert_pipeline(db, live)
         restored = await alerts.restore(self.clock_ms())
         grace_ms = round(settings.rollup_grace_s * 1000)
         now = self.clock_ms()
@@ -169,7 +171,7 @@ class WorkerRuntime:
         # Up to the newest ts ingest accepts; a minute that cannot be computed is skipped, so a
         # poisoned minute cannot turn every restart into another crash.
         rollup_counters = RollupCounters()
-        rebuilt = await retry_transient(
+        rebuilt = await self.retrier.db(
             lambda: rebuild_isolated(
                 db,
                 since,
@@ -178,7 +180,6 @@ class WorkerRuntime:
                 is_poison=is_record_error,
             ),
             what="startup_rollup_rebuild",
-            is_transient=is_transient_db_error,
         )
         log.info(
             "worker_ready",
@@ -196,6 +197,21 @@ class WorkerRuntime:
             rollups=RollupScheduler(grace_ms=grace_ms),
             rollup_counters=rollup_counters,
             dead_letters=FaustDeadLetters(self._app),
+        )
+
+    def _alert_pipeline(self, db: HubDatabase, live: LiveStore) -> AlertPipeline:
+        """The worker's one alert engine, and where its transitions go."""
+        engine = AlertEngine(
+            self._rules,
+            device_offline_after_s=self._settings.device_offline_after_s,
+            gateway_offline_after_s=self._settings.gateway_offline_after_s,
+        )
+        return AlertPipeline(
+            engine,
+            store=db,
+            channel=live,
+            producer=FaustAlertEvents(self._app),
+            retrier=self.retrier,
         )
 
     async def close(self) -> None:

@@ -106,6 +106,7 @@ class Worker:
                 live=shared.live,
                 dlq_producer=shared.dead_letters,
                 counters=self.counters,
+                retrier=self._runtime.retrier,
                 bound=self._runtime.bound,
                 after_commit=after_commit,
             )
@@ -141,6 +142,7 @@ class Worker:
             alerts=shared.alerts,
             dlq=shared.dead_letters,
             counters=self.status_counters,
+            retrier=self._runtime.retrier,
             bound=self._runtime.bound,
         )
 
@@ -152,6 +154,7 @@ class Worker:
             dlq=shared.dead_letters,
             counters=self.status_counters,
             now_ms=self._runtime.clock_ms,
+            retrier=self._runtime.retrier,
         )
 
     # -- timers ------------------------------------------------------------------------------

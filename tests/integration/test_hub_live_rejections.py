@@ -21,6 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.agents.ingest import IngestCounters, ingest_batch
+from hub.agents.retry import Retrier
 from hub.storage.live import LiveStore
 from hub.storage.postgres import Database
 from hub.storage.redis_keys import DEVICE_STATE_KEY, GATEWAYS_KEY, LAST_SEEN_KEY, latest_key
@@ -265,6 +266,7 @@ async def test_ingest_writes_every_reading_to_postgres_while_redis_is_out_of_mem
         live=store,
         dlq_producer=NoDeadLetters(),
         counters=counters,
+        retrier=Retrier(),
     )
 
     assert counters.batches_total == 1

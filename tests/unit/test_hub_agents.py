@@ -16,6 +16,7 @@ from hub.agents.aggregate import RollupScheduler, startup_rebuild_since_ms
 from hub.agents.alerts import AlertPipeline, alert_event, event_key, open_alerts
 from hub.agents.ingest import IngestCounters, ingest_batch
 from hub.agents.maintenance import maintain_partitions, prepare_schema
+from hub.agents.retry import Retrier
 from hub.agents.status import (
     StatusCounters,
     handle_edge_metrics,
@@ -188,7 +189,13 @@ def pipeline(
         load_rules(), device_offline_after_s=offline_after_s, gateway_offline_after_s=30
     )
     return (
-        AlertPipeline(engine, store=store, channel=channel, producer=producer, sleep=no_sleep),
+        AlertPipeline(
+            engine,
+            store=store,
+            channel=channel,
+            producer=producer,
+            retrier=Retrier(sleep=no_sleep),
+        ),
         store,
         channel,
         producer,
@@ -365,7 +372,13 @@ async def test_statuses_go_to_the_database_redis_on_change_and_the_engine() -> N
     ]
     for batch in batches:
         await handle_statuses(
-            batch, db=db, live=live, alerts=alerts, dlq=dlq, counters=counters, sleep=no_sleep
+            batch,
+            db=db,
+            live=live,
+            alerts=alerts,
+            dlq=dlq,
+            counters=counters,
+            retrier=Retrier(sleep=no_sleep),
         )
     assert db.states["cnc-1"] == ("offline", T0 + 2)
     assert live.device_states == [("cnc-1", "online"), ("cnc-1", "offline")]
@@ -408,7 +421,7 @@ async def test_heartbeats_update_redis_and_end_a_gateway_outage() -> None:
             dlq=dlq,
             counters=counters,
             now_ms=lambda: clock[0],
-            sleep=no_sleep,
+            retrier=Retrier(sleep=no_sleep),
         )
 
     await beat(encode(edge_metrics("gw1", T0)), b"[]")
@@ -457,7 +470,7 @@ class FakeSchemaDb:
 
 async def test_startup_waits_out_a_database_outage() -> None:
     db = FakeSchemaDb([ConnectionRefusedError(111, "refused")])
-    await prepare_schema(db, now_ms=T0, ahead_days=3, sleep=no_sleep)
+    await prepare_schema(db, now_ms=T0, ahead_days=3, retrier=Retrier(sleep=no_sleep))
     assert db.calls == ["migrate", "migrate", "ensure:3"]
 
 
@@ -526,6 +539,6 @@ async def test_after_commit_sees_the_batch_once_it_is_written() -> None:
             dlq_producer=FakeDlq(),
             counters=IngestCounters(),
             after_commit=after_commit,
-            sleep=no_sleep,
+            retrier=Retrier(sleep=no_sleep),
         )
     assert log == ["db:1", "redis", "after:1"]  # nothing after a batch without readings

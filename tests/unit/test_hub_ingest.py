@@ -11,7 +11,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from hub.agents.ingest import IngestCounters, OneAhead, decode_batch, ingest_batch
-from hub.agents.retry import is_transient_db_error, is_transient_kafka_error
+from hub.agents.retry import Retrier, is_transient_db_error, is_transient_kafka_error
 from protocol import NormalisedReading, encode
 
 
@@ -96,7 +96,7 @@ class Harness:
             live=self.live,
             dlq_producer=self.dlq,
             counters=self.counters,
-            sleep=self.sleep,
+            retrier=Retrier(sleep=self.sleep),
         )
 
 
@@ -173,8 +173,7 @@ async def test_backoff_is_capped() -> None:
         live=h.live,
         dlq_producer=h.dlq,
         counters=h.counters,
-        sleep=h.sleep,
-        backoff_max_s=4.0,
+        retrier=Retrier(sleep=h.sleep, backoff_max_s=4.0),
     )
     assert max(h.sleeps) <= 4.0
     assert len(h.db.batches) == 1

@@ -16,7 +16,7 @@ from hub.agents.aggregate import RollupCounters, rebuild_isolated, recompute_iso
 from hub.agents.ingest import IngestCounters, ingest_batch
 from hub.agents.poison import isolate_poison
 from hub.agents.records import TsBound, decode_records, decode_timestamped
-from hub.agents.retry import is_record_error
+from hub.agents.retry import Retrier, is_record_error
 from hub.agents.status import StatusCounters, handle_statuses
 from hub.rules import AlertEngine, load_rules
 from hub.rules._checks import RateCheck, fmt
@@ -179,7 +179,7 @@ async def test_ingest_dead_letters_the_reading_the_database_refuses_and_writes_t
             live=FakeLive(events),
             dlq_producer=dlq,
             counters=counters,
-            sleep=no_sleep,
+            retrier=Retrier(sleep=no_sleep),
             after_commit=after_commit,
         )
     assert db.written == committed == ["a", "b", "c", "d"]
@@ -217,7 +217,11 @@ async def test_a_status_the_database_refuses_is_dead_lettered_the_others_applied
 
     engine = AlertEngine(load_rules(), device_offline_after_s=60, gateway_offline_after_s=30)
     alerts = AlertPipeline(
-        engine, store=FakeStore(), channel=FakeChannel(), producer=FakeProducer(), sleep=no_sleep
+        engine,
+        store=FakeStore(),
+        channel=FakeChannel(),
+        producer=FakeProducer(),
+        retrier=Retrier(sleep=no_sleep),
     )
     db, dlq, counters = PickyStateDb(), FakeDlq([]), StatusCounters()
     statuses = [
@@ -233,7 +237,7 @@ async def test_a_status_the_database_refuses_is_dead_lettered_the_others_applied
         dlq=dlq,
         counters=counters,
         bound=bound,
-        sleep=no_sleep,
+        retrier=Retrier(sleep=no_sleep),
     )
     assert set(db.applied) == {"a", "b"}  # "a" twice: the whole batch was tried first
     assert [value for value, _ in dlq.sent] == [statuses[1]]
@@ -286,7 +290,11 @@ async def test_an_alert_transition_the_store_refuses_is_skipped_and_counted() ->
     engine = AlertEngine(load_rules(), device_offline_after_s=60, gateway_offline_after_s=30)
     store = Refusing()
     alerts = AlertPipeline(
-        engine, store=store, channel=FakeChannel(), producer=FakeProducer(), sleep=no_sleep
+        engine,
+        store=store,
+        channel=FakeChannel(),
+        producer=FakeProducer(),
+        retrier=Retrier(sleep=no_sleep),
     )
     await alerts.observe_readings(
         [reading("bad", spindle_temp_c=99.0), reading("good", spindle_temp_c=99.0)]
