@@ -15,6 +15,7 @@ from typing import Protocol
 
 import asyncpg
 
+from hub.agents.poison import describe_error
 from hub.agents.retry import Retrier, is_transient_db_error
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,12 @@ async def maintain_partitions(
         # Not transient (permissions, a broken partition): still no reason to stop ingesting,
         # but an operator must look.
         level = logging.WARNING if is_transient(exc) else logging.ERROR
-        log.log(level, "partition_maintenance_failed", extra={"error": _describe(exc)})
+        log.log(level, "partition_maintenance_failed", extra={"error": describe_error(exc)})
         return False
     except Exception as exc:
         if not is_transient(exc):
             raise
-        log.warning("partition_maintenance_failed", extra={"error": _describe(exc)})
+        log.warning("partition_maintenance_failed", extra={"error": describe_error(exc)})
         return False
     if created or dropped:
         log.info(
@@ -79,7 +80,3 @@ async def maintain_partitions(
             extra={"created": ",".join(created) or "-", "dropped": ",".join(dropped) or "-"},
         )
     return True
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,13 @@ import pytest
 from tests.deploy.tools import ROOT
 
 PROJECT_FILES = ("pyproject.toml", "README.md")
-PROJECT_DIRS = ("protocol", "edge_gateway", "hub", "db")
+# The packages pyproject.toml ships ("protocol*" -> protocol/), so a new one cannot be missed.
+PROJECT_DIRS = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+)
 INSTALL_TIMEOUT_S = 1200
 
 
