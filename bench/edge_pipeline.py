@@ -3,6 +3,11 @@ Mosquitto and via the embedded broker (plaintext and TLS, to measure what TLS co
 a naive pipe without durability (`mosquitto_sub | kcat -P`) on the same input;
 publish-to-Kafka latency; gateway memory with 5,000 simulated devices at 1 Hz.
 
+The rate runs go in rounds (`--repeat`, default 3): each round runs the naive pipe and every
+gateway path once, in turn, and the figures are min / median / max over the rounds, with each
+gateway's share of the naive pipe taken within its round. `--profile DIR` records the first
+round's gateway runs with py-spy and prints where their time goes.
+
 Run with `make bench` (starts Kafka and Mosquitto). Prints figures; asserts nothing."""
 
 from __future__ import annotations
@@ -176,6 +181,7 @@ def run_gateway(
     workdir: Path,
     tls: bool = False,
     kafka_env: dict[str, str] | None = None,
+    profile: Path | None = None,
 ) -> tuple[float, int]:
     """`kafka_env`: the gateway's own Kafka settings (a secure listener of the broker that
     `bootstrap` reaches in plaintext, where the records are counted)."""
@@ -208,16 +214,56 @@ def run_gateway(
         tls_args = ["--cafile", str(ca.cert)]
     gw = GatewayProcess(workdir / site, env).start()
     host, port = external or ("127.0.0.1", int(env.get("EDGE_MQTT_TLS_PORT", mqtt_port)))
+    assert gw.proc is not None
+    spy = Profiler(gw.proc.pid, profile) if profile else None
     try:
         start = asyncio.run(topic_end(bootstrap, "iot.telemetry"))
         t0 = time.monotonic()
         pubs = publish_files(host, port, site, files, tls_args)
         done = wait_for_count(bootstrap, "iot.telemetry", start, n, 600)
         pubs.wait(60)
-        rss = psutil.Process(gw.proc.pid).memory_info().rss if gw.proc else 0
+        rss = psutil.Process(gw.proc.pid).memory_info().rss
     finally:
+        if spy is not None:
+            spy.stop()
         gw.terminate()
     return n / (done - t0), rss
+
+
+class Profiler:
+    """py-spy sampling a running gateway (all threads, native frames left out) into `path`, in
+    its raw format (one collapsed stack per line with its sample count)."""
+
+    def __init__(self, pid: int, path: Path) -> None:
+        self.path = path
+        self._proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+             "--rate", "200", "--format", "raw", "--output", str(path), "--nonblocking",
+             "--threads"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self._proc.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        _, err = self._proc.communicate(timeout=60)
+        if not self.path.exists():
+            log(f"  py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+
+
+def top_frames(path: Path, count: int = 15) -> list[str]:
+    """The frames with the most samples of their own (self time), as shares of all samples."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        total += int(samples)
+        leaf = stack.split(";")[-1]
+        own[leaf] = own.get(leaf, 0) + int(samples)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:count]
+    return [f"  {n / total:6.1%}  {frame}" for frame, n in ranked]
 
 
 def external_gateway(
@@ -366,6 +412,75 @@ def kafka_security_cost(files: list[Path], n: int, workdir: Path) -> list[str]:
     ]
 
 
+RATE_RUNS: tuple[tuple[str, bool, bool], ...] = (
+    # name, through Mosquitto (else the embedded broker), MQTT over TLS
+    ("mosquitto", True, False),
+    ("embedded", False, False),
+    ("embedded-tls", False, True),
+)
+
+
+def spread(values: list[float]) -> str:
+    """min / median / max: a figure on this machine varies from run to run."""
+    return f"{min(values):8,.0f} {statistics.median(values):8,.0f} {max(values):8,.0f}"
+
+
+def rate_runs(
+    bootstrap: str,
+    mosquitto: tuple[str, int],
+    files: list[Path],
+    n: int,
+    workdir: Path,
+    parts: set[str],
+    repeat: int,
+    profile_dir: Path | None = None,
+) -> list[str]:
+    """Each round runs the naive pipe and every gateway path once, in turn, so that a slower
+    spell of the machine weighs on all of them; a gateway's share of the naive pipe is taken
+    per round, against the naive run of the same round."""
+    rates: dict[str, list[float]] = {}
+    shares: dict[str, list[float]] = {}
+    for round_no in range(1, repeat + 1):
+        naive = 0.0
+        if "naive" in parts:
+            log(f"[{round_no}/{repeat}] naive pipe (mosquitto_sub | kcat -P) via Mosquitto ...")
+            naive = run_naive(bootstrap, *mosquitto, files, n)
+            rates.setdefault("naive", []).append(naive)
+            log(f"  {naive:,.0f} readings/s")
+        for name, external, tls in RATE_RUNS:
+            if name not in parts:
+                continue
+            log(f"[{round_no}/{repeat}] gateway {name} ...")
+            # The first round is profiled, if asked: py-spy's sampling costs a few percent.
+            profile = profile_dir / f"{name}.txt" if profile_dir and round_no == 1 else None
+            rate, rss = run_gateway(
+                bootstrap, files, n, external=mosquitto if external else None,
+                workdir=workdir, tls=tls, profile=profile,
+            )  # fmt: skip
+            if profile is not None and profile.exists():
+                log(f"  profile {profile} (self time, top frames):")
+                for row in top_frames(profile):
+                    log(row)
+            rates.setdefault(name, []).append(rate)
+            if naive:
+                shares.setdefault(name, []).append(rate / naive)
+            log(f"  {rate:,.0f} readings/s, gateway RSS {rss / 2**20:.0f} MiB")
+    rows = [f"readings/s over {repeat} rounds:     min   median      max   share of naive"]
+    labels = {
+        "naive": "naive pipe (reference)",
+        "mosquitto": "gateway via Mosquitto",
+        "embedded": "gateway via embedded amqtt",
+        "embedded-tls": "gateway via embedded amqtt TLS",
+    }
+    for name, values in rates.items():
+        share = ""
+        if name in shares:
+            s = shares[name]
+            share = f"   {min(s):.1%} / {statistics.median(s):.1%} / {max(s):.1%}"
+        rows.append(f"{labels[name]:<31}{spread(values)}{share}")
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -378,11 +493,26 @@ def main() -> int:
     parser.add_argument("--fleet-seconds", type=float, default=45)
     parser.add_argument("--latency-rate", type=float, default=1000)
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of the rate runs (each round runs every path once, in turn)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the first round's gateway runs with py-spy into DIR and print the top frames",
+    )
+    parser.add_argument(
         "--only",
         default="naive,mosquitto,embedded,embedded-tls,kafka-sasl-ssl,latency,fleet",
         help="comma list of parts to run",
     )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     for tool in ("mosquitto_pub", "mosquitto_sub", "kcat"):
         if not shutil.which(tool):
             print(
@@ -400,34 +530,9 @@ def main() -> int:
         files = make_input(workdir, args.per_device)
         size = sum(f.stat().st_size for f in files) / n
         log(f"input: {n:,} readings, 5 metrics each, {size:.0f} B per payload, QoS 1")
-        naive = 0.0
-        if "naive" in parts:
-            log("naive pipe (mosquitto_sub | kcat -P, no durability) via Mosquitto ...")
-            naive = run_naive(bootstrap, host, port, files, n)
-            log(f"  {naive:,.0f} readings/s")
-            rows.append(
-                f"naive pipe (reference)        {naive:10,.0f} readings/s "
-                f"{naive * 5:12,.0f} values/s"
-            )
-        runs = (
-            ("mosquitto", (host, port), False),
-            ("embedded", None, False),
-            ("embedded-tls", None, True),
+        rows += rate_runs(
+            bootstrap, (host, port), files, n, workdir, parts, args.repeat, args.profile
         )
-        for name, external, tls in runs:
-            if name not in parts:
-                continue
-            label = "via Mosquitto" if external else "via embedded amqtt"
-            label += " TLS" if tls else ""
-            log(f"gateway {label} ...")
-            rate, rss = run_gateway(
-                bootstrap, files, n, external=external, workdir=workdir, tls=tls
-            )
-            log(f"  {rate:,.0f} readings/s, gateway RSS {rss / 2**20:.0f} MiB")
-            ratio = f"   {rate / naive:6.1%} of naive" if naive else ""
-            rows.append(
-                f"gateway {label:<22}{rate:10,.0f} readings/s {rate * 5:12,.0f} values/s{ratio}"
-            )
         if "kafka-sasl-ssl" in parts:
             rows += kafka_security_cost(files, n, workdir)
         if "latency" in parts:
