@@ -137,6 +137,55 @@ spec:
 EOF
 }
 
+# What kube-router's firewall reads (its own client certificate: user system:kube-router).
+kube_router_rbac() {
+  cat <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:kube-router
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, nodes, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:kube-router
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kube-router
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: system:kube-router
+EOF
+}
+
+# The NetworkPolicy engine, once the node exists (kube-router reads its Node object at start):
+# its RBAC, then the process; rules that a killed run left behind are removed first, so that
+# its readiness (its chains hooked into FORWARD) is this run's.
+start_kube_router() {
+  local out
+  out=$(kube_router_rbac | kubectl_ apply -f - 2>&1) || {
+    printf '%s\n' "$out" >&2
+    die "kube: applying kube-router's RBAC failed"
+  }
+  [[ -n $(comp_pid kube-router) ]] || cleanup_kube_router
+  start_group kube-router
+}
+
 apply_addons() {
   local t0 out deadline
   t0=$(now_us)

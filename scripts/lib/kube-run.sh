@@ -27,6 +27,7 @@ comp_addr() {
   containerd) echo "unix://$CONTAINERD_SOCK" ;;
   kubelet) echo "https://$KUBE_NODE_IP:10250" ;;
   kube-proxy) echo "http://127.0.0.1:10256" ;;
+  kube-router) echo "iptables $KUBE_ROUTER_CHAIN" ;;
   esac
 }
 
@@ -89,6 +90,14 @@ comp_cmd() {
   kube-proxy)
     CMD=("$KUBE_BIN/kube-proxy" --config "$KUBE_CONF/kube-proxy.yaml")
     ;;
+  kube-router)
+    # The NetworkPolicy firewall only (iptables and ipset); no health or metrics server, so it
+    # listens nowhere (its health port would take every address).
+    CMD=("$KUBE_BIN/kube-router" --kubeconfig "$KUBE_CONF/kube-router.kubeconfig"
+      --run-firewall=true --run-router=false --run-service-proxy=false
+      --hostname-override "$KUBE_NODE_NAME" --service-cluster-ip-range "$KUBE_SERVICE_CIDR"
+      --enable-ipv6=false --health-port 0 --metrics-port 0 --iptables-sync-period 1m)
+    ;;
   esac
 }
 
@@ -109,6 +118,8 @@ comp_ready() {
   containerd) ctr --address "$CONTAINERD_SOCK" version >/dev/null 2>&1 ;;
   kubelet) [[ $(curl -sf --max-time 3 http://127.0.0.1:10248/healthz 2>/dev/null) == ok ]] ;;
   kube-proxy) curl -sf --max-time 3 http://127.0.0.1:10256/healthz >/dev/null 2>&1 ;;
+  # Its chains are hooked in (it does so after its caches have synced; stop removes them).
+  kube-router) iptables -w -S FORWARD 2>/dev/null | grep -q -- "-j $KUBE_ROUTER_CHAIN\$" ;;
   esac
 }
 
@@ -275,6 +286,20 @@ cleanup_cni_chains() {
       done
     done
   done
+}
+
+# kube-router's rules, once it is stopped: the jumps from INPUT, FORWARD and OUTPUT, its chains
+# (KUBE-ROUTER-*, a KUBE-POD-FW-* per pod, a KUBE-NWPLCY-* per policy) and its ipsets.
+cleanup_kube_router() {
+  local parent chains c sets s
+  for parent in INPUT FORWARD OUTPUT; do delete_jumps iptables filter "$parent" "KUBE-ROUTER-$parent"; done
+  chains=$(iptables -w -S 2>/dev/null | sed -n 's/^-N \(KUBE-ROUTER-.*\|KUBE-POD-FW-.*\|KUBE-NWPLCY-.*\)$/\1/p')
+  [[ -n $chains ]] || return 0
+  for c in $chains; do iptables -w -F "$c" 2>/dev/null || true; done
+  for c in $chains; do iptables -w -X "$c" 2>/dev/null || true; done
+  sets=$(ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-') || sets=
+  for s in $sets; do ipset destroy "$s" 2>/dev/null || true; done
+  info kube-router "removed its iptables chains and ipsets"
 }
 
 teardown_network() {

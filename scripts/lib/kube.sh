@@ -10,6 +10,9 @@ K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+# The NetworkPolicy engine: kube-router's firewall only (no routing, no service proxy). v2.1.0 is
+# the newest the Go module proxy serves here.
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
 
 KUBE_DIR="$IOT_STATE_DIR/kube"
 KUBE_BIN="$KUBE_DIR/bin"
@@ -44,11 +47,13 @@ KUBE_BUSYBOX_IMAGE=docker.io/iot-monitoring/busybox:local
 KUBE_COREDNS_IMAGE=docker.io/iot-monitoring/coredns:local
 
 CONTAINERD_SOCK="$KUBE_RUN/containerd.sock"
+# shellcheck disable=SC2034 # used by lib/kube-run.sh
+KUBE_ROUTER_CHAIN=KUBE-ROUTER-FORWARD
 CNI_BIN_DIR="${CNI_BIN_DIR:-/usr/lib/cni}"
 
 # Start order; stop goes the other way.
 # shellcheck disable=SC2034 # used by scripts/kube
-KUBE_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+KUBE_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router)
 KUBE_K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 for _v in KUBE_API_PORT KUBE_ETCD_PORT KUBE_ETCD_PEER_PORT KUBE_TIMEOUT; do
@@ -63,10 +68,11 @@ kubectl_() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
 crictl_() { "$KUBE_BIN/crictl" --config "$KUBE_CONF/crictl.yaml" "$@"; }
 
-kube_packages() { echo containerd runc containernetworking-plugins conntrack iptables iproute2 socat busybox-static jq openssl curl; }
+kube_packages() { echo containerd runc containernetworking-plugins conntrack iptables ipset iproute2 socat busybox-static jq openssl curl; }
 
 # ---------------------------------------------------------------------------
-# Builds: Kubernetes and etcd (the module in scripts/kube-build), crictl, CoreDNS, pause.
+# Builds: Kubernetes and etcd (the module in scripts/kube-build), crictl, CoreDNS, kube-router,
+# pause.
 # ---------------------------------------------------------------------------
 find_go() {
   local g
@@ -109,7 +115,9 @@ build_stamp() {
     "$(cat "$KUBE_BUILD_MOD/go.mod" "$KUBE_BUILD_MOD/go.sum" | sha256sum | cut -c1-16)" ;;
   crictl) printf 'crictl %s' "$CRICTL_VERSION" ;;
   coredns) printf 'coredns %s' "$COREDNS_VERSION" ;;
-  images) printf 'images %s' "$(cat "$KUBE_BUILD_MOD/pause/main.go" "$SCRIPTS_DIR/lib/kube.sh" /bin/busybox 2>/dev/null | sha256sum | cut -c1-16)" ;;
+  kuberouter) printf 'kube-router %s' "$KUBE_ROUTER_VERSION" ;;
+  # The recipe of the images is these two functions (not the whole file, which other builds share).
+  images) printf 'images %s' "$({ cat "$KUBE_BUILD_MOD/pause/main.go" /bin/busybox 2>/dev/null; declare -f build_images image_tar; } | sha256sum | cut -c1-16)" ;;
   esac
 }
 build_outputs() {
@@ -117,6 +125,7 @@ build_outputs() {
   kubernetes) printf "$KUBE_BIN/%s\n" etcd "${KUBE_K8S_CMDS[@]}" ;;
   crictl) echo "$KUBE_BIN/crictl" ;;
   coredns) echo "$KUBE_BIN/coredns" ;;
+  kuberouter) echo "$KUBE_BIN/kube-router" ;;
   images) printf "$KUBE_IMAGES/%s.tar\n" pause busybox coredns ;;
   esac
 }
@@ -153,6 +162,11 @@ build_coredns() {
   # CoreDNS's own module has no replace directives, so `go install` works.
   GOBIN="$KUBE_BIN" CGO_ENABLED=0 "$GO" install -trimpath -ldflags "-s -w" \
     "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+build_kuberouter() {
+  GOBIN="$KUBE_BIN" CGO_ENABLED=0 "$GO" install -trimpath \
+    -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+    "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
 }
 build_images() {
   local root="$KUBE_IMAGES/rootfs" a
@@ -218,6 +232,7 @@ build_step() {
   t0=$(now_us)
   case $step in
   kubernetes) say "kube: building Kubernetes $K8S_VERSION (${KUBE_K8S_CMDS[*]}) and etcd $ETCD_VERSION with $("$GO" env GOVERSION) from the Go module proxy into $KUBE_BIN (first run: about 8 minutes on 2 cores; log: $KUBE_BUILD_LOG)..." ;;
+  kuberouter) say "kube: building kube-router $KUBE_ROUTER_VERSION from the Go module proxy into $KUBE_BIN (first run: about 4 minutes; log: $KUBE_BUILD_LOG)..." ;;
   images) say "kube: building the local images (pause, busybox, coredns) into $KUBE_IMAGES..." ;;
   *) say "kube: building $step ${!vvar:-} from the Go module proxy into $KUBE_BIN (log: $KUBE_BUILD_LOG)..." ;;
   esac
@@ -239,6 +254,7 @@ cmd_build() {
   build_step kubernetes
   build_step crictl
   build_step coredns
+  build_step kuberouter
   build_step images
   exec 7>&-
   say "kube: binaries and images are current ($(fmt_elapsed "$t0")): $("$KUBE_BIN/kubelet" --version), etcd $("$KUBE_BIN/etcd" --version | sed -n 's/^etcd Version: //p')"
@@ -291,6 +307,7 @@ make_pki() {
   pki_cert controller-manager ca /CN=system:kube-controller-manager client
   pki_cert scheduler ca /CN=system:kube-scheduler client
   pki_cert kube-proxy ca /CN=system:kube-proxy client
+  pki_cert kube-router ca /CN=system:kube-router client
   pki_cert kubelet-client ca "/O=system:nodes/CN=system:node:$KUBE_NODE_NAME" client
   pki_cert kubelet-server ca "/CN=$KUBE_NODE_NAME" server "IP:$KUBE_NODE_IP,IP:127.0.0.1,DNS:$KUBE_NODE_NAME"
   if [[ ! -s $KUBE_PKI/sa.key ]]; then
@@ -361,6 +378,7 @@ write_configs() {
   write_kubeconfig "$KUBE_CONF/scheduler.kubeconfig" system:kube-scheduler scheduler
   write_kubeconfig "$KUBE_CONF/kubelet.kubeconfig" "system:node:$KUBE_NODE_NAME" kubelet-client
   write_kubeconfig "$KUBE_CONF/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
+  write_kubeconfig "$KUBE_CONF/kube-router.kubeconfig" system:kube-router kube-router
 
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' \
     "$CONTAINERD_SOCK" "$CONTAINERD_SOCK" >"$KUBE_CONF/crictl.yaml.new"

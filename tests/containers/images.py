@@ -5,6 +5,7 @@ variable."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from tests.deploy.tools import ROOT
 
 SCRIPTS = ROOT / "scripts"
-IMAGES_ENV = ROOT / ".local" / "images.env"
+# Where scripts/images writes it (IOT_STATE_DIR, as scripts/lib).
+IMAGES_ENV = Path(os.environ.get("IOT_STATE_DIR") or ROOT / ".local").resolve() / "images.env"
 BUILD_TIMEOUT_S = 3600
 
 

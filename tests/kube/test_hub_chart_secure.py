@@ -6,8 +6,8 @@ per attempt and no Ready worker; the fixed Secret and a restart bring the readin
 upgrade to mutual TLS (securityProtocol SSL, the client certificate from a Secret) keeps them
 coming. The passwords never appear in the pods' logs.
 
-Kubernetes here does not enforce NetworkPolicies (Debian's bridge CNI plugin has no policy
-engine): the chart's policies are rendered and applied, and tests/deploy checks what they say.
+The cluster enforces NetworkPolicies (kube-router's firewall): the worker reaches this broker
+through the egress policy's Kafka peer and port, moved to this namespace below.
 
 The tests of this module share one release in a namespace of their own and run in order."""
 
