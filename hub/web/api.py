@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException  # what FastAPI raises, and its subclass
 
+from hub.storage.audit_model import ACTIONS, AuditFilter, Outcome
 from hub.storage.partitions import ms_to_datetime
 from hub.storage.postgres import TRANSIENT_ERRORS
 from hub.web.api_live import live
@@ -44,7 +45,6 @@ from hub.web.api_models import (
     ReadyOut,
     SeriesOut,
 )
-from hub.web.audit import ACTIONS, AuditFilter, Outcome
 from hub.web.context import get_context
 from hub.web.metrics import CONTENT_TYPE, METRICS
 from hub.web.model import (
@@ -363,7 +363,7 @@ async def list_devices(
         limit=limit,
         offset=offset,
     )
-    return await _page_json(request, response, get_context().data.devices(f))
+    return await _page_json(request, response, get_context().reads.devices(f))
 
 
 DeviceId = Annotated[str, Path(max_length=MAX_TEXT)]
@@ -371,7 +371,7 @@ DeviceId = Annotated[str, Path(max_length=MAX_TEXT)]
 
 async def _device(device_id: str) -> DeviceView:
     """The device, or 404. An id holding NUL cannot be stored, so no such device exists."""
-    device = None if "\x00" in device_id else await get_context().data.device(device_id)
+    device = None if "\x00" in device_id else await get_context().reads.device(device_id)
     if device is None:
         raise _not_found(f"no device {device_id!r}")
     return device
@@ -435,7 +435,7 @@ async def get_readings(
     if start_ms >= end_ms:
         raise _invalid(f"query parameter 'start' ({start_ms}) must be before 'end' ({end_ms})")
     try:
-        series = await get_context().data.series(device_id, metric, start_ms, end_ms, max_points)
+        series = await get_context().reads.series(device_id, metric, start_ms, end_ms, max_points)
     except ValueError as exc:
         raise _invalid(str(exc)) from exc
     return series.to_json()
@@ -450,7 +450,7 @@ async def get_readings(
     summary="Edge gateways and their latest health report",
 )
 async def list_gateways(principal: Viewer) -> list[GatewayOut]:
-    return [GatewayOut.model_validate(g) for g in await get_context().data.gateways()]
+    return [GatewayOut.model_validate(g) for g in await get_context().reads.gateways()]
 
 
 # -- alerts -------------------------------------------------------------------------------------
@@ -487,7 +487,7 @@ async def list_alerts(
         limit=limit,
         offset=offset,
     )
-    return await _page_json(request, response, get_context().data.alerts(f))
+    return await _page_json(request, response, get_context().reads.alerts(f))
 
 
 AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]
@@ -511,14 +511,14 @@ async def acknowledge_alert(
     if comment is not None and "\x00" in comment:
         raise _invalid("body field 'comment' must not contain NUL characters")
     try:
-        row = await get_context().data.acknowledge(
+        row = await get_context().alerts.acknowledge(
             alert_id, principal, comment, client=client_address(request)
         )
     except ValueError as exc:
         raise _invalid(f"body field 'comment': {exc}") from exc
     if row is None:
         raise _not_found(f"no alert {alert_id}")
-    METRICS.alert_actions["ack"] += 1  # WebData logs the acknowledgement (alert, rule, by)
+    METRICS.alert_actions["ack"] += 1  # AlertService logs the acknowledgement (alert, rule, by)
     return AlertOut.model_validate(row)
 
 
@@ -531,10 +531,10 @@ async def acknowledge_alert(
     summary="Clear an alert by hand (operator or admin)",
 )
 async def clear_alert(request: Request, principal: Operator, alert_id: AlertId) -> AlertOut:
-    row = await get_context().data.clear(alert_id, principal, client=client_address(request))
+    row = await get_context().alerts.clear(alert_id, principal, client=client_address(request))
     if row is None:
         raise _not_found(f"no alert {alert_id}")
-    METRICS.alert_actions["clear"] += 1  # WebData logs the clearing
+    METRICS.alert_actions["clear"] += 1  # AlertService logs the clearing
     return AlertOut.model_validate(row)
 
 
@@ -615,7 +615,7 @@ async def healthz() -> dict[str, Any]:
 )
 async def readyz() -> Response:
     ctx = get_context()
-    checks = dict(await ctx.data.ping())
+    checks = dict(await ctx.reads.ping())
     checks["live"] = ctx.fanout.connected
     ready = all(checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}

@@ -118,7 +118,7 @@ async def _refuse(websocket: WebSocket, reason: str) -> None:
 async def live(websocket: WebSocket) -> None:
     ctx = get_context()
     token = _ws_token(websocket)
-    principal = None if token is None else await ctx.auth.verify_token(token)
+    principal = None if token is None else (await ctx.auth.check_token(token)).principal
     if principal is None:
         await _refuse(websocket, "missing token" if token is None else "invalid or revoked token")
         return

@@ -9,11 +9,9 @@ from typing import TYPE_CHECKING
 from hub.settings import HubSettings
 
 if TYPE_CHECKING:  # keeps this module importable without pulling in the I/O adapters
-    from hub.web.audit_store import AuditLog
-    from hub.web.auth import AuthStore
-    from hub.web.data import WebData
+    from hub.storage.web_ports import AuditTrail, ReadModel
     from hub.web.fanout import LiveFanout
-    from hub.web.signin import SignIn
+    from hub.web.services import AlertService, AuthService
 
 __all__ = ["WebContext", "clear_context", "get_context", "has_context", "set_context"]
 
@@ -21,11 +19,11 @@ __all__ = ["WebContext", "clear_context", "get_context", "has_context", "set_con
 @dataclass(frozen=True, slots=True)
 class WebContext:
     settings: HubSettings
-    data: WebData
-    auth: AuthStore
+    reads: ReadModel
+    alerts: AlertService
+    auth: AuthService
+    audit: AuditTrail
     fanout: LiveFanout
-    audit: AuditLog
-    signin: SignIn
     started_at: int  # epoch ms
 
 

@@ -15,20 +15,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-import asyncpg
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from nicegui import app, ui
 
 from hub.settings import HubSettings
-from hub.web.audit_store import AuditLog
-from hub.web.auth import AuthStore
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_log import PostgresAuditLog
+from hub.storage.migrations import missing_tables
+from hub.storage.postgres import Database
+from hub.storage.read_model import (
+    PostgresReadModel,
+    RedisAlertEvents,
+    connect_pool,
+    redis_client,
+)
+from hub.storage.throttle_store import RedisThrottleStore
 from hub.web.context import WebContext, clear_context, has_context, set_context
-from hub.web.data import WebData, connect_pool, redis_client
 from hub.web.fanout import LiveFanout
 from hub.web.headers import SecurityHeadersMiddleware
-from hub.web.signin import SignIn, build_throttle
-from hub.web.throttle_store import RedisThrottleStore
+from hub.web.metrics import METRICS
+from hub.web.services import AlertService, AuthService, build_throttle
 
 __all__ = ["SchemaMissingError", "build", "check_schema", "open_context", "run"]
 
@@ -40,6 +47,9 @@ _built = False
 _stack: contextlib.AsyncExitStack | None = None
 
 
+WEB_TABLES: Final = ("users", "api_tokens", "devices", "alerts", "web_sessions", "audit_log")
+
+
 class SchemaMissingError(RuntimeError):
     """The database has not been migrated for the web app (`iot-hub migrate`)."""
 
@@ -47,15 +57,7 @@ class SchemaMissingError(RuntimeError):
 async def check_schema(dsn: str) -> None:
     """SchemaMissingError unless the web tables exist; the connection errors of asyncpg
     otherwise (unreachable, refused, bad credentials)."""
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        missing = await conn.fetchval(
-            "SELECT array_agg(t) FROM unnest(ARRAY['users', 'api_tokens', 'devices', 'alerts', "
-            "'web_sessions', 'audit_log']) t "
-            "WHERE to_regclass(t) IS NULL"
-        )
-    finally:
-        await conn.close()
+    missing = await missing_tables(dsn, WEB_TABLES)
     if missing:
         raise SchemaMissingError(
             f"database has no table {', '.join(missing)}: run `iot-hub migrate` first"
@@ -74,17 +76,19 @@ async def open_context(settings: HubSettings) -> AsyncIterator[WebContext]:
         fanout = LiveFanout.from_url(settings.redis_url, queue_size=settings.web_client_queue)
         stack.push_async_callback(fanout.stop)
         await fanout.start()
-        auth, audit = AuthStore(pool), AuditLog(pool)
+        audit = PostgresAuditLog(pool)
         throttle = build_throttle(settings, RedisThrottleStore(redis))
         context = WebContext(
             settings=settings,
-            data=WebData(
-                pool, redis, gateway_offline_after_s=settings.gateway_offline_after_s, audit=audit
+            reads=PostgresReadModel(
+                pool, redis, gateway_offline_after_s=settings.gateway_offline_after_s
             ),
-            auth=auth,
-            fanout=fanout,
+            alerts=AlertService(Database(pool), RedisAlertEvents(redis), audit),
+            auth=AuthService(
+                PostgresAccounts(pool), throttle, audit, settings.web_session_hours, METRICS
+            ),
             audit=audit,
-            signin=SignIn(auth, throttle, audit, settings.web_session_hours),
+            fanout=fanout,
             started_at=int(time.time() * 1000),
         )
         set_context(context)

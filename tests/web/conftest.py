@@ -26,9 +26,9 @@ from nicegui.testing.user_simulation import user_simulation
 from redis.asyncio import Redis
 from selenium import webdriver
 
+from hub.storage.accounts import PostgresAccounts
 from hub.storage.live import LiveStore
 from hub.storage.postgres import Database
-from hub.web.auth import AuthStore
 from hub.web.context import WebContext, get_context
 from tests.integration.conftest import PostgresServer, reset_data
 from tests.support.services import run_services
@@ -90,7 +90,9 @@ async def feed(web_database_url: str, web_redis_url: str) -> AsyncIterator[HubFe
     database = await Database.connect(web_database_url)
     live = LiveStore(redis)
     try:
-        yield HubFeed(database=database, live=live, auth=AuthStore(database._pool), redis=redis)
+        yield HubFeed(
+            database=database, live=live, auth=PostgresAccounts(database._pool), redis=redis
+        )
     finally:
         await database.close()
         await redis.aclose()

@@ -1,7 +1,7 @@
 """Arrange what the dashboard shows, through the hub's own code paths: readings written with
 `Database.write_readings` and then put on Redis with `LiveStore` exactly as the ingest agent
 does, alerts through `Database.apply_alert` and published as the alert agent does, gateway
-heartbeats as the status agent stores them, users through `AuthStore`."""
+heartbeats as the status agent stores them, users through `PostgresAccounts`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from redis.asyncio import Redis
 from edge_gateway.simulators import FleetSpec, build_fleet
 from hub.agents.alerts import alert_event, encode_event
 from hub.rules.model import AlertTransition
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_model import Actor
 from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
 from hub.storage.redis_values import GatewayHealth
-from hub.web.audit import Actor
-from hub.web.auth import AuthStore
 from hub.web.model import Role
 from protocol import EdgeMetrics, NormalisedReading
 from tests.support.readings import make_reading
@@ -37,7 +37,7 @@ def now_ms() -> int:
 class HubFeed:
     database: Database
     live: LiveStore
-    auth: AuthStore
+    auth: PostgresAccounts
     redis: Redis
 
     async def add_user(self, name: str, role: Role, password: str = PASSWORD) -> None:

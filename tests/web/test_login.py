@@ -97,12 +97,15 @@ class FrozenClock:
         return self.now
 
 
-def throttle_on_a_frozen_clock(free_failures: int, wait_s: float) -> FrozenClock:
+def throttle_on_a_frozen_clock(feed: HubFeed, free_failures: int, wait_s: float) -> FrozenClock:
     """Replace the app's throttle by one whose clock stands still (in-memory, so no other test
     shares its counts): the waits are then exact, whatever the machine's speed."""
-    from hub.web.signin import SignIn
+    from hub.storage.accounts import PostgresAccounts
+    from hub.storage.throttle_store import MemoryThrottleStore
+    from hub.web.metrics import METRICS
+    from hub.web.services import AuthService
     from hub.web.throttle import ThrottlePolicy
-    from hub.web.throttle_store import LoginThrottle, MemoryThrottleStore
+    from hub.web.throttle_store import LoginThrottle
 
     clock = FrozenClock()
     policy = ThrottlePolicy(
@@ -112,8 +115,11 @@ def throttle_on_a_frozen_clock(free_failures: int, wait_s: float) -> FrozenClock
         MemoryThrottleStore(clock), user_policy=policy, address_policy=policy, clock=clock
     )
     context = get_context()
-    signin = SignIn(context.auth, throttle, context.audit, context.settings.web_session_hours)
-    set_context(dataclasses.replace(context, signin=signin))
+    accounts = PostgresAccounts(feed.database._pool)
+    auth = AuthService(
+        accounts, throttle, context.audit, context.settings.web_session_hours, METRICS
+    )
+    set_context(dataclasses.replace(context, auth=auth))
     return clock
 
 
@@ -121,7 +127,7 @@ async def test_repeated_failures_are_throttled_and_the_wait_is_shown(
     user: User, feed: HubFeed
 ) -> None:
     await feed.add_user("olga", "operator")
-    clock = throttle_on_a_frozen_clock(free_failures=2, wait_s=30.0)
+    clock = throttle_on_a_frozen_clock(feed, free_failures=2, wait_s=30.0)
     for _ in range(3):  # two free failures, and a third that had nothing to wait for
         await login(user, "olga", "not the password")
         await user.should_see("Wrong user name or password.")

@@ -19,7 +19,6 @@ from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from hub.web.context import get_context
-from hub.web.data import MAX_COMMENT_CHARS
 from hub.web.model import (
     ALERT_STATUSES,
     SEVERITIES,
@@ -33,6 +32,7 @@ from hub.web.model import (
 from hub.web.pages import session
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.pages.overview import device_href, now_ms
+from hub.web.services import MAX_COMMENT_CHARS
 from hub.web.views.numbers import format_age, format_number
 from hub.web.views.times import format_time
 
@@ -183,7 +183,7 @@ class AlertsPage:
     # -- reading ----------------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        page = await get_context().data.alerts(self.filter)
+        page = await get_context().reads.alerts(self.filter)
         highlighted = frozenset(self.new_critical)
         changed = (page.items, highlighted) != (self.alerts, self._highlighted)
         self.alerts, self.total, self._highlighted = page.items, page.total, highlighted
@@ -340,7 +340,7 @@ class AlertsPage:
         if principal is None:
             return None
         try:
-            row = await get_context().data.acknowledge(
+            row = await get_context().alerts.acknowledge(
                 alert_id, principal, comment, client=session.client_address()
             )
         except (PermissionError, ValueError) as exc:
@@ -359,7 +359,7 @@ class AlertsPage:
         if principal is None:
             return None
         try:
-            row = await get_context().data.clear(
+            row = await get_context().alerts.clear(
                 alert_id, principal, client=session.client_address()
             )
         except PermissionError as exc:

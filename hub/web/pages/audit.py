@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.web.audit import ACTIONS, AuditEntry, AuditFilter, Outcome
+from hub.storage.audit_model import ACTIONS, AuditEntry, AuditFilter, Outcome
 from hub.web.context import get_context
 from hub.web.model import can_administer
 from hub.web.pages import session

@@ -1,10 +1,10 @@
 """`/device/{device_id}`: a Plotly chart per metric over a chosen time range, live by default.
 
 Ranges: live (the last 15 minutes, then every reading appended within a tick of its arrival),
-15 min, 1 h, 24 h, 7 days and custom. Each range is read with `WebData.series`, which picks raw
+15 min, 1 h, 24 h, 7 days and custom. Each range is read with `ReadModel.series`, which picks raw
 readings or the 1-minute rollups and downsamples, keeping minima and maxima, to `max_points`:
 the chart's width in pixels as the browser reports it. Alert markers come from
-`WebData.alert_markers` and, live, from the alert events. "CSV" downloads the points shown.
+`ReadModel.alert_markers` and, live, from the alert events. "CSV" downloads the points shown.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def register() -> None:
         principal = await session.current_principal()
         if principal is None:
             return session.login_redirect(request)
-        device = await get_context().data.device(device_id)
+        device = await get_context().reads.device(device_id)
         frame = await page_frame(
             principal, "device", devices=frozenset() if device is None else frozenset({device_id})
         )
@@ -213,7 +213,7 @@ class DevicePage:
         generation = self._generation
         self._loading = True
         self.status.text = "loading..."
-        data = get_context().data
+        data = get_context().reads
         # Live: up to now and a little beyond, so nothing between the read and the first
         # appended reading is lost (appending skips what the chart already has).
         end = chosen.end + 60_000 if chosen.live else chosen.end
@@ -322,7 +322,7 @@ class DevicePage:
         self.last_seen_label.text = f"last seen {format_age(self.last_seen, now_ms())}"
         if time.monotonic() - self._header_at >= HEADER_REFRESH_S:
             self._header_at = time.monotonic()
-            device = await get_context().data.device(self.device_id)
+            device = await get_context().reads.device(self.device_id)
             if device is not None:
                 self._apply_header(device)
 

@@ -63,7 +63,7 @@ class PageFrame:
 
 
 async def critical_count() -> int:
-    page = await get_context().data.alerts(
+    page = await get_context().reads.alerts(
         AlertFilter(status="active", severity="critical", limit=1)
     )
     return page.total

@@ -1,7 +1,7 @@
-"""`/login`: user name and password through `hub.web.signin` (throttled per user and per
-address, audited); on success a session for HUB_WEB_SESSION_HOURS and on to where the browser
-was going (a path on this site only). While throttled the page says how long to wait and
-counts down, with the button disabled."""
+"""`/login`: user name and password through `hub.web.services.AuthService` (throttled per user
+and per address, audited); on success a session for HUB_WEB_SESSION_HOURS and on to where the
+browser was going (a path on this site only). While throttled the page says how long to wait
+and counts down, with the button disabled."""
 
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ def register() -> None:
                     return  # still counting down (the button is disabled; Enter is not)
                 button.disable()
                 try:
-                    context = get_context()
-                    result = await context.signin.sign_in(user, secret, session.client_address())
+                    auth = get_context().auth
+                    result = await auth.sign_in(user, secret, session.client_address())
                 finally:
                     button.enable()
                 password.value = ""
@@ -98,9 +98,7 @@ def register() -> None:
                     error.text = "Wrong user name or password."
                     error.set_visibility(True)
                     return
-                session.start_session(
-                    result.principal, context.settings.web_session_hours, result.session_id
-                )
+                session.start_session(result.principal, auth.session_hours, result.session_id)
                 ui.navigate.to(target)
 
             password.on("keydown.enter", submit)

@@ -296,7 +296,7 @@ class OverviewView:
     # -- building ------------------------------------------------------------------------------
 
     async def build(self) -> None:
-        data = get_context().data
+        data = get_context().reads
         sites, types = await data.facets()
         with self.frame.content:
             with ui.row().classes("w-full gap-3 items-stretch flex-wrap").mark("summary"):
@@ -367,7 +367,7 @@ class OverviewView:
             return
         self._refreshing = True
         try:
-            data = get_context().data
+            data = get_context().reads
             page, gateways, totals = await asyncio.gather(
                 data.devices(self.filter), data.gateways(), self._totals()
             )
@@ -387,7 +387,7 @@ class OverviewView:
             self._refresh_wanted_at = None
 
     async def _totals(self) -> tuple[int, int, int, int, int]:
-        data = get_context().data
+        data = get_context().reads
         everyone, online, offline, critical, warning = await asyncio.gather(
             data.devices(DeviceFilter(limit=1)),
             data.devices(DeviceFilter(state="online", limit=1)),
@@ -420,7 +420,7 @@ class OverviewView:
     async def _load_sparks(self, devices: list[DeviceView]) -> None:
         """The last 30 minutes of each new row's sparkline metric, all queries at once (the
         pool bounds how many run together)."""
-        data = get_context().data
+        data = get_context().reads
         end = now_ms()
         wanted = [
             (d.device_id, metric)

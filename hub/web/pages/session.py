@@ -1,6 +1,6 @@
 """Who is logged in to this browser, for how long, and their preferences.
 
-A session is a row of `web_sessions` in PostgreSQL (`AuthStore.create_session`); this browser's
+A session is a row of `web_sessions` in PostgreSQL (`Accounts.create_session`); this browser's
 NiceGUI `app.storage.user` (signed with HUB_WEB_STORAGE_SECRET) holds its id. Every page load
 and every action checks the row, so logout, a password change and the user's removal end the
 session on every replica at once; open pages notice within `SESSION_CHECK_S`
@@ -44,7 +44,7 @@ PREFS_KEY: Final = "web_prefs"
 def start_session(
     principal: Principal, hours: float, session_id: str, *, now: float | None = None
 ) -> None:
-    """Remember in this browser's storage the session `AuthStore.create_session` made."""
+    """Remember in this browser's storage the session `Accounts.create_session` made."""
     expires = (time.time() if now is None else now) + hours * 3600
     app.storage.user[SESSION_KEY] = {
         "id": session_id,
@@ -113,7 +113,7 @@ async def sign_out(principal: Principal) -> None:
     session_id = _session_id()
     end_session()
     if session_id is not None:
-        await get_context().signin.sign_out(session_id, principal, client_address())
+        await get_context().auth.sign_out(session_id, principal, client_address())
 
 
 def client_address() -> str | None:
