@@ -44,6 +44,7 @@ from hub.storage.web_model import (
 
 __all__ = [
     "MAX_MARKERS",
+    "PoolHandle",
     "PostgresReadModel",
     "RedisAlertEvents",
     "connect_pool",
@@ -116,6 +117,29 @@ async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> as
         server_settings={"application_name": "iot-hub-web", "timezone": "UTC"},
     )
     return pool
+
+
+class PoolHandle:
+    """The web process's pool (`connect_pool`) before it exists: the stores are built with the
+    app, outside any event loop, and use the pool once `open` has connected it (at the app's
+    startup). Every pool method is the pool's own."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await connect_pool(self._dsn)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the web app's database pool is not open yet")
+        return getattr(self._pool, name)
 
 
 def redis_client(url: str, *, timeout_s: float = 2.0) -> Redis:

@@ -10,6 +10,9 @@ Redis going away is survived: the reader reconnects with backoff and subscribes 
 published meanwhile are lost; that is pub/sub, and the pages reload history from PostgreSQL).
 Redis refusing the subscription (NOPERM from an ACL without the channels) is treated the same
 way: `connected` stays False, so /readyz says not ready, until a retry is let through.
+
+Without Redis (``redis=None``: the in-memory stores of `hub.storage.memory_web`), the fan-out is
+connected once started and takes its messages from whoever calls `feed`.
 """
 
 from __future__ import annotations
@@ -162,14 +165,15 @@ class Subscription:
 class LiveFanout:
     def __init__(
         self,
-        redis: Redis,
+        redis: Redis | None,
         *,
         queue_size: int = 1000,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
     ) -> None:
         """``redis``: a client for this fan-out alone (the subscription holds one connection
-        for as long as it runs); it is closed by `stop`."""
+        for as long as it runs); it is closed by `stop`. None: no Redis, messages come through
+        `feed`."""
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self._redis = redis
@@ -199,6 +203,9 @@ class LiveFanout:
             await self._subscribed.wait()
 
     async def start(self) -> None:
+        if self._redis is None:
+            self._subscribed.set()
+            return
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="live-fanout")
             self._task.add_done_callback(_report_crash)
@@ -211,8 +218,10 @@ class LiveFanout:
                 await task
         for sub in list(self._subscribers):
             sub.close()
-        with contextlib.suppress(*REDIS_UNAVAILABLE):
-            await self._redis.aclose()
+        self._subscribed.clear()
+        if self._redis is not None:
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
+                await self._redis.aclose()
 
     def subscribe(
         self, *, devices: frozenset[str] | None = None, alerts: bool = True
@@ -257,7 +266,17 @@ class LiveFanout:
 
     # -- the Redis side ------------------------------------------------------------------------
 
+    def feed(self, channel: str, data: bytes | str) -> None:
+        """One message of a live channel, as the Redis subscription reads it."""
+        self.stats.received_total += 1
+        event = parse_message(channel, data)
+        if event is None:
+            self.stats.undecodable_total += 1
+            return
+        self.publish(event)
+
     async def _run(self) -> None:
+        assert self._redis is not None
         backoff = Backoff(initial_s=self._backoff_initial_s, max_s=self._backoff_max_s)
         ever_subscribed = False
         outage_logged = False
@@ -291,15 +310,10 @@ class LiveFanout:
             message = await pubsub.get_message(timeout=_READ_TIMEOUT_S)
             if message is None or message.get("type") != "message":
                 continue
-            self.stats.received_total += 1
             channel = message["channel"]
             if isinstance(channel, bytes):
                 channel = channel.decode()
-            event = parse_message(channel, message["data"])
-            if event is None:
-                self.stats.undecodable_total += 1
-                continue
-            self.publish(event)
+            self.feed(channel, message["data"])
 
 
 async def _confirmed(pubsub: PubSub) -> None:

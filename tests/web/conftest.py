@@ -29,7 +29,7 @@ from selenium import webdriver
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.live import LiveStore
 from hub.storage.postgres import Database
-from hub.web.context import WebContext, get_context
+from hub.web.container import WebServices
 from tests.integration.conftest import PostgresServer, reset_data
 from tests.support.services import run_services
 from tests.support.waiting import async_wait_until
@@ -135,8 +135,8 @@ async def user(
         async with user_simulation(main_file=WEB_MAIN) as simulated:
             simulated.javascript_rules.update(JAVASCRIPT_ANSWERS)
             # NiceGUI runs startup handlers as tasks: wait for the stores to be open.
-            context = await async_wait_until(_context, timeout=20, what="the web context")
-            await context.fanout.wait_subscribed(10)
+            services = await async_wait_until(_ready, timeout=20, what="the web app's stores")
+            await services.fanout.wait_subscribed(10)
             yield simulated
     finally:
         for name, module in modules.items():
@@ -152,11 +152,15 @@ async def user(
         pytest.fail(f"ERROR logs: {[r.getMessage() for r in errors]}", pytrace=False)
 
 
-async def _context() -> WebContext | None:
-    try:
-        return get_context()
-    except RuntimeError:
-        return None
+def web_services() -> WebServices:
+    """The services of the app the `user` fixture runs."""
+    services: WebServices = app.state.web
+    return services
+
+
+async def _ready() -> WebServices | None:
+    services: WebServices | None = getattr(app.state, "web", None)
+    return services if services is not None and services.ready else None
 
 
 async def login(user: User, name: str, password: str | None = None) -> None:

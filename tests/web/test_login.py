@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
 from nicegui import app, ui
 from nicegui.testing.user import User
 
-from hub.web.context import get_context, set_context
 from tests.support.waiting import async_wait_until
-from tests.web.conftest import login
+from tests.web.conftest import login, web_services
 from tests.web.feed import TEST_ACTOR, HubFeed
 
 pytestmark = pytest.mark.integration
@@ -102,7 +100,6 @@ def throttle_on_a_frozen_clock(feed: HubFeed, free_failures: int, wait_s: float)
     shares its counts): the waits are then exact, whatever the machine's speed."""
     from hub.storage.accounts import PostgresAccounts
     from hub.storage.throttle_store import MemoryThrottleStore
-    from hub.web.metrics import METRICS
     from hub.web.services import AuthService
     from hub.web.throttle import ThrottlePolicy
     from hub.web.throttle_store import LoginThrottle
@@ -114,12 +111,11 @@ def throttle_on_a_frozen_clock(feed: HubFeed, free_failures: int, wait_s: float)
     throttle = LoginThrottle(
         MemoryThrottleStore(clock), user_policy=policy, address_policy=policy, clock=clock
     )
-    context = get_context()
+    services = web_services()
     accounts = PostgresAccounts(feed.database._pool)
-    auth = AuthService(
-        accounts, throttle, context.audit, context.settings.web_session_hours, METRICS
+    services.auth = AuthService(
+        accounts, throttle, services.audit, services.auth.session_hours, services.metrics
     )
-    set_context(dataclasses.replace(context, auth=auth))
     return clock
 
 
