@@ -3,7 +3,7 @@
 Pure: no I/O. Each value has one encoder and one decoder, next to its type:
 `hub.storage.redis_values` for the keys, `hub.storage.live_messages` for the pub/sub channels.
 The worker writes (`hub.storage.live.LiveStore`), the web app reads
-(`hub.storage.read_model`, `hub.web.fanout`).
+(`hub.storage.read_model`, and the channels through `hub.storage.live_feed`).
 
 * `iot:latest:{device_id}` hash: one field per metric, the value as JSON (`61.2`, `true`), plus
   `_ts` (epoch ms of the newest reading applied), `_site` and `_type`. The underscore keeps them

@@ -11,6 +11,8 @@
   transaction (`hub.storage.accounts.PostgresAccounts`).
 * `AuditTrail`: the append-only audit log (`hub.storage.audit_log.PostgresAuditLog`).
 * `ThrottleStore`: the login throttle's counts (`hub.storage.throttle_store`).
+* `LiveFeed`: the live channels, read by the fan-out (`hub.storage.live_feed.RedisLiveFeed`; the
+  in-memory hub hands its messages over itself).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Protocol
 
 from hub.storage.audit_model import Actor, AuditEntry, AuditEvent, AuditFilter
 from hub.storage.credentials import PasswordCheck, TokenCheck, TokenInfo
+from hub.storage.live_feed import LiveFeed
 from hub.storage.throttle_store import ThrottleStore
 from hub.storage.web_model import (
     AlertFilter,
@@ -37,6 +40,7 @@ __all__ = [
     "AlertEvents",
     "AlertWrites",
     "AuditTrail",
+    "LiveFeed",
     "ReadModel",
     "ThrottleStore",
 ]

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from hub.rules.model import AlertTransition
 from hub.storage.audit_log import PostgresAuditLog
 from hub.storage.live import LiveStore
+from hub.storage.live_feed import RedisLiveFeed
 from hub.storage.postgres import Database
 from hub.storage.read_model import PostgresReadModel, RedisAlertEvents, connect_pool, redis_client
 from hub.storage.redis_keys import GATEWAYS_KEY, READINGS_CHANNEL
@@ -61,7 +62,7 @@ async def test_fanout_refused_the_channels_retries_and_subscribes_once_allowed(
     await acl_setuser(admin, USER, "on", f">{PASSWORD}", "~*", "resetchannels", "+@all")
     caplog.set_level(logging.INFO, logger="hub.web.fanout")
     client = Redis.from_url(server.url(USER, PASSWORD), socket_connect_timeout=2)
-    fan = LiveFanout(client, backoff_initial_s=0.05, backoff_max_s=0.2)
+    fan = LiveFanout(RedisLiveFeed(client, backoff_initial_s=0.05, backoff_max_s=0.2))
     await fan.start()
     try:
         sub = fan.subscribe(devices=frozenset({"d"}), alerts=False)
