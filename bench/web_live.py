@@ -36,9 +36,9 @@ from redis.asyncio import Redis
 
 from bench.hub_ingest import REDIS_URL, create_database, drop_database
 from hub.settings import HubSettings
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_model import Actor
 from hub.storage.redis_keys import READINGS_CHANNEL
-from hub.web.audit import Actor
-from hub.web.auth import AuthStore
 from iot_common.prometheus import parse as parse_metrics
 from protocol import topics
 from tests.support.gateway import GatewayProcess
@@ -241,7 +241,7 @@ async def measure(
 async def create_token(dsn: str) -> str:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        return await AuthStore(pool).create_token(
+        return await PostgresAccounts(pool).create_token(
             "bench", "viewer", actor=Actor("bench", "bench/web_live.py")
         )
     finally:

@@ -377,7 +377,7 @@ def _cli_actor() -> Any:
     """Who the audit log records for a CLI action: "cli", with the OS user and host."""
     import os
 
-    from hub.web.audit import cli_actor
+    from hub.storage.audit_model import cli_actor
 
     try:
         os_user = getpass.getuser()
@@ -504,17 +504,17 @@ def _with_auth(
     failed_event: str,
     **fields: str,
 ) -> int:
-    """Run ``action(AuthStore)`` on a pool of its own; one log line and exit code on failure:
+    """Run ``action(PostgresAccounts)`` on a pool of its own; one log line and exit code on failure:
     2 for a refused value, 1 for the database (unreachable, or not migrated)."""
     import asyncpg
 
-    from hub.web.auth import AuthStore
-    from hub.web.data import connect_pool
+    from hub.storage.accounts import PostgresAccounts
+    from hub.storage.read_model import connect_pool
 
     async def run() -> None:
         pool = await connect_pool(settings.database_url, min_size=1, max_size=1)
         try:
-            await action(AuthStore(pool))
+            await action(PostgresAccounts(pool))
         finally:
             await pool.close()
 

@@ -171,7 +171,7 @@ class LiveStore:
         """
         if not readings:
             return True
-        latest = _merge_latest(readings)
+        latest = merge_latest(readings)
 
         async def run() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -314,7 +314,7 @@ async def _execute(pipe: Pipeline) -> None:
 
 
 @dataclass
-class _DeviceLatest:
+class DeviceLatest:
     """One device's newest of a batch, merged reading by reading."""
 
     ts: int
@@ -328,14 +328,14 @@ class _DeviceLatest:
         return {name: value for name, value in encoded.items()}
 
 
-def _merge_latest(readings: Iterable[NormalisedReading]) -> dict[str, _DeviceLatest]:
+def merge_latest(readings: Iterable[NormalisedReading]) -> dict[str, DeviceLatest]:
     # The newest value of each metric wins, and the newest known type; values are encoded once
     # per device and metric, not once per reading (a batch holds many readings of each device).
-    latest: dict[str, _DeviceLatest] = {}
+    latest: dict[str, DeviceLatest] = {}
     for reading in sorted(readings, key=lambda r: r.ts):
         device = latest.get(reading.device_id)
         if device is None:
-            device = latest[reading.device_id] = _DeviceLatest(reading.ts, reading.site)
+            device = latest[reading.device_id] = DeviceLatest(reading.ts, reading.site)
         device.metrics.update(reading.metrics)
         device.ts, device.site = reading.ts, reading.site
         if reading.type is not None:

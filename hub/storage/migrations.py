@@ -115,3 +115,17 @@ async def _migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) ->
         )
         applied.append(migration.name)
     return applied
+
+
+async def missing_tables(dsn: str, tables: Sequence[str]) -> list[str]:
+    """Which of ``tables`` the database lacks (none once it is migrated); the connection errors
+    of asyncpg otherwise (unreachable, refused, bad credentials)."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        missing = await conn.fetchval(
+            "SELECT array_agg(t) FROM unnest($1::text[]) t WHERE to_regclass(t) IS NULL",
+            list(tables),
+        )
+    finally:
+        await conn.close()
+    return list(missing or [])

@@ -2,8 +2,8 @@
 
 Pure: no I/O. Each value has one encoder and one decoder, next to its type:
 `hub.storage.redis_values` for the keys, `hub.storage.live_messages` for the pub/sub channels.
-The worker writes (`hub.storage.live.LiveStore`), the web app reads (`hub.web.data`,
-`hub.web.fanout`).
+The worker writes (`hub.storage.live.LiveStore`), the web app reads
+(`hub.storage.read_model`, and the channels through `hub.storage.live_feed`).
 
 * `iot:latest:{device_id}` hash: one field per metric, the value as JSON (`61.2`, `true`), plus
   `_ts` (epoch ms of the newest reading applied), `_site` and `_type`. The underscore keeps them
@@ -26,7 +26,7 @@ The worker writes (`hub.storage.live.LiveStore`), the web app reads (`hub.web.da
   (`hub.agents.alerts.alert_event`).
 
 The login throttle's keys (`iot:login-throttle:*`) belong to the web app alone
-(`hub.web.throttle_store`).
+(`hub.storage.throttle_store`).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException  # what FastAPI raises, and its subclass
 
+from hub.storage.audit_model import ACTIONS, AuditFilter, Outcome
 from hub.storage.partitions import ms_to_datetime
 from hub.storage.postgres import TRANSIENT_ERRORS
 from hub.web.api_live import live
@@ -44,9 +45,8 @@ from hub.web.api_models import (
     ReadyOut,
     SeriesOut,
 )
-from hub.web.audit import ACTIONS, AuditFilter, Outcome
-from hub.web.context import get_context
-from hub.web.metrics import CONTENT_TYPE, METRICS
+from hub.web.container import WebServices, web_services
+from hub.web.metrics import CONTENT_TYPE
 from hub.web.model import (
     MAX_PAGE,
     AlertFilter,
@@ -180,7 +180,9 @@ class _ApiRoute(APIRoute):
                 return response
             finally:
                 method = request.method if request.method in method_of else "other"
-                METRICS.http_request(method, route, status, time.perf_counter() - started)
+                web_services(request).metrics.http_request(
+                    method, route, status, time.perf_counter() - started
+                )
 
         return handle
 
@@ -220,8 +222,12 @@ _bearer = HTTPBearer(
 )
 
 
+Services = Annotated[WebServices, Depends(web_services)]
+
+
 async def require_principal(
     request: Request,
+    services: Services,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
@@ -231,7 +237,7 @@ async def require_principal(
             "missing bearer token: send the header 'Authorization: Bearer <token>'",
             {"WWW-Authenticate": "Bearer"},
         )
-    check = await get_context().auth.check_token(credentials.credentials)
+    check = await services.auth.check_token(credentials.credentials)
     if check.expired_at is not None:
         expired = ms_to_datetime(check.expired_at).strftime("%Y-%m-%dT%H:%M:%SZ")
         log.warning("token_expired", extra={"client": client_address(request)})
@@ -341,6 +347,7 @@ async def list_devices(
     request: Request,
     response: Response,
     principal: Viewer,
+    services: Services,
     site: Annotated[str | None, TextQuery] = None,
     type: Annotated[str | None, TextQuery] = None,
     state: Annotated[DeviceState | None, Query()] = None,
@@ -363,15 +370,15 @@ async def list_devices(
         limit=limit,
         offset=offset,
     )
-    return await _page_json(request, response, get_context().data.devices(f))
+    return await _page_json(request, response, services.reads.devices(f))
 
 
 DeviceId = Annotated[str, Path(max_length=MAX_TEXT)]
 
 
-async def _device(device_id: str) -> DeviceView:
+async def _device(services: WebServices, device_id: str) -> DeviceView:
     """The device, or 404. An id holding NUL cannot be stored, so no such device exists."""
-    device = None if "\x00" in device_id else await get_context().data.device(device_id)
+    device = None if "\x00" in device_id else await services.reads.device(device_id)
     if device is None:
         raise _not_found(f"no device {device_id!r}")
     return device
@@ -393,8 +400,8 @@ async def _device(device_id: str) -> DeviceView:
     tags=["devices"],
     summary="One device: state, latest values, active alerts",
 )
-async def get_device(principal: Viewer, device_id: DeviceId) -> dict[str, Any]:
-    return (await _device(device_id)).to_json()
+async def get_device(principal: Viewer, services: Services, device_id: DeviceId) -> dict[str, Any]:
+    return (await _device(services, device_id)).to_json()
 
 
 @router.get(
@@ -411,6 +418,7 @@ async def get_device(principal: Viewer, device_id: DeviceId) -> dict[str, Any]:
 )
 async def get_readings(
     principal: Viewer,
+    services: Services,
     device_id: DeviceId,
     metric: Annotated[
         str, Query(min_length=1, max_length=MAX_TEXT, description="one of the device's metrics")
@@ -421,7 +429,7 @@ async def get_readings(
     end: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms; default: now")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="points at most")] = 1000,
 ) -> dict[str, Any]:
-    device = await _device(device_id)
+    device = await _device(services, device_id)
     if metric not in device.metrics:
         known = ", ".join(device.metrics) or "none"
         # Not found rather than invalid: the metric is well-formed, this device just has no
@@ -435,7 +443,7 @@ async def get_readings(
     if start_ms >= end_ms:
         raise _invalid(f"query parameter 'start' ({start_ms}) must be before 'end' ({end_ms})")
     try:
-        series = await get_context().data.series(device_id, metric, start_ms, end_ms, max_points)
+        series = await services.reads.series(device_id, metric, start_ms, end_ms, max_points)
     except ValueError as exc:
         raise _invalid(str(exc)) from exc
     return series.to_json()
@@ -449,8 +457,8 @@ async def get_readings(
     tags=["gateways"],
     summary="Edge gateways and their latest health report",
 )
-async def list_gateways(principal: Viewer) -> list[GatewayOut]:
-    return [GatewayOut.model_validate(g) for g in await get_context().data.gateways()]
+async def list_gateways(principal: Viewer, services: Services) -> list[GatewayOut]:
+    return [GatewayOut.model_validate(g) for g in await services.reads.gateways()]
 
 
 # -- alerts -------------------------------------------------------------------------------------
@@ -474,6 +482,7 @@ async def list_alerts(
     request: Request,
     response: Response,
     principal: Viewer,
+    services: Services,
     status: Annotated[AlertStatus, Query()] = "active",
     severity: Annotated[Severity | None, Query()] = None,
     device_id: Annotated[str | None, TextQuery] = None,
@@ -487,7 +496,7 @@ async def list_alerts(
         limit=limit,
         offset=offset,
     )
-    return await _page_json(request, response, get_context().data.alerts(f))
+    return await _page_json(request, response, services.reads.alerts(f))
 
 
 AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]
@@ -505,20 +514,26 @@ AlertId = Annotated[int, Path(ge=1, le=MAX_ALERT_ID)]
     summary="Acknowledge an alert, with an optional comment (operator or admin)",
 )
 async def acknowledge_alert(
-    request: Request, principal: Operator, alert_id: AlertId, body: AckBody | None = None
+    request: Request,
+    principal: Operator,
+    services: Services,
+    alert_id: AlertId,
+    body: AckBody | None = None,
 ) -> AlertOut:
     comment = None if body is None else body.comment
     if comment is not None and "\x00" in comment:
         raise _invalid("body field 'comment' must not contain NUL characters")
     try:
-        row = await get_context().data.acknowledge(
+        row = await services.alerts.acknowledge(
             alert_id, principal, comment, client=client_address(request)
         )
     except ValueError as exc:
         raise _invalid(f"body field 'comment': {exc}") from exc
     if row is None:
         raise _not_found(f"no alert {alert_id}")
-    METRICS.alert_actions["ack"] += 1  # WebData logs the acknowledgement (alert, rule, by)
+    services.metrics.alert_actions["ack"] += (
+        1  # AlertService logs the acknowledgement (alert, rule, by)
+    )
     return AlertOut.model_validate(row)
 
 
@@ -530,11 +545,13 @@ async def acknowledge_alert(
     tags=["alerts"],
     summary="Clear an alert by hand (operator or admin)",
 )
-async def clear_alert(request: Request, principal: Operator, alert_id: AlertId) -> AlertOut:
-    row = await get_context().data.clear(alert_id, principal, client=client_address(request))
+async def clear_alert(
+    request: Request, principal: Operator, services: Services, alert_id: AlertId
+) -> AlertOut:
+    row = await services.alerts.clear(alert_id, principal, client=client_address(request))
     if row is None:
         raise _not_found(f"no alert {alert_id}")
-    METRICS.alert_actions["clear"] += 1  # WebData logs the clearing
+    services.metrics.alert_actions["clear"] += 1  # AlertService logs the clearing
     return AlertOut.model_validate(row)
 
 
@@ -557,6 +574,7 @@ async def list_audit(
     request: Request,
     response: Response,
     principal: Admin,
+    services: Services,
     since: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms, inclusive")] = None,
     until: Annotated[int | None, Query(ge=0, le=MAX_TS, description="epoch ms, exclusive")] = None,
     actor: Annotated[
@@ -588,7 +606,7 @@ async def list_audit(
         limit=limit,
         offset=offset,
     )
-    return await _page_json(request, response, get_context().audit.entries(f))
+    return await _page_json(request, response, services.audit.entries(f))
 
 
 # -- operations: public --------------------------------------------------------------------------
@@ -613,10 +631,9 @@ async def healthz() -> dict[str, Any]:
     tags=["operations"],
     summary="PostgreSQL and Redis reachable, live subscription up",
 )
-async def readyz() -> Response:
-    ctx = get_context()
-    checks = dict(await ctx.data.ping())
-    checks["live"] = ctx.fanout.connected
+async def readyz(services: Services) -> Response:
+    checks = dict(await services.reads.ping())
+    checks["live"] = services.fanout.connected
     ready = all(checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
@@ -630,8 +647,8 @@ async def readyz() -> Response:
     tags=["operations"],
     summary="Prometheus metrics (text exposition format 0.0.4)",
 )
-async def metrics() -> Response:
-    return Response(METRICS.render(get_context().fanout.stats), media_type=CONTENT_TYPE)
+async def metrics(services: Services) -> Response:
+    return Response(services.metrics.render(services.fanout.stats), media_type=CONTENT_TYPE)
 
 
 router.add_api_websocket_route(f"{API}/live", live)

@@ -21,9 +21,9 @@ from typing import Any, Final
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from hub.web.context import get_context
+from hub.web.container import web_services
 from hub.web.fanout import LiveEvent, Subscription
-from hub.web.metrics import METRICS, WsEnd
+from hub.web.metrics import WebMetrics, WsEnd
 
 __all__ = ["SEND_TIMEOUT_S", "LiveParams", "encode_event", "live", "parse_live_params"]
 
@@ -108,35 +108,38 @@ def _peer(websocket: WebSocket) -> str:
     return f"{client.host}:{client.port}" if client else "-"
 
 
-async def _refuse(websocket: WebSocket, reason: str) -> None:
-    METRICS.ws_rejected_total += 1
+async def _refuse(websocket: WebSocket, metrics: WebMetrics, reason: str) -> None:
+    metrics.ws_rejected_total += 1
     log.info("ws_rejected", extra={"client": _peer(websocket), "reason": reason})
     await websocket.accept()
     await websocket.close(code=WS_POLICY_VIOLATION, reason=reason)
 
 
 async def live(websocket: WebSocket) -> None:
-    ctx = get_context()
+    services = web_services(websocket)
+    metrics = services.metrics
     token = _ws_token(websocket)
-    principal = None if token is None else await ctx.auth.verify_token(token)
+    principal = None if token is None else (await services.auth.check_token(token)).principal
     if principal is None:
-        await _refuse(websocket, "missing token" if token is None else "invalid or revoked token")
+        await _refuse(
+            websocket, metrics, "missing token" if token is None else "invalid or revoked token"
+        )
         return
     try:
         params = parse_live_params(websocket.query_params)
     except ValueError as exc:
-        await _refuse(websocket, f"bad parameter: {exc}"[:120])
+        await _refuse(websocket, metrics, f"bad parameter: {exc}"[:120])
         return
     # Subscribed before the handshake completes: whatever is published once the client sees
     # the connection open reaches it.
-    sub = ctx.fanout.subscribe(devices=params.devices, alerts=params.alerts)
+    sub = services.fanout.subscribe(devices=params.devices, alerts=params.alerts)
     try:
         await websocket.accept()
     except (WebSocketDisconnect, WebSocketDisconnected, OSError):
         sub.close()
         return
-    METRICS.ws_accepted_total += 1
-    METRICS.ws_clients += 1
+    metrics.ws_accepted_total += 1
+    metrics.ws_clients += 1
     peer, started = _peer(websocket), time.monotonic()
     log.info(
         "ws_connected",
@@ -150,7 +153,7 @@ async def live(websocket: WebSocket) -> None:
     sent = [0]
     how: WsEnd = "error"
     reason = "unexpected error"
-    pump = asyncio.create_task(_pump(websocket, sub, sent), name=f"ws-pump-{peer}")
+    pump = asyncio.create_task(_pump(websocket, sub, sent, metrics), name=f"ws-pump-{peer}")
     reader = asyncio.create_task(_until_disconnect(websocket), name=f"ws-reader-{peer}")
     try:
         await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -175,8 +178,8 @@ async def live(websocket: WebSocket) -> None:
         for task in (pump, reader):
             task.cancel()
         await asyncio.gather(pump, reader, return_exceptions=True)
-        METRICS.ws_clients -= 1
-        METRICS.ws_ended[how] += 1
+        metrics.ws_clients -= 1
+        metrics.ws_ended[how] += 1
         fields = {
             "client": peer,
             "principal": principal.name,
@@ -190,12 +193,14 @@ async def live(websocket: WebSocket) -> None:
             log.info("ws_disconnected", extra={**fields, "how": how})
 
 
-async def _pump(websocket: WebSocket, sub: Subscription, sent: list[int]) -> None:
+async def _pump(
+    websocket: WebSocket, sub: Subscription, sent: list[int], metrics: WebMetrics
+) -> None:
     """Forward the subscription until it ends; a send that blocks too long raises TimeoutError."""
     async for event in sub:
         await asyncio.wait_for(websocket.send_text(_encoded.text(event)), SEND_TIMEOUT_S)
         sent[0] += 1
-        METRICS.ws_messages_total += 1
+        metrics.ws_messages_total += 1
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -6,8 +6,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.web.data import MAX_COMMENT_CHARS
 from hub.web.model import DeviceState, Severity
+from hub.web.services import MAX_COMMENT_CHARS
 
 # PostgreSQL text cannot hold NUL. Documented as a pattern, so that clients and fuzzers know;
 # enforced by hand (`hub.web.api._text`), with a message that says so plainly.

@@ -6,10 +6,9 @@ subscriber whose queue is full is dropped on the spot (counted; its iterator end
 reloads or its WebSocket is closed with a reason). A slow client costs only itself; everyone
 else keeps receiving every message in order.
 
-Redis going away is survived: the reader reconnects with backoff and subscribes again (messages
-published meanwhile are lost; that is pub/sub, and the pages reload history from PostgreSQL).
-Redis refusing the subscription (NOPERM from an ACL without the channels) is treated the same
-way: `connected` stays False, so /readyz says not ready, until a retry is let through.
+The messages come from a `hub.storage.live_feed.LiveFeed` (one Redis subscription per
+process, surviving outages); without one (the in-memory stores of `hub.storage.memory_web`),
+the fan-out is connected once started and takes its messages from whoever calls `feed`.
 """
 
 from __future__ import annotations
@@ -22,23 +21,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal
 
-from redis import exceptions as redis_errors
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-
-from hub.storage.live import REDIS_ERRORS, REDIS_UNAVAILABLE, describe
+from hub.storage.live_feed import LiveFeed, RedisLiveFeed
 from hub.storage.live_messages import LiveReading, decode_alert_message, decode_readings_message
 from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
-from iot_common.backoff import Backoff
 
 __all__ = ["FanoutStats", "LiveEvent", "LiveFanout", "Subscription", "parse_message"]
 
 log = logging.getLogger(__name__)
-
-CHANNELS: Final = (READINGS_CHANNEL, ALERTS_CHANNEL)
-# How long one read waits for a message before looking again (lets the client run its health
-# check on an idle connection, so a silently dead one is noticed).
-_READ_TIMEOUT_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,22 +149,12 @@ class Subscription:
 
 
 class LiveFanout:
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        queue_size: int = 1000,
-        backoff_initial_s: float = 0.2,
-        backoff_max_s: float = 5.0,
-    ) -> None:
-        """``redis``: a client for this fan-out alone (the subscription holds one connection
-        for as long as it runs); it is closed by `stop`."""
+    def __init__(self, source: LiveFeed | None, *, queue_size: int = 1000) -> None:
+        """``source``: where the messages come from (closed by `stop`); None: from `feed`."""
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
-        self._redis = redis
+        self._source = source
         self._queue_size = queue_size
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -183,10 +162,7 @@ class LiveFanout:
 
     @classmethod
     def from_url(cls, url: str, *, queue_size: int = 1000) -> LiveFanout:
-        return cls(
-            Redis.from_url(url, socket_connect_timeout=2.0, health_check_interval=15),
-            queue_size=queue_size,
-        )
+        return cls(RedisLiveFeed.from_url(url), queue_size=queue_size)
 
     @property
     def connected(self) -> bool:
@@ -199,8 +175,11 @@ class LiveFanout:
             await self._subscribed.wait()
 
     async def start(self) -> None:
+        if self._source is None:
+            self._subscribed.set()
+            return
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="live-fanout")
+            self._task = asyncio.create_task(self._source.run(self), name="live-fanout")
             self._task.add_done_callback(_report_crash)
 
     async def stop(self) -> None:
@@ -211,8 +190,9 @@ class LiveFanout:
                 await task
         for sub in list(self._subscribers):
             sub.close()
-        with contextlib.suppress(*REDIS_UNAVAILABLE):
-            await self._redis.aclose()
+        self._subscribed.clear()
+        if self._source is not None:
+            await self._source.aclose()
 
     def subscribe(
         self, *, devices: frozenset[str] | None = None, alerts: bool = True
@@ -255,64 +235,24 @@ class LiveFanout:
                     extra={"reason": "slow client", "queue_size": self._queue_size},
                 )
 
-    # -- the Redis side ------------------------------------------------------------------------
+    # -- the feed's side (`hub.storage.live_feed.LiveSink`) -------------------------------------
 
-    async def _run(self) -> None:
-        backoff = Backoff(initial_s=self._backoff_initial_s, max_s=self._backoff_max_s)
-        ever_subscribed = False
-        outage_logged = False
-        while True:
-            pubsub = self._redis.pubsub()  # with the confirmations, which `_confirmed` awaits
-            try:
-                await pubsub.subscribe(*CHANNELS)
-                await _confirmed(pubsub)
-                if ever_subscribed:
-                    self.stats.redis_reconnects_total += 1
-                    log.info("live_redis_resubscribed", extra={"channels": ",".join(CHANNELS)})
-                ever_subscribed, outage_logged = True, False
-                self._subscribed.set()
-                backoff.reset()
-                await self._read(pubsub)
-            except REDIS_ERRORS as exc:
-                self._subscribed.clear()
-                if not outage_logged:  # once per outage, not once per retry
-                    outage_logged = True
-                    refused = isinstance(exc, redis_errors.ResponseError)
-                    event = "live_redis_rejected" if refused else "live_redis_unavailable"
-                    log.warning(event, extra={"error": describe(exc)})
-                await asyncio.sleep(backoff.next_delay())
-            finally:
-                self._subscribed.clear()
-                with contextlib.suppress(*REDIS_UNAVAILABLE):
-                    await pubsub.aclose()
+    def up(self, *, again: bool) -> None:
+        if again:
+            self.stats.redis_reconnects_total += 1
+        self._subscribed.set()
 
-    async def _read(self, pubsub: PubSub) -> None:
-        while True:
-            message = await pubsub.get_message(timeout=_READ_TIMEOUT_S)
-            if message is None or message.get("type") != "message":
-                continue
-            self.stats.received_total += 1
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode()
-            event = parse_message(channel, message["data"])
-            if event is None:
-                self.stats.undecodable_total += 1
-                continue
-            self.publish(event)
+    def down(self) -> None:
+        self._subscribed.clear()
 
-
-async def _confirmed(pubsub: PubSub) -> None:
-    """Until Redis confirms every channel. `subscribe` only sends the command; its replies, or
-    a refusal (NOPERM, raised here), arrive like messages."""
-    while True:
-        message = await pubsub.get_message(timeout=_READ_TIMEOUT_S)
-        if message is None or message["type"] != "subscribe":
-            continue
-        # Each confirmation carries the connection's subscription count; all of CHANNELS are
-        # confirmed at once, before any message on them.
-        if message["data"] == len(CHANNELS):
+    def feed(self, channel: str, data: bytes | str) -> None:
+        """One message of a live channel, as the subscription reads it."""
+        self.stats.received_total += 1
+        event = parse_message(channel, data)
+        if event is None:
+            self.stats.undecodable_total += 1
             return
+        self.publish(event)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -2,9 +2,10 @@
 exposition format 0.0.4 on `/metrics` (iot_common.prometheus). No client library: a handful of
 families, one process.
 
-`METRICS` is the process's one instance. The API counts its own requests and WebSocket clients;
-the login page counts logins with `METRICS.login(ok=...)`; the live fan-out's figures are read
-from its `FanoutStats` when the page is rendered, so they are never copied twice.
+One instance per app, in its services (`hub.web.container.WebServices.metrics`). The API counts
+its own requests and WebSocket clients; sign-in counts logins with `login(ok=...)`; the live
+fan-out's figures are read from its `FanoutStats` when the page is rendered, so they are never
+copied twice.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Final, Literal, Protocol
 
 from iot_common.prometheus import CONTENT_TYPE, Family, one, render
 
-__all__ = ["CONTENT_TYPE", "METRICS", "FanoutFigures", "WebMetrics", "WsEnd"]
+__all__ = ["CONTENT_TYPE", "FanoutFigures", "WebMetrics", "WsEnd"]
 
 
 class FanoutFigures(Protocol):
@@ -176,6 +177,3 @@ class WebMetrics:
 
 
 _WS_ENDS: Final[tuple[WsEnd, ...]] = ("closed", "dropped", "shutdown", "error")
-
-
-METRICS: Final = WebMetrics()

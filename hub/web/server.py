@@ -1,8 +1,10 @@
 """The web process: one NiceGUI app (FastAPI underneath) serving the pages and the API.
 
-`build` wires it up once per process; the stores open at startup (`open_context`, usable by
-tests as well) and close at shutdown. `run` hands the process to uvicorn, which stops cleanly
-on SIGTERM and Ctrl-C and runs the shutdown handlers.
+`build` is the app factory: it builds the app's services (`hub.web.container.WebServices`, on
+PostgreSQL and Redis unless given others, e.g. the in-memory stores of the page tests), keeps
+them in the app's state for the API's `Depends`, hands them to the pages, and opens and closes
+their stores at the app's startup and shutdown. `run` hands the process to uvicorn, which stops
+cleanly on SIGTERM and Ctrl-C and runs the shutdown handlers.
 """
 
 from __future__ import annotations
@@ -11,33 +13,52 @@ import contextlib
 import logging
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
-import asyncpg
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from nicegui import app, ui
 
 from hub.settings import HubSettings
-from hub.web.audit_store import AuditLog
-from hub.web.auth import AuthStore
-from hub.web.context import WebContext, clear_context, has_context, set_context
-from hub.web.data import WebData, connect_pool, redis_client
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_log import PostgresAuditLog
+from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
+from hub.storage.migrations import missing_tables
+from hub.storage.postgres import Database
+from hub.storage.read_model import PoolHandle, PostgresReadModel, RedisAlertEvents, redis_client
+from hub.storage.throttle_store import MemoryThrottleStore, RedisThrottleStore
+from hub.storage.web_ports import (
+    Accounts,
+    AlertEvents,
+    AlertWrites,
+    AuditTrail,
+    ReadModel,
+    ThrottleStore,
+)
+from hub.web.container import WebServices, web_services
 from hub.web.fanout import LiveFanout
 from hub.web.headers import SecurityHeadersMiddleware
-from hub.web.signin import SignIn, build_throttle
-from hub.web.throttle_store import RedisThrottleStore
+from hub.web.metrics import WebMetrics
+from hub.web.services import AlertService, AuthService, build_throttle
 
-__all__ = ["SchemaMissingError", "build", "check_schema", "open_context", "run"]
+__all__ = [
+    "SchemaMissingError",
+    "Stores",
+    "assemble",
+    "build",
+    "check_schema",
+    "memory_services",
+    "postgres_services",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 
 TITLE: Final = "IoT Hub"
 FAVICON: Final = "📈"
-_built = False
-_stack: contextlib.AsyncExitStack | None = None
+WEB_TABLES: Final = ("users", "api_tokens", "devices", "alerts", "web_sessions", "audit_log")
 
 
 class SchemaMissingError(RuntimeError):
@@ -47,68 +68,102 @@ class SchemaMissingError(RuntimeError):
 async def check_schema(dsn: str) -> None:
     """SchemaMissingError unless the web tables exist; the connection errors of asyncpg
     otherwise (unreachable, refused, bad credentials)."""
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        missing = await conn.fetchval(
-            "SELECT array_agg(t) FROM unnest(ARRAY['users', 'api_tokens', 'devices', 'alerts', "
-            "'web_sessions', 'audit_log']) t "
-            "WHERE to_regclass(t) IS NULL"
-        )
-    finally:
-        await conn.close()
+    missing = await missing_tables(dsn, WEB_TABLES)
     if missing:
         raise SchemaMissingError(
             f"database has no table {', '.join(missing)}: run `iot-hub migrate` first"
         )
 
 
-@contextlib.asynccontextmanager
-async def open_context(settings: HubSettings) -> AsyncIterator[WebContext]:
-    """Open the pool, the Redis clients and the fan-out, set the process's context, and undo
-    all of it on exit."""
-    async with contextlib.AsyncExitStack() as stack:
-        pool = await connect_pool(settings.database_url)
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """One adapter for each port the services need."""
+
+    reads: ReadModel
+    alerts: AlertWrites
+    events: AlertEvents
+    accounts: Accounts
+    audit: AuditTrail
+    throttle: ThrottleStore
+
+
+def assemble(
+    settings: HubSettings,
+    stores: Stores,
+    fanout: LiveFanout,
+    opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]],
+) -> WebServices:
+    """The app's services over ``stores``; ``opener`` opens what they need at startup."""
+    metrics = WebMetrics()
+    return WebServices(
+        settings=settings,
+        reads=stores.reads,
+        alerts=AlertService(stores.alerts, stores.events, stores.audit),
+        auth=AuthService(
+            stores.accounts,
+            build_throttle(settings, stores.throttle),
+            stores.audit,
+            settings.web_session_hours,
+            metrics,
+        ),
+        audit=stores.audit,
+        fanout=fanout,
+        metrics=metrics,
+        opener=opener,
+    )
+
+
+def postgres_services(settings: HubSettings) -> WebServices:
+    """The services on PostgreSQL and Redis; their pool, clients and live subscription open at
+    startup."""
+    pool = PoolHandle(settings.database_url)
+    redis = redis_client(settings.redis_url)
+    fanout = LiveFanout.from_url(settings.redis_url, queue_size=settings.web_client_queue)
+
+    async def opener(stack: contextlib.AsyncExitStack) -> None:
+        await pool.open()
         stack.push_async_callback(pool.close)
-        redis = redis_client(settings.redis_url)
         stack.push_async_callback(redis.aclose)
-        fanout = LiveFanout.from_url(settings.redis_url, queue_size=settings.web_client_queue)
         stack.push_async_callback(fanout.stop)
         await fanout.start()
-        auth, audit = AuthStore(pool), AuditLog(pool)
-        throttle = build_throttle(settings, RedisThrottleStore(redis))
-        context = WebContext(
-            settings=settings,
-            data=WebData(
-                pool, redis, gateway_offline_after_s=settings.gateway_offline_after_s, audit=audit
-            ),
-            auth=auth,
-            fanout=fanout,
-            audit=audit,
-            signin=SignIn(auth, throttle, audit, settings.web_session_hours),
-            started_at=int(time.time() * 1000),
-        )
-        set_context(context)
-        stack.callback(clear_context)
-        yield context
+
+    stores = Stores(
+        reads=PostgresReadModel(
+            pool, redis, gateway_offline_after_s=settings.gateway_offline_after_s
+        ),
+        alerts=Database(pool),
+        events=RedisAlertEvents(redis),
+        accounts=PostgresAccounts(pool),
+        audit=PostgresAuditLog(pool),
+        throttle=RedisThrottleStore(redis),
+    )
+    return assemble(settings, stores, fanout, opener)
 
 
-async def _startup(settings: HubSettings) -> None:
-    global _stack
-    stack = contextlib.AsyncExitStack()
-    await stack.enter_async_context(open_context(settings))
-    _stack = stack
-    log.info("web_started", extra={"host": settings.web_host, "port": settings.http_port})
+def memory_services(
+    settings: HubSettings, hub: MemoryHub, accounts: MemoryAccounts, audit: MemoryAuditLog
+) -> WebServices:
+    """The services on the in-memory stores (`hub.storage.memory_web`): what ``hub`` publishes
+    reaches the live pages and clients once the app has started."""
+    fanout = LiveFanout(None, queue_size=settings.web_client_queue)
+
+    async def opener(stack: contextlib.AsyncExitStack) -> None:
+        stack.callback(hub.subscribe(fanout.feed))
+        stack.push_async_callback(fanout.stop)
+        await fanout.start()
+
+    stores = Stores(
+        reads=hub,
+        alerts=hub,
+        events=hub,
+        accounts=accounts,
+        audit=audit,
+        throttle=MemoryThrottleStore(),
+    )
+    return assemble(settings, stores, fanout, opener)
 
 
-async def _shutdown() -> None:
-    global _stack
-    stack, _stack = _stack, None
-    if stack is not None:
-        await stack.aclose()
-    log.info("web_stopped")
-
-
-# Served while the context is being opened: NiceGUI runs startup handlers as tasks, so uvicorn
+# Served while the stores are being opened: NiceGUI runs startup handlers as tasks, so uvicorn
 # accepts requests before the pool and Redis are ready. /healthz only says the process is up.
 _ALWAYS_SERVED: Final = frozenset({"/healthz"})
 
@@ -116,7 +171,7 @@ _ALWAYS_SERVED: Final = frozenset({"/healthz"})
 async def _starting_up(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    if has_context() or request.url.path in _ALWAYS_SERVED:
+    if web_services(request).ready or request.url.path in _ALWAYS_SERVED:
         return await call_next(request)
     return JSONResponse(
         {"error": "starting", "detail": "the web app is starting; try again in a moment"},
@@ -125,25 +180,31 @@ async def _starting_up(
     )
 
 
-def build(settings: HubSettings) -> None:
-    """Register the startup and shutdown handlers, the API routes and the pages (once)."""
-    global _built
-    if _built:
-        return
+def build(settings: HubSettings, services: WebServices | None = None) -> WebServices:
+    """The app factory: the services (``services``, or those of `postgres_services`), the
+    startup and shutdown handlers, the API routes and the pages, on NiceGUI's app."""
     from hub.web import api
     from hub.web.pages import register_pages
 
+    web = postgres_services(settings) if services is None else services
+    app.state.web = web
+
     async def startup() -> None:
-        await _startup(settings)
+        await web.open()
+        log.info("web_started", extra={"host": settings.web_host, "port": settings.http_port})
+
+    async def shutdown() -> None:
+        await web.close()
+        log.info("web_stopped")
 
     app.on_startup(startup)
-    app.on_shutdown(_shutdown)
+    app.on_shutdown(shutdown)
     app.middleware("http")(_starting_up)
     # Added last, so outermost: the headers go on every answer, the 503s above included.
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(api.router)
-    register_pages()
-    _built = True
+    register_pages(web)
+    return web
 
 
 def _after_shutdown(signum: int, frame: object) -> None:

@@ -10,7 +10,7 @@ attempts sent at once cannot all pass the check before any is counted; a success
 the user's key and gives the address its attempt back (`settle_success`). Refused attempts are
 counted apart (`refuse`): the first of a wait is audited, the rest only counted, and the count
 goes into the audit record of the next attempt let through, so a flood of refused attempts
-cannot flood the audit log. The stores in `hub.web.throttle_store` apply these functions
+cannot flood the audit log. The stores in `hub.storage.throttle_store` apply these functions
 atomically to shared state.
 """
 
@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from hub.storage.throttle_store import EMPTY, ThrottleState
 
 __all__ = [
     "EMPTY",
@@ -58,16 +60,6 @@ class ThrottlePolicy:
             raise ValueError(
                 f"forget_after_s ({self.forget_after_s}) must be >= max_wait_s ({self.max_wait_s})"
             )
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleState:
-    failures: int
-    last_failure: float  # epoch seconds
-    refused: int = 0  # attempts refused since the last failure was counted
-
-
-EMPTY: Final = ThrottleState(failures=0, last_failure=0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,9 +166,9 @@ async def database(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[Datab
 
 @pytest.fixture
 async def pool(postgres: str, pg: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
-    """The web app's pool (`hub.web.data.connect_pool`) on the session's database, emptied
+    """The web app's pool (`hub.storage.read_model.connect_pool`) on the session's database, emptied
     first (see `pg`), without users, tokens or sessions either."""
-    from hub.web.data import connect_pool  # the web app's dependencies only where used
+    from hub.storage.read_model import connect_pool  # the web app's dependencies only where used
 
     await pg.execute("TRUNCATE users, api_tokens, web_sessions")
     p = await connect_pool(postgres)

@@ -994,13 +994,13 @@ async def test_every_answer_carries_the_security_headers(
 async def test_an_expired_token_is_401_saying_when_it_expired(
     client: httpx.AsyncClient, postgres: str
 ) -> None:
-    from hub.web.auth import AuthStore
+    from hub.storage.accounts import PostgresAccounts
     from tests.support.web import SETUP_ACTOR
 
     name = f"exp-{uuid.uuid4().hex[:6]}"
     pool = await asyncpg.create_pool(postgres, min_size=1, max_size=1)
     try:
-        token = await AuthStore(pool).create_token(
+        token = await PostgresAccounts(pool).create_token(
             name, "viewer", actor=SETUP_ACTOR, expires_in_s=3600
         )
         ok = await client.get(f"{API}/gateways", headers=bearer(token))

@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from hub.web.auth import AuthStore
-from hub.web.data import connect_pool
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.read_model import connect_pool
 from hub.web.model import Principal
 from tests.support.process import ROOT, free_port
 from tests.support.waiting import wait_until
@@ -43,14 +43,14 @@ def iot_hub(
 
 
 @pytest.fixture
-async def auth(fresh_database: str) -> AsyncIterator[AuthStore]:
+async def auth(fresh_database: str) -> AsyncIterator[PostgresAccounts]:
     pool = await connect_pool(fresh_database)
-    yield AuthStore(pool)
+    yield PostgresAccounts(pool)
     await pool.close()
 
 
 async def test_user_add_from_stdin_then_the_user_can_log_in(
-    fresh_database: str, auth: AuthStore
+    fresh_database: str, auth: PostgresAccounts
 ) -> None:
     result = await asyncio.to_thread(
         iot_hub,
@@ -94,7 +94,7 @@ def test_the_password_is_never_an_argument() -> None:
 
 
 async def test_token_create_prints_only_the_token_and_revoke_ends_it(
-    fresh_database: str, auth: AuthStore
+    fresh_database: str, auth: PostgresAccounts
 ) -> None:
     created = await asyncio.to_thread(
         iot_hub, "token", "create", "ci", "--role", "viewer", database_url=fresh_database
@@ -255,7 +255,7 @@ async def test_users_table_is_created_by_migrate(fresh_database: str) -> None:
 
 
 async def test_cli_changes_are_audited_as_the_cli_and_tokens_can_expire(
-    fresh_database: str, auth: AuthStore
+    fresh_database: str, auth: PostgresAccounts
 ) -> None:
     async def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return await asyncio.to_thread(iot_hub, *args, database_url=fresh_database, stdin=stdin)

@@ -1,4 +1,4 @@
-"""WebData and AuthStore against the real PostgreSQL and Redis.
+"""The read model, the alert service and the accounts against the real PostgreSQL and Redis.
 
 PostgreSQL: the session's throwaway database, emptied per test (`pg`). Redis is shared with
 everyone's tests: every key and device id here is unique to the test and removed afterwards,
@@ -20,15 +20,17 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.rules.model import AlertTransition
+from hub.storage import series as storage_series
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_log import PostgresAuditLog
+from hub.storage.audit_model import Actor
 from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
+from hub.storage.read_model import PostgresReadModel, RedisAlertEvents, redis_client
 from hub.storage.redis_keys import ALERTS_CHANNEL, GATEWAYS_KEY, LAST_SEEN_KEY, latest_key
-from hub.web import data as web_data
-from hub.web.audit import Actor
-from hub.web.auth import AuthStore
-from hub.web.data import WebData, redis_client
 from hub.web.model import AlertFilter, DeviceFilter, Principal
+from hub.web.services import AlertService
 from tests.support.readings import make_reading
 
 pytestmark = pytest.mark.integration
@@ -41,9 +43,17 @@ ACTOR = Actor("test", "pytest")
 
 
 @pytest.fixture
-async def web(pool: asyncpg.Pool, redis_url: str) -> AsyncIterator[WebData]:
+async def web(pool: asyncpg.Pool, redis_url: str) -> AsyncIterator[PostgresReadModel]:
     client = redis_client(redis_url)
-    yield WebData(pool, client, gateway_offline_after_s=30)
+    yield PostgresReadModel(pool, client, gateway_offline_after_s=30)
+    await client.aclose()
+
+
+@pytest.fixture
+async def alerts(pool: asyncpg.Pool, redis_url: str) -> AsyncIterator[AlertService]:
+    """Acknowledging and clearing as the app wires them: PostgreSQL, Redis, the audit log."""
+    client = redis_client(redis_url)
+    yield AlertService(Database(pool), RedisAlertEvents(client), PostgresAuditLog(pool))
     await client.aclose()
 
 
@@ -97,7 +107,7 @@ async def fleet(database: Database, redis_url: str, ids: list[str]) -> None:
 
 
 async def test_devices_list_with_latest_values_and_alert_counts(
-    database: Database, web: WebData, redis_url: str, ids: list[str]
+    database: Database, web: PostgresReadModel, redis_url: str, ids: list[str]
 ) -> None:
     a, b = ids[:2]
     await fleet(database, redis_url, ids)
@@ -134,7 +144,7 @@ async def test_devices_list_with_latest_values_and_alert_counts(
 )
 async def test_device_filters(
     database: Database,
-    web: WebData,
+    web: PostgresReadModel,
     redis_url: str,
     ids: list[str],
     f: DeviceFilter,
@@ -147,7 +157,7 @@ async def test_device_filters(
 
 
 async def test_search_is_a_case_insensitive_substring_and_literal(
-    database: Database, web: WebData, redis_url: str, ids: list[str]
+    database: Database, web: PostgresReadModel, redis_url: str, ids: list[str]
 ) -> None:
     await fleet(database, redis_url, ids)
     middle = ids[1][4:10].upper()
@@ -158,7 +168,7 @@ async def test_search_is_a_case_insensitive_substring_and_literal(
 
 
 async def test_pagination_reports_the_total(
-    database: Database, web: WebData, redis_url: str, ids: list[str]
+    database: Database, web: PostgresReadModel, redis_url: str, ids: list[str]
 ) -> None:
     await fleet(database, redis_url, ids)
     first = await web.devices(DeviceFilter(limit=2))
@@ -171,7 +181,9 @@ async def test_pagination_reports_the_total(
         await web.devices(DeviceFilter(limit=0))
 
 
-async def test_facets(database: Database, web: WebData, redis_url: str, ids: list[str]) -> None:
+async def test_facets(
+    database: Database, web: PostgresReadModel, redis_url: str, ids: list[str]
+) -> None:
     await fleet(database, redis_url, ids)
     assert await web.facets() == (["site-1", "site-2"], ["cnc_spindle", "hydraulic_press"])
 
@@ -182,7 +194,7 @@ async def test_without_redis_lists_still_work(
     await fleet(database, redis_url, ids)
     away = redis_client(UNREACHABLE_REDIS, timeout_s=0.5)
     try:
-        web = WebData(pool, away)
+        web = PostgresReadModel(pool, away)
         page = await web.devices(DeviceFilter())
         assert page.total == 3
         assert all(d.latest == {} and d.latest_ts is None for d in page.items)
@@ -192,7 +204,7 @@ async def test_without_redis_lists_still_work(
         await away.aclose()
 
 
-async def test_ping(web: WebData) -> None:
+async def test_ping(web: PostgresReadModel) -> None:
     assert await web.ping() == {"postgres": True, "redis": True}
 
 
@@ -200,7 +212,7 @@ async def test_ping(web: WebData) -> None:
 
 
 async def test_gateways_from_redis_online_and_offline(
-    web: WebData, redis: Redis, ids: list[str]
+    web: PostgresReadModel, redis: Redis, ids: list[str]
 ) -> None:
     now = int(time.time() * 1000)
     fresh, stale, broken = ids[:3]
@@ -246,7 +258,7 @@ async def test_gateways_from_redis_online_and_offline(
 # -- series ------------------------------------------------------------------------------------
 
 
-async def test_short_range_comes_raw_and_whole(database: Database, web: WebData) -> None:
+async def test_short_range_comes_raw_and_whole(database: Database, web: PostgresReadModel) -> None:
     start = NOW - 600_000
     await database.write_readings(
         [make_reading("cnc-01", start + i * 1000, {"temp": float(i)}) for i in range(600)]
@@ -259,7 +271,9 @@ async def test_short_range_comes_raw_and_whole(database: Database, web: WebData)
     assert series.values == [float(i) for i in range(10, 20)]
 
 
-async def test_dense_range_is_downsampled_keeping_spikes(database: Database, web: WebData) -> None:
+async def test_dense_range_is_downsampled_keeping_spikes(
+    database: Database, web: PostgresReadModel
+) -> None:
     start = NOW - 3_600_000
     values = [20.0 + (i % 10) / 10 for i in range(3600)]
     values[1234] = 95.0  # a spike
@@ -277,7 +291,7 @@ async def test_dense_range_is_downsampled_keeping_spikes(database: Database, web
 
 
 async def test_long_range_uses_rollups_plus_the_fresh_tail(
-    database: Database, web: WebData
+    database: Database, web: PostgresReadModel
 ) -> None:
     start = NOW - 12 * 3_600_000
     readings = [
@@ -306,9 +320,9 @@ async def test_long_range_uses_rollups_plus_the_fresh_tail(
 
 
 async def test_too_many_raw_rows_fall_back_to_rollups(
-    database: Database, web: WebData, monkeypatch: pytest.MonkeyPatch
+    database: Database, web: PostgresReadModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(web_data, "RAW_MAX_ROWS", 50)
+    monkeypatch.setattr(storage_series, "RAW_MAX_ROWS", 50)
     start = NOW - 3_600_000
     await database.write_readings(
         [make_reading("cnc-01", start + i * 10_000, {"temp": float(i)}) for i in range(360)]
@@ -319,7 +333,7 @@ async def test_too_many_raw_rows_fall_back_to_rollups(
     assert len(series.ts) == 120  # 60 minutes, each its min and max
 
 
-async def test_unknown_metric_is_an_empty_series(web: WebData) -> None:
+async def test_unknown_metric_is_an_empty_series(web: PostgresReadModel) -> None:
     series = await web.series("nobody", "nothing", NOW - 1000, NOW, 10)
     assert (series.ts, series.values, series.downsampled) == ([], [], False)
 
@@ -334,7 +348,7 @@ async def test_unknown_metric_is_an_empty_series(web: WebData) -> None:
     ],
 )
 async def test_bad_series_requests_are_refused(
-    web: WebData, start: int, end: int, max_points: int, message: str
+    web: PostgresReadModel, start: int, end: int, max_points: int, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await web.series("cnc-01", "temp", start, end, max_points)
@@ -343,7 +357,7 @@ async def test_bad_series_requests_are_refused(
 # -- alerts ------------------------------------------------------------------------------------
 
 
-async def test_alert_filters_and_pages(database: Database, web: WebData) -> None:
+async def test_alert_filters_and_pages(database: Database, web: PostgresReadModel) -> None:
     warn = await raise_alert(database, alert("cnc-01", rule="a"))
     crit = await raise_alert(database, alert("cnc-01", rule="b", severity="critical", ts=NOW + 1))
     other = await raise_alert(database, alert("press-01", rule="a", ts=NOW + 2))
@@ -365,7 +379,7 @@ async def test_alert_filters_and_pages(database: Database, web: WebData) -> None
         await web.alerts(AlertFilter(status="open"))  # type: ignore[arg-type]
 
 
-async def test_alert_markers_overlap_the_range(database: Database, web: WebData) -> None:
+async def test_alert_markers_overlap_the_range(database: Database, web: PostgresReadModel) -> None:
     before = await raise_alert(database, alert("cnc-01", rule="old", ts=NOW - 100_000))
     await database.clear_alert(before.id, "olga")  # cleared now: overlaps any recent range
     await raise_alert(database, alert("cnc-01", rule="in", ts=NOW - 30_000))
@@ -389,14 +403,14 @@ async def next_alert_event(pubsub: Any, device_id: str, timeout: float = 10) -> 
 
 
 async def test_acknowledge_and_clear_are_recorded_and_published(
-    database: Database, web: WebData, redis: Redis, ids: list[str]
+    database: Database, alerts: AlertService, redis: Redis, ids: list[str]
 ) -> None:
     device = ids[0]
     raised = await raise_alert(database, alert(device))
     async with redis.pubsub() as pubsub:
         await pubsub.subscribe(ALERTS_CHANNEL)
 
-        acked = await web.acknowledge(raised.id, OPERATOR, "  looking into it  ")
+        acked = await alerts.acknowledge(raised.id, OPERATOR, "  looking into it  ")
         assert acked is not None
         assert (acked.acknowledged, acked.ack_by, acked.ack_comment) == (
             True,
@@ -407,7 +421,7 @@ async def test_acknowledge_and_clear_are_recorded_and_published(
         event = await next_alert_event(pubsub, device)
         assert event == {"v": 1, "event": "acknowledged", **acked.to_json()}
 
-        cleared = await web.clear(raised.id, OPERATOR)
+        cleared = await alerts.clear(raised.id, OPERATOR)
         assert cleared is not None
         assert (cleared.state, cleared.cleared_by) == ("cleared", "olga")
         event = await next_alert_event(pubsub, device)
@@ -415,29 +429,31 @@ async def test_acknowledge_and_clear_are_recorded_and_published(
 
         # Clearing again changes nothing and publishes nothing: the next event on the channel
         # about this device is the marker sent after it.
-        again = await web.clear(raised.id, OPERATOR)
+        again = await alerts.clear(raised.id, OPERATOR)
         assert again == cleared
         await redis.publish(ALERTS_CHANNEL, json.dumps({"device_id": device, "marker": True}))
         assert (await next_alert_event(pubsub, device)).get("marker") is True
 
 
-async def test_a_viewer_can_neither_acknowledge_nor_clear(database: Database, web: WebData) -> None:
+async def test_a_viewer_can_neither_acknowledge_nor_clear(
+    database: Database, alerts: AlertService
+) -> None:
     raised = await raise_alert(database, alert("cnc-01"))
     with pytest.raises(PermissionError):
-        await web.acknowledge(raised.id, VIEWER, None)
+        await alerts.acknowledge(raised.id, VIEWER, None)
     with pytest.raises(PermissionError):
-        await web.clear(raised.id, VIEWER)
+        await alerts.clear(raised.id, VIEWER)
     unchanged = await database.get_alert(raised.id)
     assert unchanged == raised
 
 
-async def test_acknowledge_edge_cases(database: Database, web: WebData) -> None:
+async def test_acknowledge_edge_cases(database: Database, alerts: AlertService) -> None:
     raised = await raise_alert(database, alert("cnc-01"))
-    assert await web.acknowledge(999_999, OPERATOR, None) is None
-    assert await web.clear(999_999, OPERATOR) is None
+    assert await alerts.acknowledge(999_999, OPERATOR, None) is None
+    assert await alerts.clear(999_999, OPERATOR) is None
     with pytest.raises(ValueError, match="at most 1000"):
-        await web.acknowledge(raised.id, OPERATOR, "x" * 1001)
-    blank = await web.acknowledge(raised.id, Principal("token:ci", "admin"), "   ")
+        await alerts.acknowledge(raised.id, OPERATOR, "x" * 1001)
+    blank = await alerts.acknowledge(raised.id, Principal("token:ci", "admin"), "   ")
     assert blank is not None
     assert (blank.ack_by, blank.ack_comment) == ("token:ci", None)
 
@@ -445,58 +461,17 @@ async def test_acknowledge_edge_cases(database: Database, web: WebData) -> None:
 # -- users and tokens --------------------------------------------------------------------------
 
 
-async def test_users_authenticate_with_the_right_password_only(pool: asyncpg.Pool) -> None:
-    auth = AuthStore(pool)
+async def test_passwords_and_tokens_are_stored_hashed(pool: asyncpg.Pool) -> None:
+    """What the accounts contract (tests/contracts/web_storage.py) cannot see: the rows."""
+    auth = PostgresAccounts(pool)
     await auth.add_user("ops", "correct horse", "operator", actor=ACTOR)
-    assert await auth.authenticate("ops", "correct horse") == Principal("ops", "operator")
-    assert await auth.authenticate("ops", "wrong horse!") is None
-    assert await auth.authenticate("nobody", "correct horse") is None
     stored = await pool.fetchval("SELECT password_hash FROM users WHERE name = 'ops'")
     assert stored.startswith("$argon2id$")
     assert "correct horse" not in stored
 
-    await auth.add_user(
-        "ops", "battery staple", "admin", actor=ACTOR
-    )  # upsert: new password and role
-    assert await auth.authenticate("ops", "correct horse") is None
-    assert await auth.authenticate("ops", "battery staple") == Principal("ops", "admin")
-    assert await auth.get_user("ops") == Principal("ops", "admin")
-    assert await auth.list_users() == [Principal("ops", "admin")]
-    assert await auth.delete_user("ops", actor=ACTOR)
-    assert await auth.get_user("ops") is None
-
-
-async def test_bad_users_are_refused(pool: asyncpg.Pool) -> None:
-    auth = AuthStore(pool)
-    with pytest.raises(ValueError, match="at least 8"):
-        await auth.add_user("ops", "short", "operator", actor=ACTOR)
-    with pytest.raises(ValueError, match="unknown role"):
-        await auth.add_user("ops", "long enough", "root", actor=ACTOR)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="name must be"):
-        await auth.add_user("o p s", "long enough", "viewer", actor=ACTOR)
-
-
-async def test_tokens_verify_until_revoked(pool: asyncpg.Pool) -> None:
-    auth = AuthStore(pool)
     token = await auth.create_token("ci", "viewer", actor=ACTOR)
-    assert token.startswith("iot_")
-    assert len(token) > 40
     stored = await pool.fetchrow("SELECT token_hash, last_used_at FROM api_tokens")
     assert token not in stored["token_hash"]
     assert stored["last_used_at"] is None
-
     assert await auth.verify_token(token) == Principal("token:ci", "viewer")
     assert await pool.fetchval("SELECT last_used_at FROM api_tokens") is not None
-    assert await auth.verify_token(token + "x") is None
-    assert await auth.verify_token("Bearer " + token) is None
-    assert await auth.verify_token("") is None
-
-    with pytest.raises(ValueError, match="active token named 'ci'"):
-        await auth.create_token("ci", "admin", actor=ACTOR)
-    assert await auth.revoke_token("ci", actor=ACTOR)
-    assert not await auth.revoke_token("ci", actor=ACTOR)
-    assert await auth.verify_token(token) is None
-
-    again = await auth.create_token("ci", "operator", actor=ACTOR)  # a revoked name can be reused
-    assert await auth.verify_token(again) == Principal("token:ci", "operator")
-    assert await auth.verify_token(token) is None

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from hub.storage.live_feed import RedisLiveFeed
 from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
 from hub.web.fanout import LiveEvent, LiveFanout, Subscription
 from tests.support.process import free_port
@@ -33,7 +34,8 @@ def readings_message(device_id: str, seq: int) -> str:
 
 async def fanout_on(url: str, queue_size: int, name: str) -> LiveFanout:
     client = Redis.from_url(url, client_name=name, socket_connect_timeout=2)
-    fanout = LiveFanout(client, queue_size=queue_size, backoff_initial_s=0.05, backoff_max_s=0.5)
+    feed = RedisLiveFeed(client, backoff_initial_s=0.05, backoff_max_s=0.5)
+    fanout = LiveFanout(feed, queue_size=queue_size)
     await fanout.start()
     await fanout.wait_subscribed(timeout=10)
     return fanout

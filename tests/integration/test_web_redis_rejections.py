@@ -19,13 +19,16 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.rules.model import AlertTransition
+from hub.storage.audit_log import PostgresAuditLog
 from hub.storage.live import LiveStore
+from hub.storage.live_feed import RedisLiveFeed
 from hub.storage.postgres import Database
+from hub.storage.read_model import PostgresReadModel, RedisAlertEvents, connect_pool, redis_client
 from hub.storage.redis_keys import GATEWAYS_KEY, READINGS_CHANNEL
 from hub.storage.redis_values import GatewayHealth, encode_gateway_health
-from hub.web.data import WebData, connect_pool, redis_client
 from hub.web.fanout import LiveFanout
 from hub.web.model import DeviceFilter, Principal
+from hub.web.services import AlertService
 from tests.support.readings import make_edge_metrics, make_reading
 from tests.support.redis_server import RedisServer, acl_setuser, redis_server
 from tests.support.waiting import async_wait_until
@@ -59,7 +62,7 @@ async def test_fanout_refused_the_channels_retries_and_subscribes_once_allowed(
     await acl_setuser(admin, USER, "on", f">{PASSWORD}", "~*", "resetchannels", "+@all")
     caplog.set_level(logging.INFO, logger="hub.web.fanout")
     client = Redis.from_url(server.url(USER, PASSWORD), socket_connect_timeout=2)
-    fan = LiveFanout(client, backoff_initial_s=0.05, backoff_max_s=0.2)
+    fan = LiveFanout(RedisLiveFeed(client, backoff_initial_s=0.05, backoff_max_s=0.2))
     await fan.start()
     try:
         sub = fan.subscribe(devices=frozenset({"d"}), alerts=False)
@@ -125,7 +128,8 @@ async def test_pages_go_without_what_redis_refuses(
     await acl_setuser(admin, USER, "on", f">{PASSWORD}", "~*", "&*", "+@all")
     client = redis_client(server.url(USER, PASSWORD))
     try:
-        web = WebData(pool, client)
+        web = PostgresReadModel(pool, client)
+        alerts = AlertService(Database(pool), RedisAlertEvents(client), PostgresAuditLog(pool))
         before = await web.device("press-01")
         assert before is not None
         assert before.latest == {"temp": 61.5}
@@ -137,7 +141,7 @@ async def test_pages_go_without_what_redis_refuses(
             ("press-01", {}, None)
         ]
         assert await web.gateways() == []
-        acked = await web.acknowledge(alert.id, Principal("olga", "operator"), None)
+        acked = await alerts.acknowledge(alert.id, Principal("olga", "operator"), None)
         assert acked is not None
         assert (acked.acknowledged, acked.ack_by) == (True, "olga")  # though its event was refused
         assert await web.ping() == {"postgres": True, "redis": False}

@@ -14,19 +14,16 @@ import pytest
 from redis.asyncio import Redis
 
 from hub.settings import HubSettings
-from hub.web.audit import Actor, AuditEvent, AuditFilter
-from hub.web.audit_store import AuditLog
-from hub.web.auth import AuthStore
-from hub.web.data import redis_client
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_log import PostgresAuditLog
+from hub.storage.audit_model import Actor, AuditEvent, AuditFilter
+from hub.storage.read_model import redis_client
+from hub.storage.throttle_store import MemoryThrottleStore, RedisThrottleStore, ThrottleStore
+from hub.web.metrics import WebMetrics
 from hub.web.model import Principal
-from hub.web.signin import SignIn, build_throttle
+from hub.web.services import AuthService, build_throttle
 from hub.web.throttle import ThrottlePolicy
-from hub.web.throttle_store import (
-    LoginThrottle,
-    MemoryThrottleStore,
-    RedisThrottleStore,
-    ThrottleStore,
-)
+from hub.web.throttle_store import LoginThrottle
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +68,7 @@ async def throttle_prefix(redis: Redis) -> AsyncIterator[str]:
 
 
 async def test_logout_ends_only_that_session(pool: asyncpg.Pool) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     await auth.add_user("olga", PASSWORD, "operator", actor=ADMIN)
     olga = Principal("olga", "operator")
     laptop = await auth.create_session(olga, 12, "10.0.0.1")
@@ -90,7 +87,7 @@ async def test_logout_ends_only_that_session(pool: asyncpg.Pool) -> None:
 async def test_a_password_change_ends_every_session_and_a_role_change_applies_at_once(
     pool: asyncpg.Pool, audit_mark: int
 ) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     await auth.add_user("olga", PASSWORD, "operator", actor=ADMIN)
     sessions = [await auth.create_session(Principal("olga", "operator"), 12, None) for _ in "ab"]
     await auth.add_user("olga", NEW_PASSWORD, "viewer", actor=ADMIN)
@@ -109,7 +106,7 @@ async def test_a_password_change_ends_every_session_and_a_role_change_applies_at
 async def test_the_same_password_with_a_new_role_keeps_the_sessions(
     pool: asyncpg.Pool, audit_mark: int
 ) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     await auth.add_user("olga", PASSWORD, "operator", actor=ADMIN)
     session_id = await auth.create_session(Principal("olga", "operator"), 12, None)
     await auth.add_user("olga", PASSWORD, "viewer", actor=ADMIN)
@@ -120,7 +117,7 @@ async def test_the_same_password_with_a_new_role_keeps_the_sessions(
 
 
 async def test_a_session_expires(pool: asyncpg.Pool) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     await auth.add_user("olga", PASSWORD, "operator", actor=ADMIN)
     session_id = await auth.create_session(Principal("olga", "operator"), 12, None)
     await pool.execute("UPDATE web_sessions SET expires_at = now() - interval '1 second'")
@@ -130,7 +127,7 @@ async def test_a_session_expires(pool: asyncpg.Pool) -> None:
 async def test_a_removed_user_stays_signed_out_even_if_added_again(
     pool: asyncpg.Pool, audit_mark: int
 ) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     await auth.add_user("olga", PASSWORD, "operator", actor=ADMIN)
     session_id = await auth.create_session(Principal("olga", "operator"), 12, None)
     assert await auth.delete_user("olga", actor=ADMIN)
@@ -149,7 +146,7 @@ async def test_a_removed_user_stays_signed_out_even_if_added_again(
 async def test_an_expired_token_is_refused_and_says_when(
     pool: asyncpg.Pool, audit_mark: int
 ) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     token = await auth.create_token("ci", "viewer", actor=ADMIN, expires_in_s=30 * 86_400)
     check = await auth.check_token(token)
     assert check.principal == Principal("token:ci", "viewer")
@@ -182,7 +179,9 @@ async def test_an_expired_token_is_refused_and_says_when(
 @pytest.mark.parametrize("expires_in_s", [0, -5, 11 * 365 * 86_400])
 async def test_a_bad_expiry_is_refused(pool: asyncpg.Pool, expires_in_s: float) -> None:
     with pytest.raises(ValueError, match="expiry must be within"):
-        await AuthStore(pool).create_token("ci", "viewer", actor=ADMIN, expires_in_s=expires_in_s)
+        await PostgresAccounts(pool).create_token(
+            "ci", "viewer", actor=ADMIN, expires_in_s=expires_in_s
+        )
 
 
 # -- the audit log ---------------------------------------------------------------------------
@@ -191,7 +190,7 @@ async def test_a_bad_expiry_is_refused(pool: asyncpg.Pool, expires_in_s: float) 
 async def test_every_change_is_audited_without_a_secret(
     pool: asyncpg.Pool, audit_mark: int
 ) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     cli = Actor("cli", "root@hub-1")
     await auth.add_user("olga", PASSWORD, "operator", actor=cli)
     await auth.add_user("olga", NEW_PASSWORD, "operator", actor=cli)
@@ -222,7 +221,7 @@ async def test_every_change_is_audited_without_a_secret(
     ],
 )
 async def test_the_audit_log_refuses_every_change(pool: asyncpg.Pool, statement: str) -> None:
-    await AuditLog(pool).record(AuditEvent(ADMIN, "auth.logout"))
+    await PostgresAuditLog(pool).record(AuditEvent(ADMIN, "auth.logout"))
     before = await pool.fetchval("SELECT count(*) FROM audit_log")
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await pool.execute(statement)
@@ -230,13 +229,13 @@ async def test_the_audit_log_refuses_every_change(pool: asyncpg.Pool, statement:
 
 
 async def test_audit_entries_filter_and_page(pool: asyncpg.Pool, audit_mark: int) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     tag = uuid.uuid4().hex[:6]
     actor = Actor(f"admin-{tag}", "10.9.9.9")
     for i in range(5):
         await auth.add_user(f"u{i}-{tag}", PASSWORD, "viewer", actor=actor)
     await auth.create_token(f"t-{tag}", "viewer", actor=actor)
-    log = AuditLog(pool)
+    log = PostgresAuditLog(pool)
     mine = await log.entries(AuditFilter(actor=actor.name, limit=4))
     assert mine.total == 6
     assert len(mine.items) == 4
@@ -259,12 +258,12 @@ async def test_audit_entries_filter_and_page(pool: asyncpg.Pool, audit_mark: int
 async def test_sign_in_audits_both_outcomes_with_the_reason(
     pool: asyncpg.Pool, redis_url: str, throttle_prefix: str, audit_mark: int
 ) -> None:
-    auth = AuthStore(pool)
+    auth = PostgresAccounts(pool)
     await auth.add_user("olga", PASSWORD, "operator", actor=ADMIN)
     redis = redis_client(redis_url)
     try:
         throttle = build_throttle(HubSettings(), RedisThrottleStore(redis, throttle_prefix))
-        signin = SignIn(auth, throttle, AuditLog(pool), session_hours=1)
+        signin = AuthService(auth, throttle, PostgresAuditLog(pool), 1, WebMetrics())
         wrong = await signin.sign_in("olga", "not the password", "10.0.0.7")
         unknown = await signin.sign_in("nobody", PASSWORD, "10.0.0.7")
         typed_password = await signin.sign_in(PASSWORD, PASSWORD, "10.0.0.7")

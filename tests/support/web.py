@@ -12,8 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
-from hub.web.audit import Actor
-from hub.web.auth import AuthStore
+from hub.storage.accounts import PostgresAccounts
+from hub.storage.audit_model import Actor
 from hub.web.model import Role
 from tests.support.process import ServiceProcess, free_port
 
@@ -77,7 +77,7 @@ class Tokens:
 async def create_tokens(dsn: str) -> Tokens:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        auth = AuthStore(pool)
+        auth = PostgresAccounts(pool)
         tag = uuid.uuid4().hex[:6]
         roles: dict[str, Role] = {
             "viewer": "viewer",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import asyncpg
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
 from hub.web.api import _ApiRoute
+from hub.web.metrics import WebMetrics
 
 
 def client_raising(exc: BaseException) -> httpx.AsyncClient:
@@ -18,6 +21,7 @@ def client_raising(exc: BaseException) -> httpx.AsyncClient:
         raise exc
 
     app = FastAPI()
+    app.state.web = SimpleNamespace(metrics=WebMetrics())  # what the route wrapper counts into
     app.include_router(router)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://hub")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hub.web.audit import ACTIONS, Actor, AuditEvent, AuditFilter, cli_actor
+from hub.storage.audit_model import ACTIONS, Actor, AuditEvent, AuditFilter, cli_actor
 
 
 @pytest.mark.parametrize(

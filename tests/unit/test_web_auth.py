@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.web.auth import check_name, hash_password, token_hash, verify_password
+from hub.storage.credentials import check_name, hash_password, token_hash, verify_password
 
 
 def test_password_hash_verifies_only_the_right_password() -> None:

@@ -1,4 +1,4 @@
-"""The pure parts of WebData: reading Redis entries and shaping rollups into points."""
+"""The pure parts of the read model: reading Redis entries and shaping rollups into points."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from hub.storage.read_model import parse_gateway
 from hub.storage.redis_values import decode_latest
-from hub.web.data import parse_gateway, rollup_points
+from hub.storage.series import rollup_points
 
 GATEWAY: dict[str, Any] = {
     "v": 1,

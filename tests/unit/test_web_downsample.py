@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from hub.web.downsample import m4
+from hub.storage.downsample import m4
 
 
 def random_series(rng: random.Random) -> tuple[list[int], list[float]]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from hub.storage.live_feed import RedisLiveFeed
 from hub.storage.live_messages import LiveReading
 from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
 from hub.web.fanout import LiveEvent, LiveFanout, parse_message
@@ -17,7 +18,7 @@ from hub.web.fanout import LiveEvent, LiveFanout, parse_message
 @pytest.fixture
 async def fanout() -> AsyncIterator[LiveFanout]:
     # Never started: nothing connects, `publish` is driven by the test.
-    fan = LiveFanout(Redis(host="127.0.0.1", port=1), queue_size=3)
+    fan = LiveFanout(RedisLiveFeed(Redis(host="127.0.0.1", port=1)), queue_size=3)
     yield fan
     await fan.stop()
 

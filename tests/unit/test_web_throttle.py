@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 from redis import exceptions as redis_errors
 
+from hub.storage.throttle_store import MemoryThrottleStore, T, ThrottleStore, Transaction
 from hub.web.throttle import (
     EMPTY,
     ThrottlePolicy,
@@ -21,13 +22,7 @@ from hub.web.throttle import (
     throttle_key,
     wait_s,
 )
-from hub.web.throttle_store import (
-    LoginThrottle,
-    MemoryThrottleStore,
-    T,
-    ThrottleStore,
-    Transaction,
-)
+from hub.web.throttle_store import LoginThrottle
 from hub.web.views.numbers import format_wait
 
 POLICY = ThrottlePolicy(free_failures=3, base_wait_s=1.0, max_wait_s=60.0, forget_after_s=600.0)

@@ -1,56 +1,38 @@
-"""Fixtures for the dashboard's tests: the real stores (PostgreSQL in a throwaway database of
-its own, Redis in a database number of its own), NiceGUI's in-process `user`, and for the
-browser tests a real `iot-hub web` process and headless Debian Chromium."""
+"""Fixtures for the dashboard's tests on the real stores (PostgreSQL in a throwaway database of
+its own, Redis in a database number of its own): NiceGUI's in-process `user` for the few page
+tests that look into the database, and for the browser tests a real `iot-hub web` process and
+headless Debian Chromium. The other page tests run on the in-memory stores (tests/unit/pages)."""
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import gc
-import logging
 import os
-import re
-import shutil
-import sys
-import tempfile
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from nicegui import app
-from nicegui.storage import Storage
 from nicegui.testing.user import User
-from nicegui.testing.user_simulation import user_simulation
 from redis.asyncio import Redis
 from selenium import webdriver
 
+from hub.storage.accounts import PostgresAccounts
 from hub.storage.live import LiveStore
 from hub.storage.postgres import Database
-from hub.web.auth import AuthStore
-from hub.web.context import WebContext, get_context
 from tests.integration.conftest import PostgresServer, reset_data
+from tests.support.feed import HubFeed
+from tests.support.pages import STORAGE_SECRET, simulated_user, use_temporary_storage
 from tests.support.services import run_services
-from tests.support.waiting import async_wait_until
 from tests.support.web import WebProcess
 from tests.web.browser import Page, chromium, install_browser
-from tests.web.feed import HubFeed
 
 WEB_MAIN = Path(__file__).with_name("web_main.py")
 # Redis keys of these tests live in a database number of their own, so the overview's
 # `iot:gateways` and latest values hold only what a test put there. (Pub/sub channels are not
 # per database: tests tell their own live messages apart by unique device ids.)
 REDIS_DB = int(os.environ.get("WEB_TEST_REDIS_DB", "9"))
-STORAGE_SECRET = "test-storage-secret-not-for-production"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # What nicegui.testing's own plugin does: NiceGUI's file storage (sessions, preferences)
-    # in a temporary directory, not in .nicegui/ of the working tree.
-    Storage.path = Path(tempfile.mkdtemp(prefix="nicegui-test-storage-")).resolve()
-    atexit.register(shutil.rmtree, Storage.path, ignore_errors=True)
-    app.storage = Storage()
+    use_temporary_storage()
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +72,7 @@ async def feed(web_database_url: str, web_redis_url: str) -> AsyncIterator[HubFe
     database = await Database.connect(web_database_url)
     live = LiveStore(redis)
     try:
-        yield HubFeed(database=database, live=live, auth=AuthStore(database._pool), redis=redis)
+        yield HubFeed(database=database, live=live, auth=PostgresAccounts(database._pool))
     finally:
         await database.close()
         await redis.aclose()
@@ -105,14 +87,6 @@ def web_env(database_url: str, redis_url: str) -> dict[str, str]:
     }
 
 
-# What the browser would answer to the pages' JavaScript questions.
-JAVASCRIPT_ANSWERS: dict[re.Pattern[str], Any] = {
-    re.compile(r".*Intl\.DateTimeFormat.*", re.S): lambda _: "Europe/Berlin",
-    re.compile(r".*window\.innerWidth.*", re.S): lambda _: 1440,
-    re.compile(r".*_fullLayout.*", re.S): lambda _: True,
-}
-
-
 @pytest.fixture
 async def user(
     feed: HubFeed,
@@ -121,52 +95,11 @@ async def user(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[User]:
-    """NiceGUI's simulated user on the real app (tests/web/web_main.py) and real stores. Fails
-    the test on any ERROR log, as NiceGUI's own fixture does."""
+    """NiceGUI's simulated user on the app (tests/web/web_main.py) on the real stores."""
     for key, value in web_env(web_database_url, web_redis_url).items():
         monkeypatch.setenv(key, value)
-    # NiceGUI's reset drops the modules of page functions from sys.modules after each test;
-    # put them back, so one session keeps one copy of each module (and of each class).
-    modules = dict(sys.modules)
-    caplog.set_level(logging.INFO)
-    try:
-        async with user_simulation(main_file=WEB_MAIN) as simulated:
-            simulated.javascript_rules.update(JAVASCRIPT_ANSWERS)
-            # NiceGUI runs startup handlers as tasks: wait for the stores to be open.
-            context = await async_wait_until(_context, timeout=20, what="the web context")
-            await context.fanout.wait_subscribed(10)
-            yield simulated
-    finally:
-        for name, module in modules.items():
-            sys.modules.setdefault(name, module)
-        # NiceGUI cancels the pages' tasks at shutdown; a Redis call cancelled mid-flight can
-        # leave its socket to the garbage collector, whose ResourceWarning then surfaced at a
-        # later test's setup (seen once in four full runs, under load). Collect it here.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
-    if errors:
-        pytest.fail(f"ERROR logs: {[r.getMessage() for r in errors]}", pytrace=False)
-
-
-async def _context() -> WebContext | None:
-    try:
-        return get_context()
-    except RuntimeError:
-        return None
-
-
-async def login(user: User, name: str, password: str | None = None) -> None:
-    """Sign in through the login page, as a person would."""
-    from tests.web.feed import PASSWORD
-
-    await user.open("/login")
-    user.find(marker="username").type(name)
-    user.find(marker="password").type(password or PASSWORD)
-    user.find(marker="login-submit").click()
-    with contextlib.suppress(AssertionError):
-        await user.should_not_see(marker="login-submit", retries=30)
+    async with simulated_user(WEB_MAIN, caplog) as simulated:
+        yield simulated
 
 
 # -- browser tests ----------------------------------------------------------------------------

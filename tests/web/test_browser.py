@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 from selenium.webdriver.common.by import By
 
+from tests.support.feed import PASSWORD, HubFeed, now_ms, reading
 from tests.web.browser import WINDOW, Page
-from tests.web.feed import PASSWORD, HubFeed, now_ms, reading
 
 pytestmark = pytest.mark.integration
 

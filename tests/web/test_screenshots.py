@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
+from tests.support.feed import PASSWORD, HubFeed, now_ms, simulated_history
 from tests.web.browser import WINDOW, Page
-from tests.web.feed import PASSWORD, HubFeed, now_ms, simulated_history
 
 pytestmark = pytest.mark.integration
 

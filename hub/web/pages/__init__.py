@@ -2,23 +2,25 @@
 the audit log (admins).
 
 `register_pages()` is called once by `hub.web.server.build`; every page needs a signed-in
-session (see `session`) and gets its data through `hub.web.context.get_context()`.
+session (see `session`) and gets its data from the app's services
+(`hub.web.container.WebServices`), handed to each page's `register` and on to its frame.
 """
 
 from __future__ import annotations
 
 from nicegui import ui
 
+from hub.web.container import WebServices
 from hub.web.pages import alerts, audit, device, login, overview
 from hub.web.pages.layout import SHARED_CSS
 
 __all__ = ["register_pages"]
 
 
-def register_pages() -> None:
+def register_pages(services: WebServices) -> None:
     ui.add_css(SHARED_CSS, shared=True)
-    login.register()
-    overview.register()
-    device.register()
-    alerts.register()
-    audit.register()
+    login.register(services)
+    overview.register(services)
+    device.register(services)
+    alerts.register(services)
+    audit.register(services)

@@ -18,8 +18,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.web.context import get_context
-from hub.web.data import MAX_COMMENT_CHARS
+from hub.web.container import WebServices
 from hub.web.model import (
     ALERT_STATUSES,
     SEVERITIES,
@@ -33,6 +32,7 @@ from hub.web.model import (
 from hub.web.pages import session
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.pages.overview import device_href, now_ms
+from hub.web.services import MAX_COMMENT_CHARS
 from hub.web.views.numbers import format_age, format_number
 from hub.web.views.times import format_time
 
@@ -48,15 +48,15 @@ VIEWER_TIP: Final = "Viewers cannot acknowledge or clear alerts"
 Action = Literal["acknowledge", "clear"]
 
 
-def register() -> None:
+def register(services: WebServices) -> None:
     @ui.page("/alerts", title="Alerts · IoT Hub")
     async def alerts_page(
         request: Request, status: str = "active", severity: str = "", device_id: str = ""
     ) -> RedirectResponse | None:
-        principal = await session.current_principal()
+        principal = await session.current_principal(services.auth)
         if principal is None:
             return session.login_redirect(request)
-        frame = await page_frame(principal, "alerts")
+        frame = await page_frame(services, principal, "alerts")
         page = AlertsPage(
             frame,
             AlertFilter(
@@ -183,7 +183,7 @@ class AlertsPage:
     # -- reading ----------------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        page = await get_context().data.alerts(self.filter)
+        page = await self.frame.services.reads.alerts(self.filter)
         highlighted = frozenset(self.new_critical)
         changed = (page.items, highlighted) != (self.alerts, self._highlighted)
         self.alerts, self.total, self._highlighted = page.items, page.total, highlighted
@@ -317,7 +317,7 @@ class AlertsPage:
     async def _allowed(self, action: Action, alert_id: int) -> Principal | None:
         """The role check at the moment of the action, against the user as they are now: the
         principal if they may, else None (and they are told why)."""
-        principal = await session.current_principal()
+        principal = await session.current_principal(self.frame.services.auth)
         if principal is None:
             ui.navigate.to("/login?redirect_to=/alerts")
             return None
@@ -340,7 +340,7 @@ class AlertsPage:
         if principal is None:
             return None
         try:
-            row = await get_context().data.acknowledge(
+            row = await self.frame.services.alerts.acknowledge(
                 alert_id, principal, comment, client=session.client_address()
             )
         except (PermissionError, ValueError) as exc:
@@ -359,7 +359,7 @@ class AlertsPage:
         if principal is None:
             return None
         try:
-            row = await get_context().data.clear(
+            row = await self.frame.services.alerts.clear(
                 alert_id, principal, client=session.client_address()
             )
         except PermissionError as exc:

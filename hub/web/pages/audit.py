@@ -12,8 +12,8 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.web.audit import ACTIONS, AuditEntry, AuditFilter, Outcome
-from hub.web.context import get_context
+from hub.storage.audit_model import ACTIONS, AuditEntry, AuditFilter, Outcome
+from hub.web.container import WebServices
 from hub.web.model import can_administer
 from hub.web.pages import session
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
@@ -61,13 +61,13 @@ def row_of(entry: AuditEntry, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def register() -> None:
+def register(services: WebServices) -> None:
     @ui.page("/audit", title="Audit log · IoT Hub")
     async def audit_page(request: Request) -> RedirectResponse | None:
-        principal = await session.current_principal()
+        principal = await session.current_principal(services.auth)
         if principal is None:
             return session.login_redirect(request)
-        frame = await page_frame(principal, "audit")
+        frame = await page_frame(services, principal, "audit")
         if not can_administer(principal.role):
             with frame.content:
                 ui.label("The audit log is for administrators only.").classes(
@@ -148,11 +148,11 @@ class AuditPage:
 
     async def refresh(self) -> None:
         # Checked again at every read: an admin demoted meanwhile sees no more.
-        principal = await session.current_principal()
+        principal = await session.current_principal(self.frame.services.auth)
         if principal is None or not can_administer(principal.role):
             ui.navigate.to("/")
             return
-        page = await get_context().audit.entries(self.filter)
+        page = await self.frame.services.audit.entries(self.filter)
         self.table.rows = [row_of(e, self.frame.tz) for e in page.items]
         self.table.update()
         show_list_page(page, "record", self.count_label, self.pager)

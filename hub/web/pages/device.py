@@ -1,10 +1,10 @@
 """`/device/{device_id}`: a Plotly chart per metric over a chosen time range, live by default.
 
 Ranges: live (the last 15 minutes, then every reading appended within a tick of its arrival),
-15 min, 1 h, 24 h, 7 days and custom. Each range is read with `WebData.series`, which picks raw
+15 min, 1 h, 24 h, 7 days and custom. Each range is read with `ReadModel.series`, which picks raw
 readings or the 1-minute rollups and downsamples, keeping minima and maxima, to `max_points`:
 the chart's width in pixels as the browser reports it. Alert markers come from
-`WebData.alert_markers` and, live, from the alert events. "CSV" downloads the points shown.
+`ReadModel.alert_markers` and, live, from the alert events. "CSV" downloads the points shown.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.web.context import get_context
+from hub.web.container import WebServices
 from hub.web.model import DeviceView, LiveReading, Series
 from hub.web.pages import session
 from hub.web.pages.charts import MetricChart
@@ -50,17 +50,20 @@ TWO_COLUMNS_PX: Final = 1280  # Tailwind's xl: the charts sit two abreast from h
 _WIDTH_JS: Final = "return window.innerWidth"
 
 
-def register() -> None:
+def register(services: WebServices) -> None:
     @ui.page("/device/{device_id:path}", title="Device · IoT Hub")
     async def device_page(
         request: Request, device_id: str, range: str = LIVE
     ) -> RedirectResponse | None:
-        principal = await session.current_principal()
+        principal = await session.current_principal(services.auth)
         if principal is None:
             return session.login_redirect(request)
-        device = await get_context().data.device(device_id)
+        device = await services.reads.device(device_id)
         frame = await page_frame(
-            principal, "device", devices=frozenset() if device is None else frozenset({device_id})
+            services,
+            principal,
+            "device",
+            devices=frozenset() if device is None else frozenset({device_id}),
         )
         if device is None:
             with frame.content:
@@ -213,7 +216,7 @@ class DevicePage:
         generation = self._generation
         self._loading = True
         self.status.text = "loading..."
-        data = get_context().data
+        data = self.frame.services.reads
         # Live: up to now and a little beyond, so nothing between the read and the first
         # appended reading is lost (appending skips what the chart already has).
         end = chosen.end + 60_000 if chosen.live else chosen.end
@@ -322,7 +325,7 @@ class DevicePage:
         self.last_seen_label.text = f"last seen {format_age(self.last_seen, now_ms())}"
         if time.monotonic() - self._header_at >= HEADER_REFRESH_S:
             self._header_at = time.monotonic()
-            device = await get_context().data.device(self.device_id)
+            device = await self.frame.services.reads.device(self.device_id)
             if device is not None:
                 self._apply_header(device)
 

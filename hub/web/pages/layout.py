@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 
 from hub.storage.postgres import TRANSIENT_ERRORS
-from hub.web.context import get_context, has_context
+from hub.storage.web_ports import ReadModel
+from hub.web.container import WebServices
 from hub.web.model import AlertFilter, Page, Principal, can_acknowledge, can_administer
 from hub.web.pages import session
 from hub.web.pages.live import LivePump
@@ -52,6 +53,7 @@ SHARED_CSS: Final = """
 
 @dataclass
 class PageFrame:
+    services: WebServices
     principal: Principal
     tz: ZoneInfo
     pump: LivePump
@@ -62,14 +64,13 @@ class PageFrame:
         return can_acknowledge(self.principal.role)
 
 
-async def critical_count() -> int:
-    page = await get_context().data.alerts(
-        AlertFilter(status="active", severity="critical", limit=1)
-    )
+async def critical_count(reads: ReadModel) -> int:
+    page = await reads.alerts(AlertFilter(status="active", severity="critical", limit=1))
     return page.total
 
 
 async def page_frame(
+    services: WebServices,
     principal: Principal,
     active: NavItem,
     *,
@@ -78,8 +79,8 @@ async def page_frame(
     """Build the header and return the frame; put the page's own content into ``content``.
     ``devices``: whose live readings the page wants (None: every device's)."""
     dark = ui.dark_mode(session.dark_preference(principal.name))
-    pump = LivePump(devices=devices, alerts=True)
-    count = await critical_count()
+    pump = LivePump(services.fanout, devices=devices, alerts=True)
+    count = await critical_count(services.reads)
 
     with ui.header(elevated=True).classes("items-center gap-2 px-3 py-1 flex-wrap"):
         ui.link("IoT Hub", "/").classes("text-lg font-semibold text-white no-underline mr-2")
@@ -123,7 +124,7 @@ async def page_frame(
             dark_tip = ui.tooltip(_DARK_TIP[dark.value])
 
         async def logout() -> None:
-            await session.sign_out(principal)  # logs and audits it
+            await session.sign_out(services.auth, principal)  # logs and audits it
             ui.navigate.to("/login")
 
         ui.button(icon="logout", on_click=logout).props("flat round dense color=white").mark(
@@ -141,7 +142,7 @@ async def page_frame(
                     timeout=10_000,
                     close_button=True,
                 )
-        total = await critical_count()
+        total = await critical_count(services.reads)
         badge.text = str(total)
         badge.set_visibility(total > 0)
 
@@ -152,10 +153,10 @@ async def page_frame(
     async def check_session() -> None:
         # An open page holds no request to refuse: ask the database now and then whether the
         # session still stands (logout elsewhere, password changed, user removed, expired).
-        if not has_context():
+        if not services.ready:
             return  # the app is shutting down
         try:
-            valid = session_id is not None and await get_context().auth.session_user(session_id)
+            valid = session_id is not None and await services.auth.session_user(session_id)
         except TRANSIENT_ERRORS:
             return  # the database is away: the page shows what it has; ask again next time
         if not valid:
@@ -164,7 +165,11 @@ async def page_frame(
     ui.timer(SESSION_CHECK_S, check_session)
     content = ui.column().classes("w-full max-w-screen-2xl mx-auto p-2 sm:p-4 gap-4")
     return PageFrame(
-        principal=principal, tz=zone(session.time_zone_name()), pump=pump, content=content
+        services=services,
+        principal=principal,
+        tz=zone(session.time_zone_name()),
+        pump=pump,
+        content=content,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from nicegui import ui
 
-from hub.web.context import get_context
+from hub.web.fanout import LiveFanout
 from hub.web.model import LiveReading
 
 __all__ = ["AlertHandler", "LivePump", "ReadingHandler"]
@@ -36,6 +36,7 @@ MAX_EVENTS_PER_TICK: Final = 200
 class LivePump:
     def __init__(
         self,
+        fanout: LiveFanout,
         *,
         devices: frozenset[str] | None = None,
         alerts: bool = True,
@@ -43,7 +44,7 @@ class LivePump:
     ) -> None:
         """Create inside a page (it binds to the current client). ``devices``: None for every
         device's readings, an empty set for none."""
-        self._subscription = get_context().fanout.subscribe(devices=devices, alerts=alerts)
+        self._subscription = fanout.subscribe(devices=devices, alerts=alerts)
         self._reading_handlers: list[ReadingHandler] = []
         self._alert_handlers: list[AlertHandler] = []
         self._tick_handlers: list[Callable[[], Awaitable[None] | None]] = []

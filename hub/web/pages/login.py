@@ -1,7 +1,7 @@
-"""`/login`: user name and password through `hub.web.signin` (throttled per user and per
-address, audited); on success a session for HUB_WEB_SESSION_HOURS and on to where the browser
-was going (a path on this site only). While throttled the page says how long to wait and
-counts down, with the button disabled."""
+"""`/login`: user name and password through `hub.web.services.AuthService` (throttled per user
+and per address, audited); on success a session for HUB_WEB_SESSION_HOURS and on to where the
+browser was going (a path on this site only). While throttled the page says how long to wait
+and counts down, with the button disabled."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Final
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.web.context import get_context
+from hub.web.container import WebServices
 from hub.web.pages import session
 from hub.web.views.numbers import format_wait
 from hub.web.views.times import zone
@@ -26,11 +26,11 @@ MAX_PASSWORD_CHARS: Final = 1024
 _TZ_JS: Final = "return Intl.DateTimeFormat().resolvedOptions().timeZone"
 
 
-def register() -> None:
+def register(services: WebServices) -> None:
     @ui.page("/login", title="Sign in · IoT Hub")
     async def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         target = session.safe_redirect(redirect_to)
-        if await session.current_principal() is not None:
+        if await session.current_principal(services.auth) is not None:
             return RedirectResponse(target, status_code=303)
         ui.dark_mode(None)
         ui.query("body").classes("bg-grey-2 dark:bg-[#121212]")
@@ -82,8 +82,8 @@ def register() -> None:
                     return  # still counting down (the button is disabled; Enter is not)
                 button.disable()
                 try:
-                    context = get_context()
-                    result = await context.signin.sign_in(user, secret, session.client_address())
+                    auth = services.auth
+                    result = await auth.sign_in(user, secret, session.client_address())
                 finally:
                     button.enable()
                 password.value = ""
@@ -98,9 +98,7 @@ def register() -> None:
                     error.text = "Wrong user name or password."
                     error.set_visibility(True)
                     return
-                session.start_session(
-                    result.principal, context.settings.web_session_hours, result.session_id
-                )
+                session.start_session(result.principal, auth.session_hours, result.session_id)
                 ui.navigate.to(target)
 
             password.on("keydown.enter", submit)

@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.web.context import get_context
+from hub.web.container import WebServices
 from hub.web.model import (
     DEVICE_STATES,
     AlertFilter,
@@ -66,7 +66,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def register() -> None:
+def register(services: WebServices) -> None:
     @ui.page("/", title="Overview · IoT Hub")
     async def overview_page(
         request: Request,
@@ -75,10 +75,10 @@ def register() -> None:
         state: str = "",
         q: str = "",
     ) -> RedirectResponse | None:
-        principal = await session.current_principal()
+        principal = await session.current_principal(services.auth)
         if principal is None:
             return session.login_redirect(request)
-        frame = await page_frame(principal, "overview", devices=None)
+        frame = await page_frame(services, principal, "overview", devices=None)
         view = OverviewView(
             frame,
             DeviceFilter(
@@ -296,7 +296,7 @@ class OverviewView:
     # -- building ------------------------------------------------------------------------------
 
     async def build(self) -> None:
-        data = get_context().data
+        data = self.frame.services.reads
         sites, types = await data.facets()
         with self.frame.content:
             with ui.row().classes("w-full gap-3 items-stretch flex-wrap").mark("summary"):
@@ -367,7 +367,7 @@ class OverviewView:
             return
         self._refreshing = True
         try:
-            data = get_context().data
+            data = self.frame.services.reads
             page, gateways, totals = await asyncio.gather(
                 data.devices(self.filter), data.gateways(), self._totals()
             )
@@ -387,7 +387,7 @@ class OverviewView:
             self._refresh_wanted_at = None
 
     async def _totals(self) -> tuple[int, int, int, int, int]:
-        data = get_context().data
+        data = self.frame.services.reads
         everyone, online, offline, critical, warning = await asyncio.gather(
             data.devices(DeviceFilter(limit=1)),
             data.devices(DeviceFilter(state="online", limit=1)),
@@ -420,7 +420,7 @@ class OverviewView:
     async def _load_sparks(self, devices: list[DeviceView]) -> None:
         """The last 30 minutes of each new row's sparkline metric, all queries at once (the
         pool bounds how many run together)."""
-        data = get_context().data
+        data = self.frame.services.reads
         end = now_ms()
         wanted = [
             (d.device_id, metric)

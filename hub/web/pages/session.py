@@ -1,6 +1,6 @@
 """Who is logged in to this browser, for how long, and their preferences.
 
-A session is a row of `web_sessions` in PostgreSQL (`AuthStore.create_session`); this browser's
+A session is a row of the accounts store (`Accounts.create_session`); this browser's
 NiceGUI `app.storage.user` (signed with HUB_WEB_STORAGE_SECRET) holds its id. Every page load
 and every action checks the row, so logout, a password change and the user's removal end the
 session on every replica at once; open pages notice within `SESSION_CHECK_S`
@@ -18,8 +18,8 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import app, ui
 
-from hub.web.context import get_context
 from hub.web.model import Principal, check_role
+from hub.web.services import AuthService
 
 __all__ = [
     "client_address",
@@ -44,7 +44,7 @@ PREFS_KEY: Final = "web_prefs"
 def start_session(
     principal: Principal, hours: float, session_id: str, *, now: float | None = None
 ) -> None:
-    """Remember in this browser's storage the session `AuthStore.create_session` made."""
+    """Remember in this browser's storage the session `Accounts.create_session` made."""
     expires = (time.time() if now is None else now) + hours * 3600
     app.storage.user[SESSION_KEY] = {
         "id": session_id,
@@ -89,7 +89,7 @@ def session_principal(*, now: float | None = None) -> Principal | None:
     return Principal(name=name, role=role)
 
 
-async def current_principal() -> Principal | None:
+async def current_principal(auth: AuthService) -> Principal | None:
     """The logged-in user as the database has them now: a session outlives neither logout
     elsewhere, nor a password change, nor the user's deletion, and a role change applies at
     once."""
@@ -97,7 +97,7 @@ async def current_principal() -> Principal | None:
     session_id = _session_id()
     if principal is None or session_id is None:
         return None
-    now = await get_context().auth.session_user(session_id)
+    now = await auth.session_user(session_id)
     if now is None:
         end_session()
         return None
@@ -108,12 +108,12 @@ async def current_principal() -> Principal | None:
     return now
 
 
-async def sign_out(principal: Principal) -> None:
+async def sign_out(auth: AuthService, principal: Principal) -> None:
     """End this browser's session, in the database (every replica) and here."""
     session_id = _session_id()
     end_session()
     if session_id is not None:
-        await get_context().signin.sign_out(session_id, principal, client_address())
+        await auth.sign_out(session_id, principal, client_address())
 
 
 def client_address() -> str | None:

@@ -1,9 +1,9 @@
-"""The audit log in PostgreSQL (`audit_log`, db/0003_security.sql): append and list, nothing
-else. The table's triggers refuse UPDATE, DELETE and TRUNCATE, and this module has no such
-statement either.
+"""The audit log in PostgreSQL (`audit_log`, db/0003_security.sql), the `AuditTrail` port's real
+adapter: append and list, nothing else. The table's triggers refuse UPDATE, DELETE and
+TRUNCATE, and this module has no such statement either.
 
-`record` takes a connection so that a change and its audit row commit together (AuthStore
-does this); without one it uses the pool.
+`record_event` takes a connection so that a change and its audit row commit together
+(`hub.storage.accounts` does this); `PostgresAuditLog.record` uses the pool.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from typing import Any, Final
 
 import asyncpg
 
+from hub.storage.audit_model import AuditEntry, AuditEvent, AuditFilter
 from hub.storage.partitions import datetime_to_ms, ms_to_datetime
-from hub.web.audit import AuditEntry, AuditEvent, AuditFilter
-from hub.web.model import Page
+from hub.storage.web_model import Page
 
-__all__ = ["AuditLog", "record_event"]
+__all__ = ["PostgresAuditLog", "log_event", "record_event"]
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was hub/web/audit_store.py).
+log = logging.getLogger("hub.web.audit_store")
 
 _INSERT: Final = (
     "INSERT INTO audit_log (actor, action, outcome, client, target, details) "
@@ -31,7 +32,13 @@ _INSERT: Final = (
 async def record_event(conn: asyncpg.Connection | asyncpg.Pool, event: AuditEvent) -> None:
     actor, action, outcome, client, target, details = event.row()
     await conn.execute(_INSERT, actor, action, outcome, client, target, json.dumps(details))
-    # The same event as a log line, for whoever ships logs to a SIEM rather than reading SQL.
+    log_event(event)
+
+
+def log_event(event: AuditEvent) -> None:
+    """The same event as a log line, for whoever ships logs to a SIEM rather than reading SQL
+    (every audit store writes it)."""
+    actor, action, outcome, client, target, _ = event.row()
     log.info(
         "audit",
         extra={
@@ -44,7 +51,7 @@ async def record_event(conn: asyncpg.Connection | asyncpg.Pool, event: AuditEven
     )
 
 
-class AuditLog:
+class PostgresAuditLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 

@@ -1,15 +1,13 @@
-"""The overview page on the real app and stores, with NiceGUI's in-process `user` fixture."""
+"""The overview page on the app and its in-memory stores, with NiceGUI's in-process `user`
+fixture."""
 
 from __future__ import annotations
 
-import pytest
 from nicegui import ui
 from nicegui.testing.user import User
 
-from tests.web.conftest import login
-from tests.web.feed import HubFeed, now_ms, reading
-
-pytestmark = pytest.mark.integration
+from tests.support.feed import HubFeed, now_ms, reading
+from tests.support.pages import login
 
 
 async def test_overview_shows_devices_gateways_and_alerts(user: User, feed: HubFeed) -> None:

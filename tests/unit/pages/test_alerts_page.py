@@ -1,17 +1,14 @@
-"""The alerts page on the real app and stores, with NiceGUI's in-process `user` fixture:
+"""The alerts page on the app and its in-memory stores, with NiceGUI's in-process `user` fixture:
 acknowledge and clear by role, the server-side role check, live updates, new critical alerts."""
 
 from __future__ import annotations
 
-import pytest
 from nicegui import ElementFilter, ui
 from nicegui.testing.user import User
 
+from tests.support.feed import HubFeed, now_ms, reading
+from tests.support.pages import login
 from tests.support.waiting import async_wait_until
-from tests.web.conftest import login
-from tests.web.feed import HubFeed, now_ms, reading
-
-pytestmark = pytest.mark.integration
 
 
 def button(user: User, marker: str) -> ui.button:

@@ -1,5 +1,6 @@
 """The audit log's values: what is recorded (`AuditEvent`), what is read back (`AuditEntry`)
-and how a listing is filtered (`AuditFilter`). Pure; `hub.web.audit_store` does the SQL.
+and how a listing is filtered (`AuditFilter`). Pure; the `AuditTrail` stores
+(`hub.storage.web_ports`) keep them.
 
 Details never carry a secret: `AuditEvent` refuses a detail key that names one (password,
 token, secret, hash...), at any depth, so a careless caller fails loudly in tests instead of
@@ -13,7 +14,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
-from hub.web.model import MAX_PAGE
+from hub.storage.web_model import MAX_PAGE
 
 __all__ = [
     "ACTIONS",
@@ -161,3 +162,43 @@ class AuditFilter:
         if self.outcome is not None and self.outcome not in ("success", "failure"):
             raise ValueError(f"unknown outcome {self.outcome!r}; expected success or failure")
         return self
+
+
+# -- what each account change records (every account store, in the change's own transaction) ----
+
+
+def user_saved_event(
+    actor: Actor,
+    name: str,
+    role: str,
+    *,
+    before_role: str | None,
+    password_changed: bool,
+    sessions_ended: int,
+) -> AuditEvent:
+    """``before_role`` None: the user is new."""
+    if before_role is None:
+        return AuditEvent(actor, "user.add", target=name, details={"role": role})
+    details: dict[str, Any] = {
+        "password_changed": password_changed,
+        "sessions_ended": sessions_ended,
+    }
+    if before_role != role:
+        details["role"] = {"from": before_role, "to": role}
+    return AuditEvent(actor, "user.update", target=name, details=details)
+
+
+def user_removed_event(actor: Actor, name: str, role: str, sessions_ended: int) -> AuditEvent:
+    return AuditEvent(
+        actor, "user.remove", target=name, details={"role": role, "sessions_ended": sessions_ended}
+    )
+
+
+def token_created_event(actor: Actor, name: str, role: str, expires_at: int | None) -> AuditEvent:
+    return AuditEvent(
+        actor, "token.create", target=name, details={"role": role, "expires_at": expires_at}
+    )
+
+
+def token_revoked_event(actor: Actor, name: str, role: str) -> AuditEvent:
+    return AuditEvent(actor, "token.revoke", target=name, details={"role": role})

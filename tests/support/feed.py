@@ -1,7 +1,9 @@
 """Arrange what the dashboard shows, through the hub's own code paths: readings written with
 `Database.write_readings` and then put on Redis with `LiveStore` exactly as the ingest agent
 does, alerts through `Database.apply_alert` and published as the alert agent does, gateway
-heartbeats as the status agent stores them, users through `AuthStore`."""
+heartbeats as the status agent stores them, users through the `Accounts` store. The same calls
+go to the in-memory hub (`hub.storage.memory_web.MemoryHub`) for the page tests without
+services."""
 
 from __future__ import annotations
 
@@ -10,17 +12,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from edge_gateway.simulators import FleetSpec, build_fleet
 from hub.agents.alerts import alert_event, encode_event
 from hub.rules.model import AlertTransition
+from hub.storage.audit_model import Actor
 from hub.storage.live import LiveStore
+from hub.storage.memory_web import MemoryHub
 from hub.storage.model import AlertRow
 from hub.storage.postgres import Database
 from hub.storage.redis_values import GatewayHealth
-from hub.web.audit import Actor
-from hub.web.auth import AuthStore
+from hub.storage.web_ports import Accounts
 from hub.web.model import Role
 from protocol import EdgeMetrics, NormalisedReading
 from tests.support.readings import make_reading
@@ -35,10 +36,9 @@ def now_ms() -> int:
 
 @dataclass
 class HubFeed:
-    database: Database
-    live: LiveStore
-    auth: AuthStore
-    redis: Redis
+    database: Database | MemoryHub
+    live: LiveStore | MemoryHub
+    auth: Accounts
 
     async def add_user(self, name: str, role: Role, password: str = PASSWORD) -> None:
         await self.auth.add_user(name, password, role, actor=TEST_ACTOR)

@@ -1,20 +1,17 @@
-"""Signing in and out, sessions and roles, on the real app with NiceGUI's `user` fixture."""
+"""Signing in and out, sessions and roles, on the app and its in-memory stores with NiceGUI's
+`user` fixture (tests/web/test_login_database.py: what the database holds afterwards)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
 from nicegui import app, ui
 from nicegui.testing.user import User
 
-from hub.web.context import get_context, set_context
+from tests.support.feed import TEST_ACTOR, HubFeed
+from tests.support.pages import login
 from tests.support.waiting import async_wait_until
-from tests.web.conftest import login
-from tests.web.feed import TEST_ACTOR, HubFeed
-
-pytestmark = pytest.mark.integration
 
 
 async def test_pages_redirect_to_login_and_back(user: User, feed: HubFeed) -> None:
@@ -87,89 +84,6 @@ async def test_an_expired_session_and_a_deleted_user_sign_out(user: User, feed: 
 
 
 # -- throttling, sessions ended elsewhere, the audit page -----------------------------------------
-
-
-class FrozenClock:
-    def __init__(self) -> None:
-        self.now = 2_000_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def throttle_on_a_frozen_clock(free_failures: int, wait_s: float) -> FrozenClock:
-    """Replace the app's throttle by one whose clock stands still (in-memory, so no other test
-    shares its counts): the waits are then exact, whatever the machine's speed."""
-    from hub.web.signin import SignIn
-    from hub.web.throttle import ThrottlePolicy
-    from hub.web.throttle_store import LoginThrottle, MemoryThrottleStore
-
-    clock = FrozenClock()
-    policy = ThrottlePolicy(
-        free_failures=free_failures, base_wait_s=wait_s, max_wait_s=wait_s * 8, forget_after_s=3600
-    )
-    throttle = LoginThrottle(
-        MemoryThrottleStore(clock), user_policy=policy, address_policy=policy, clock=clock
-    )
-    context = get_context()
-    signin = SignIn(context.auth, throttle, context.audit, context.settings.web_session_hours)
-    set_context(dataclasses.replace(context, signin=signin))
-    return clock
-
-
-async def test_repeated_failures_are_throttled_and_the_wait_is_shown(
-    user: User, feed: HubFeed
-) -> None:
-    await feed.add_user("olga", "operator")
-    clock = throttle_on_a_frozen_clock(free_failures=2, wait_s=30.0)
-    for _ in range(3):  # two free failures, and a third that had nothing to wait for
-        await login(user, "olga", "not the password")
-        await user.should_see("Wrong user name or password.")
-    await login(user, "olga", "not the password")
-    await user.should_see("Too many failed sign-ins. Try again in")
-    submit = user.find(marker="login-submit").elements.pop()
-    assert isinstance(submit, ui.button)
-    assert not submit.enabled
-
-    # The right password is refused too while the wait lasts: it is not even checked.
-    await login(user, "olga")
-    await user.should_see("Too many failed sign-ins. Try again in")
-    clock.now += 30
-    await login(user, "olga")
-    await user.should_see(marker="device-list", retries=30)
-    await user.should_see("0 devices", retries=30)  # the page's first reads are done
-
-    # The first refusal of the wait is audited, the second only counted; the sign-in that
-    # got through says how many were refused before it.
-    rows = await feed.database._pool.fetch(
-        "SELECT outcome, details->>'reason' AS reason, details->>'retry_after_s' AS wait, "
-        "details->>'throttled_attempts_before' AS refused FROM audit_log "
-        "WHERE action = 'auth.login' AND actor = 'olga' ORDER BY id DESC LIMIT 5"
-    )
-    assert [(r["outcome"], r["reason"]) for r in rows] == [
-        ("success", None),
-        ("failure", "throttled"),
-        ("failure", "wrong_password"),
-        ("failure", "wrong_password"),
-        ("failure", "wrong_password"),
-    ]
-    assert rows[0]["refused"] == "2"
-    assert rows[1]["wait"] == "30"  # the frozen clock: exactly 30 s
-
-
-async def test_logout_ends_the_session_in_the_database(user: User, feed: HubFeed) -> None:
-    await feed.add_user("olga", "operator")
-    await login(user, "olga")
-    await user.should_see(marker="device-list", retries=30)
-    pool = feed.database._pool
-    assert await pool.fetchval("SELECT count(*) FROM web_sessions WHERE user_name = 'olga'") == 1
-    user.find(marker="logout").click()
-    await user.should_see(marker="login-submit", retries=30)
-    assert await pool.fetchval("SELECT count(*) FROM web_sessions WHERE user_name = 'olga'") == 0
-    actions = await pool.fetch(
-        "SELECT action FROM audit_log WHERE actor = 'olga' ORDER BY id DESC LIMIT 2"
-    )
-    assert [r["action"] for r in actions] == ["auth.logout", "auth.login"]
 
 
 @pytest.mark.parametrize("change", ["password", "removal"])

@@ -1,16 +1,13 @@
-"""What the dashboard and the API read and do: PostgreSQL for the record, Redis for what is live.
+"""What the dashboard and the API read, from PostgreSQL for the record and Redis for what is live:
+the `ReadModel` port's real adapter (`PostgresReadModel`), and the Redis publisher of alert
+events (`RedisAlertEvents`).
 
 Every query is parameterised. Redis failures degrade (no latest values, no gateways) and never
 raise: the dashboard stays useful with PostgreSQL alone. A list reads Redis in one pipelined
 round trip for the whole page, never one per device.
 
-Series: ranges up to `RAW_MAX_SPAN_MS` (6 h) come from `readings` (a range scan of its primary
-key within the day partitions the range touches), longer ones from `readings_1m`, each minute
-drawn as its minimum and maximum so that no spike disappears; a raw range denser than
-`RAW_MAX_ROWS` falls back to the rollups too. The freshest minutes, not yet rolled up (the
-aggregator waits for late readings), are filled in from `readings`. Either way the result is
-downsampled to at most `max_points` with every pixel column's min and max kept
-(`hub.web.downsample.m4`).
+Series: a range scan of `readings`' primary key within the day partitions the range touches, or
+of `readings_1m`, as `hub.storage.series` decides.
 """
 
 from __future__ import annotations
@@ -27,47 +24,37 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from hub.agents.alerts import alert_event, encode_event
 from hub.storage.live import REDIS_ERRORS, describe
 from hub.storage.partitions import datetime_to_ms, ms_to_datetime
 
 # The adapter's own row mapping, so alerts read here can never drift from those it returns.
-from hub.storage.postgres import Database, alert_row
+from hub.storage.postgres import alert_row
 from hub.storage.redis_keys import ALERTS_CHANNEL, GATEWAYS_KEY, latest_key, text
 from hub.storage.redis_values import LatestValues, decode_gateway_health, decode_latest
-from hub.web.audit import Actor, AuditEvent
-from hub.web.audit_store import AuditLog
-from hub.web.downsample import m4
-from hub.web.model import (
+from hub.storage.series import RollupRow, read_series
+from hub.storage.web_model import (
     AlertFilter,
     AlertRow,
     DeviceFilter,
     DeviceView,
     GatewayView,
     Page,
-    Principal,
     Series,
-    can_acknowledge,
 )
-from hub.windows import MINUTE_MS, bucket_ceil
 
 __all__ = [
-    "MAX_COMMENT_CHARS",
-    "MAX_SERIES_POINTS",
-    "RAW_MAX_ROWS",
-    "RAW_MAX_SPAN_MS",
-    "WebData",
+    "MAX_MARKERS",
+    "PoolHandle",
+    "PostgresReadModel",
+    "RedisAlertEvents",
     "connect_pool",
+    "parse_gateway",
     "redis_client",
 ]
 
-log = logging.getLogger(__name__)
+# The name its log lines have always carried (the module was hub/web/data.py).
+log = logging.getLogger("hub.web.data")
 
-RAW_MAX_SPAN_MS: Final = 6 * 3_600_000
-RAW_MAX_ROWS: Final = 200_000  # beyond this a raw range reads the rollups instead
-MIN_SERIES_POINTS: Final = 2
-MAX_SERIES_POINTS: Final = 10_000
-MAX_COMMENT_CHARS: Final = 1000
 MAX_MARKERS: Final = 1000
 _PING_TIMEOUT_S: Final = 2.0
 
@@ -120,8 +107,9 @@ ORDER BY raised_at DESC, id DESC LIMIT $4
 
 
 async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """The web process's pool: shared by `WebData`, `AuthStore` and the alert methods of
-    `hub.storage.postgres.Database` (which takes a pool)."""
+    """The web process's pool: shared by `PostgresReadModel`, `PostgresAccounts`,
+    `PostgresAuditLog` and the alert methods of `hub.storage.postgres.Database` (which takes a
+    pool)."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -129,6 +117,29 @@ async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> as
         server_settings={"application_name": "iot-hub-web", "timezone": "UTC"},
     )
     return pool
+
+
+class PoolHandle:
+    """The web process's pool (`connect_pool`) before it exists: the stores are built with the
+    app, outside any event loop, and use the pool once `open` has connected it (at the app's
+    startup). Every pool method is the pool's own."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await connect_pool(self._dsn)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._pool is None:
+            raise RuntimeError("the web app's database pool is not open yet")
+        return getattr(self._pool, name)
 
 
 def redis_client(url: str, *, timeout_s: float = 2.0) -> Redis:
@@ -152,18 +163,19 @@ def parse_gateway(raw: bytes | str, now_ms: int, offline_after_ms: float) -> Gat
     return GatewayView.of(health, "online" if online else "offline")
 
 
-def rollup_points(rows: Sequence[Any]) -> tuple[list[int], list[float]]:
-    """Each minute as its minimum then its maximum, both at the minute's start (one point when
-    they are equal): the envelope, which is what a chart of many minutes can show."""
-    ts: list[int] = []
-    values: list[float] = []
-    for row in rows:
-        ts.append(row["ts"])
-        values.append(row["min"])
-        if row["max"] != row["min"]:
-            ts.append(row["ts"])
-            values.append(row["max"])
-    return ts, values
+def gateway_views(
+    entries: dict[Any, Any], now_ms: int, offline_after_ms: float
+) -> list[GatewayView]:
+    """The readable entries of `iot:gateways` (field -> value) by id; an unreadable one is
+    logged and left out."""
+    views = []
+    for key, value in entries.items():
+        view = parse_gateway(value, now_ms, offline_after_ms)
+        if view is None:
+            log.warning("gateway_entry_unreadable", extra={"gateway_id": text(key)})
+            continue
+        views.append(view)
+    return sorted(views, key=lambda g: g.gateway_id)
 
 
 class _Where:
@@ -199,7 +211,7 @@ class _Where:
         return self.args[: self._filters]
 
 
-class WebData:
+class PostgresReadModel:
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -207,11 +219,8 @@ class WebData:
         *,
         gateway_offline_after_s: float = 30.0,
         clock: Callable[[], float] = time.time,
-        audit: AuditLog | None = None,
     ) -> None:
         self._pool = pool
-        self._db = Database(pool)
-        self._audit = AuditLog(pool) if audit is None else audit
         self._redis = redis
         self._gateway_offline_after_ms = gateway_offline_after_s * 1000
         self._clock = clock
@@ -278,7 +287,7 @@ class WebData:
                     pipe.hgetall(latest_key(device_id))
                 results = await pipe.execute()
         except REDIS_ERRORS as exc:
-            _redis_degraded("latest", exc)
+            redis_degraded("latest", exc)
             return {}
         return {d: decode_latest(fields) for d, fields in zip(device_ids, results, strict=True)}
 
@@ -289,80 +298,34 @@ class WebData:
         try:
             entries = await self._redis.hgetall(GATEWAYS_KEY)
         except REDIS_ERRORS as exc:
-            _redis_degraded("gateways", exc)
+            redis_degraded("gateways", exc)
             return []
-        now = self._now_ms()
-        views = []
-        for key, value in entries.items():
-            view = parse_gateway(value, now, self._gateway_offline_after_ms)
-            if view is None:
-                log.warning("gateway_entry_unreadable", extra={"gateway_id": text(key)})
-                continue
-            views.append(view)
-        return sorted(views, key=lambda g: g.gateway_id)
+        return gateway_views(entries, self._now_ms(), self._gateway_offline_after_ms)
 
     # -- series --------------------------------------------------------------------------------
 
     async def series(
         self, device_id: str, metric: str, start: int, end: int, max_points: int
     ) -> Series:
-        """Readings of one metric in ``[start, end)``, at most ``max_points`` (see the module
-        docstring for the source). Booleans come as 0.0 and 1.0."""
-        if start >= end:
-            raise ValueError(f"start must be before end, got start={start} end={end}")
-        if not MIN_SERIES_POINTS <= max_points <= MAX_SERIES_POINTS:
-            raise ValueError(
-                f"max_points must be within {MIN_SERIES_POINTS}..{MAX_SERIES_POINTS}, "
-                f"got {max_points}"
-            )
-        ts: list[int] | None = None
-        values: list[float] = []
-        source: Any = "raw"
+        """Readings of one metric in ``[start, end)``, at most ``max_points``
+        (`hub.storage.series`), on one connection."""
         async with self._pool.acquire() as conn:
-            if end - start <= RAW_MAX_SPAN_MS:
-                rows = await conn.fetch(
-                    _RAW, device_id, metric, ms_to_datetime(start), ms_to_datetime(end),
-                    RAW_MAX_ROWS + 1,
-                )  # fmt: skip
-                if len(rows) <= RAW_MAX_ROWS:
-                    ts, values = [r["ts"] for r in rows], [r["value"] for r in rows]
-            if ts is None:
-                source = "1m"
-                ts, values = await self._rollup_series(conn, device_id, metric, start, end)
-        out_ts, out_values = m4(ts, values, max_points, start=start, end=end)
-        return Series(
-            device_id=device_id,
-            metric=metric,
-            source=source,
-            start=start,
-            end=end,
-            ts=out_ts,
-            values=out_values,
-            downsampled=len(out_ts) < len(ts),
-        )
 
-    @staticmethod
-    async def _rollup_series(
-        conn: asyncpg.Connection, device_id: str, metric: str, start: int, end: int
-    ) -> tuple[list[int], list[float]]:
-        # Whole minutes only: a bucket that starts before `start` would draw data from outside.
-        first_bucket = bucket_ceil(start)
-        rows = await conn.fetch(
-            _ROLLUPS, device_id, metric, ms_to_datetime(first_bucket), ms_to_datetime(end)
-        )
-        ts, values = rollup_points(rows)
-        # The tail the aggregator has not rolled up yet, raw, bounded so that a metric without
-        # rollups at all costs at most RAW_MAX_SPAN_MS of raw rows.
-        tail_start = ts[-1] + MINUTE_MS if ts else start
-        tail_start = max(tail_start, end - RAW_MAX_SPAN_MS)
-        if tail_start < end:
-            tail = await conn.fetch(
-                _RAW, device_id, metric, ms_to_datetime(tail_start), ms_to_datetime(end),
-                RAW_MAX_ROWS,
-            )  # fmt: skip
-            ts += [r["ts"] for r in tail]
-            values += [r["value"] for r in tail]
-        return ts, values
+            async def raw(lo: int, hi: int, limit: int) -> tuple[list[int], list[float]]:
+                rows = await conn.fetch(
+                    _RAW, device_id, metric, ms_to_datetime(lo), ms_to_datetime(hi), limit
+                )
+                return [r["ts"] for r in rows], [r["value"] for r in rows]
+
+            async def rollups(lo: int, hi: int) -> Sequence[RollupRow]:
+                rows: list[RollupRow] = await conn.fetch(
+                    _ROLLUPS, device_id, metric, ms_to_datetime(lo), ms_to_datetime(hi)
+                )
+                return rows
+
+            return await read_series(
+                device_id, metric, start, end, max_points, raw=raw, rollups=rollups
+            )
 
     # -- alerts --------------------------------------------------------------------------------
 
@@ -386,58 +349,6 @@ class WebData:
             _MARKERS, device_id, ms_to_datetime(start), ms_to_datetime(end), MAX_MARKERS
         )
         return [alert_row(r) for r in rows]
-
-    async def acknowledge(
-        self, alert_id: int, by: Principal, comment: str | None, *, client: str | None = None
-    ) -> AlertRow | None:
-        """Acknowledge as ``by`` (operator or admin, else PermissionError), with an optional
-        comment (at most MAX_COMMENT_CHARS); None if no such alert. Published live and audited
-        (with ``client``, the address the request came from)."""
-        _require_acknowledge(by)
-        comment = (comment or "").strip() or None
-        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
-            raise ValueError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
-        row = await self._db.acknowledge_alert(alert_id, by.name, comment)
-        if row is not None:
-            log.info("alert_acknowledged", extra=_alert_fields(row, by))
-            details = {**_alert_details(row), "comment": comment}
-            await self._audit.record(
-                AuditEvent(
-                    Actor(by.name, client), "alert.acknowledge", target=str(row.id), details=details
-                )
-            )
-            await self._publish("acknowledged", row)
-        return row
-
-    async def clear(
-        self, alert_id: int, by: Principal, *, client: str | None = None
-    ) -> AlertRow | None:
-        """Clear an active alert as ``by`` (operator or admin, else PermissionError); an alert
-        already cleared is returned unchanged and not published again. None if no such alert.
-        Audited, an attempt on an alert already cleared too."""
-        _require_acknowledge(by)
-        before = await self._db.get_alert(alert_id)
-        if before is None:
-            return None
-        row = await self._db.clear_alert(alert_id, by.name)
-        if row is not None:
-            details = {**_alert_details(row), "was": before.state}
-            await self._audit.record(
-                AuditEvent(
-                    Actor(by.name, client), "alert.clear", target=str(row.id), details=details
-                )
-            )
-        if row is not None and before.state == "active":
-            log.info("alert_cleared", extra=_alert_fields(row, by))
-            await self._publish("cleared", row)
-        return row
-
-    async def _publish(self, kind: str, row: AlertRow) -> None:
-        """The same event the worker publishes (`hub.agents.alerts.alert_event`), best effort."""
-        try:
-            await self._redis.publish(ALERTS_CHANNEL, encode_event(alert_event(kind, row)))
-        except REDIS_ERRORS as exc:
-            _redis_degraded("publish_alert", exc)
 
     # -- health --------------------------------------------------------------------------------
 
@@ -463,20 +374,21 @@ class WebData:
         return True
 
 
-def _require_acknowledge(by: Principal) -> None:
-    if not can_acknowledge(by.role):
-        raise PermissionError(f"{by.name} ({by.role}) may not acknowledge or clear alerts")
+class RedisAlertEvents:
+    """Alert events on `iot:live:alerts`, the channel the worker publishes them on; best effort
+    (a refusal or an outage is logged, never raised: the change is in PostgreSQL already)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def publish_alert(self, data: bytes) -> None:
+        try:
+            await self._redis.publish(ALERTS_CHANNEL, data)
+        except REDIS_ERRORS as exc:
+            redis_degraded("publish_alert", exc)
 
 
-def _alert_fields(row: AlertRow, by: Principal) -> dict[str, object]:
-    return {"alert_id": row.id, "device_id": row.device_id, "rule": row.rule, "by": by.name}
-
-
-def _alert_details(row: AlertRow) -> dict[str, str | int | None]:
-    return {"device_id": row.device_id, "gateway_id": row.gateway_id, "rule": row.rule}
-
-
-def _redis_degraded(op: str, exc: BaseException) -> None:
+def redis_degraded(op: str, exc: BaseException) -> None:
     # Redis unreachable or refusing (OOM, READONLY, NOPERM): either way the page goes without.
     refused = isinstance(exc, redis_errors.ResponseError)
     event = "redis_rejected" if refused else "redis_unavailable"

@@ -1,5 +1,7 @@
-"""Users (argon2-hashed passwords), their dashboard sessions and API tokens (only a SHA-256 of
-each session id and token is stored).
+"""Users (argon2-hashed passwords), their dashboard sessions and API tokens in PostgreSQL
+(db/0002_web.sql, db/0003_security.sql), on the web process's pool
+(`hub.storage.read_model.connect_pool`): the `Accounts` port's real adapter. Only a SHA-256 of
+each session id and token is stored (`hub.storage.credentials`).
 
 Hashing a password costs tens of milliseconds of CPU by design, so the async methods run it
 in a worker thread: a login never stalls the event loop that serves every other session.
@@ -12,134 +14,46 @@ password change or a removal ends the user's sessions in that transaction too.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
-import re
-import secrets
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
 
 import asyncpg
-from pwdlib import PasswordHash
-from pwdlib.exceptions import PwdlibError
 
+from hub.storage.audit_log import record_event
+from hub.storage.audit_model import (
+    Actor,
+    token_created_event,
+    token_revoked_event,
+    user_removed_event,
+    user_saved_event,
+)
+from hub.storage.credentials import (
+    LAST_USED_RESOLUTION_S,
+    TOKEN_PREFIX,
+    PasswordCheck,
+    TokenCheck,
+    TokenInfo,
+    check_new_token,
+    check_new_user,
+    dummy_hash,
+    hash_password,
+    new_session_id,
+    new_token,
+    session_hash,
+    token_hash,
+    token_principal,
+    verify_password,
+)
 from hub.storage.partitions import datetime_to_ms
-from hub.web.audit import Actor, AuditEvent
-from hub.web.audit_store import record_event
-from hub.web.model import Principal, Role, check_role
+from hub.storage.web_model import Principal, Role, check_role
 
-__all__ = [
-    "MAX_TOKEN_LIFETIME_S",
-    "MIN_PASSWORD_CHARS",
-    "TOKEN_PREFIX",
-    "AuthStore",
-    "PasswordCheck",
-    "TokenCheck",
-    "TokenInfo",
-    "hash_password",
-    "token_hash",
-    "verify_password",
-]
-
-log = logging.getLogger(__name__)
-
-TOKEN_PREFIX: Final = "iot_"
-TOKEN_PRINCIPAL_PREFIX: Final = "token:"
-MIN_PASSWORD_CHARS: Final = 8
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-# last_used_at is a hint for the operator, not an audit log: one write per token per minute at
-# most, rather than one per API request.
-_LAST_USED_RESOLUTION_S: Final = 60
-MAX_TOKEN_LIFETIME_S: Final = 10 * 365 * 86_400  # beyond this, say "never" (no expiry)
-
-_hasher = PasswordHash.recommended()  # argon2id with the library's current parameters
-# Verified against when the user does not exist, so that a login costs the same either way and
-# its timing does not tell which user names exist.
-_DUMMY_HASH: Final = _hasher.hash(secrets.token_urlsafe(16))
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password: str, hashed: str) -> bool:
-    """False for a wrong password and for a hash this library cannot read."""
-    try:
-        return _hasher.verify(password, hashed)
-    except (PwdlibError, ValueError):
-        return False
-
-
-def token_hash(token: str) -> str:
-    """Tokens carry 256 random bits: a plain SHA-256 is enough (no salt, no stretching), and it
-    lets a request find its token by an index lookup."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(f"{kind} name must be 1..64 of A-Z a-z 0-9 _ . @ -, got {name!r}")
-    return name
-
-
-PasswordFailure = Literal["unknown_user", "wrong_password"]
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordCheck:
-    """A sign-in's outcome: the principal, or why not (for the audit log only; the person
-    signing in is told the same thing either way)."""
-
-    principal: Principal | None
-    failure: PasswordFailure | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenCheck:
-    principal: Principal | None
-    expired_at: int | None = None  # epoch ms, when the token was refused for having expired
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    name: str
-    role: Role
-    created_at: int  # epoch ms
-    expires_at: int | None
-    last_used_at: int | None
-    revoked_at: int | None
-
-    def state(self, now_ms: int) -> Literal["active", "expired", "revoked"]:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now_ms:
-            return "expired"
-        return "active"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "last_used_at": self.last_used_at,
-            "revoked_at": self.revoked_at,
-        }
-
-
-def session_hash(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
+__all__ = ["PostgresAccounts"]
 
 
 def _ms(value: datetime | None) -> int | None:
     return None if value is None else datetime_to_ms(value)
 
 
-class AuthStore:
-    """Users, sessions and tokens in PostgreSQL (db/0002_web.sql, db/0003_security.sql), on the
-    web process's pool (`hub.web.data.connect_pool`)."""
-
+class PostgresAccounts:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -150,10 +64,7 @@ class AuthStore:
         password ends the user's sessions (it locks out whoever knew the old one); the same
         password again with another role keeps them, and the new role applies at once. True if
         the user was created."""
-        check_name("user", name)
-        check_role(role)
-        if len(password) < MIN_PASSWORD_CHARS:
-            raise ValueError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
+        check_new_user(name, password, role)
         hashed = await asyncio.to_thread(hash_password, password)
         async with self._pool.acquire() as conn, conn.transaction():
             before = await conn.fetchrow(
@@ -167,15 +78,18 @@ class AuthStore:
                 hashed,
                 role,
             )
-            if before is None:
-                event = AuditEvent(actor, "user.add", target=name, details={"role": role})
-            else:
+            same, ended = False, 0
+            if before is not None:
                 same = await asyncio.to_thread(verify_password, password, before["password_hash"])
                 ended = 0 if same else await self._end_user_sessions(conn, name)
-                details: dict[str, Any] = {"password_changed": not same, "sessions_ended": ended}
-                if before["role"] != role:
-                    details["role"] = {"from": before["role"], "to": role}
-                event = AuditEvent(actor, "user.update", target=name, details=details)
+            event = user_saved_event(
+                actor,
+                name,
+                role,
+                before_role=None if before is None else before["role"],
+                password_changed=not same,
+                sessions_ended=ended,
+            )
             await record_event(conn, event)
         return before is None
 
@@ -185,7 +99,7 @@ class AuthStore:
         row = await self._pool.fetchrow(
             "SELECT password_hash, role FROM users WHERE name = $1", name
         )
-        hashed = _DUMMY_HASH if row is None else row["password_hash"]
+        hashed = dummy_hash() if row is None else row["password_hash"]
         ok = await asyncio.to_thread(verify_password, password, hashed)
         if row is None:
             return PasswordCheck(None, "unknown_user")
@@ -212,15 +126,7 @@ class AuthStore:
             role = await conn.fetchval("DELETE FROM users WHERE name = $1 RETURNING role", name)
             if role is None:
                 return False
-            await record_event(
-                conn,
-                AuditEvent(
-                    actor,
-                    "user.remove",
-                    target=name,
-                    details={"role": role, "sessions_ended": ended},
-                ),
-            )
+            await record_event(conn, user_removed_event(actor, name, role, ended))
         return True
 
     async def list_users(self) -> list[Principal]:
@@ -232,7 +138,7 @@ class AuthStore:
     async def create_session(self, principal: Principal, hours: float, client: str | None) -> str:
         """A new session id for the browser to hold; only its hash is stored. Expired sessions
         are swept here, so the table stays the size of the sessions in use."""
-        session_id = secrets.token_urlsafe(32)
+        session_id = new_session_id()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM web_sessions WHERE expires_at < now()")
             await conn.execute(
@@ -278,14 +184,8 @@ class AuthStore:
         """A new token named ``name``; the secret is returned once and only its hash is kept.
         It expires ``expires_in_s`` from now (None: never). A revoked or expired token's name
         can be reused; an active one's cannot (ValueError)."""
-        check_name("token", name)
-        check_role(role)
-        if expires_in_s is not None and not 0 < expires_in_s <= MAX_TOKEN_LIFETIME_S:
-            raise ValueError(
-                f"expiry must be within 1 s..{MAX_TOKEN_LIFETIME_S // 86_400} days, "
-                f"got {expires_in_s:g} s"
-            )
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        check_new_token(name, role, expires_in_s)
+        token = new_token()
         async with self._pool.acquire() as conn, conn.transaction():
             created = await conn.fetchrow(
                 "INSERT INTO api_tokens AS t (name, token_hash, role, expires_at) "
@@ -302,13 +202,8 @@ class AuthStore:
             )
             if created is None:
                 raise ValueError(f"an active token named {name!r} exists; revoke it first")
-            details: dict[str, Any] = {
-                "role": role,
-                "expires_at": _ms(created["expires_at"]),
-            }
-            await record_event(
-                conn, AuditEvent(actor, "token.create", target=name, details=details)
-            )
+            event = token_created_event(actor, name, role, _ms(created["expires_at"]))
+            await record_event(conn, event)
         return token
 
     async def check_token(self, token: str) -> TokenCheck:
@@ -322,7 +217,7 @@ class AuthStore:
             "OR last_used_at IS NULL AS stale FROM api_tokens "
             "WHERE token_hash = $1 AND revoked_at IS NULL",
             token_hash(token),
-            _LAST_USED_RESOLUTION_S,
+            LAST_USED_RESOLUTION_S,
         )
         if row is None:
             return TokenCheck(None)
@@ -332,10 +227,7 @@ class AuthStore:
             await self._pool.execute(
                 "UPDATE api_tokens SET last_used_at = now() WHERE name = $1", row["name"]
             )
-        principal = Principal(
-            name=TOKEN_PRINCIPAL_PREFIX + row["name"], role=check_role(row["role"])
-        )
-        return TokenCheck(principal)
+        return TokenCheck(token_principal(row["name"], row["role"]))
 
     async def verify_token(self, token: str) -> Principal | None:
         """The token's principal if it is valid now; None if unknown, revoked or expired."""
@@ -351,9 +243,7 @@ class AuthStore:
             )
             if role is None:
                 return False
-            await record_event(
-                conn, AuditEvent(actor, "token.revoke", target=name, details={"role": role})
-            )
+            await record_event(conn, token_revoked_event(actor, name, role))
         return True
 
     async def list_tokens(self) -> list[TokenInfo]:

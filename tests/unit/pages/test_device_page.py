@@ -1,6 +1,6 @@
-"""The device page on the real app and stores, with NiceGUI's in-process `user` fixture: history
-per range, live points appended with extendTraces (never a whole-figure resend), alert
-markers, CSV export."""
+"""The device page on the app and its in-memory stores, with NiceGUI's in-process `user`
+fixture: history per range, live points appended with extendTraces (never a whole-figure
+resend), alert markers, CSV export."""
 
 from __future__ import annotations
 
@@ -11,16 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from nicegui import Client, ui
 from nicegui.element import Element
 from nicegui.testing.user import User
 
+from tests.support.feed import HubFeed, now_ms, reading
+from tests.support.pages import login
 from tests.support.waiting import async_wait_until
-from tests.web.conftest import login
-from tests.web.feed import HubFeed, now_ms, reading
-
-pytestmark = pytest.mark.integration
 
 MINUTE = 60_000
 

@@ -1,0 +1,59 @@
+"""The app-scoped container: the services one web app is given, built once by the app factory
+(`hub.web.server.build`) and handed to the API routes (FastAPI `Depends(web_services)`, from the
+app's state) and to the pages (as arguments, from `hub.web.pages.register_pages`). No module
+holds one: two apps, as tests build them, never share a store or a counter."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+from hub.settings import HubSettings
+from hub.storage.web_ports import AuditTrail, ReadModel
+from hub.web.metrics import WebMetrics
+
+if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
+    from hub.web.fanout import LiveFanout
+    from hub.web.services import AlertService, AuthService
+
+__all__ = ["WebServices", "web_services"]
+
+
+@dataclass(eq=False)
+class WebServices:
+    settings: HubSettings
+    reads: ReadModel
+    alerts: AlertService
+    auth: AuthService
+    audit: AuditTrail
+    fanout: LiveFanout
+    metrics: WebMetrics
+    # Opens what the stores need (pools, connections, the live subscription) and pushes their
+    # closing onto the stack; run at the app's startup.
+    opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]
+    started_at: int = field(default_factory=lambda: int(time.time() * 1000))
+    ready: bool = False
+    _stack: contextlib.AsyncExitStack | None = None
+
+    async def open(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        await self.opener(stack)
+        self._stack = stack
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+
+def web_services(connection: HTTPConnection) -> WebServices:
+    """The app's container, for `Depends` (HTTP requests and WebSockets alike)."""
+    services: WebServices = connection.app.state.web
+    return services
