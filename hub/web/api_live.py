@@ -21,7 +21,8 @@ from typing import Any, Final
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from hub.web.container import web_services
+from hub.storage.web_model import Principal
+from hub.web.container import WebServices, web_services
 from hub.web.fanout import LiveEvent, Subscription
 from hub.web.metrics import WebMetrics, WsEnd
 
@@ -118,18 +119,10 @@ async def _refuse(websocket: WebSocket, metrics: WebMetrics, reason: str) -> Non
 async def live(websocket: WebSocket) -> None:
     services = web_services(websocket)
     metrics = services.metrics
-    token = _ws_token(websocket)
-    principal = None if token is None else (await services.auth.check_token(token)).principal
-    if principal is None:
-        await _refuse(
-            websocket, metrics, "missing token" if token is None else "invalid or revoked token"
-        )
+    admitted = await _admit(websocket, services)
+    if admitted is None:
         return
-    try:
-        params = parse_live_params(websocket.query_params)
-    except ValueError as exc:
-        await _refuse(websocket, metrics, f"bad parameter: {exc}"[:120])
-        return
+    principal, params = admitted
     # Subscribed before the handshake completes: whatever is published once the client sees
     # the connection open reaches it.
     sub = services.fanout.subscribe(devices=params.devices, alerts=params.alerts)
@@ -157,22 +150,7 @@ async def live(websocket: WebSocket) -> None:
     reader = asyncio.create_task(_until_disconnect(websocket), name=f"ws-reader-{peer}")
     try:
         await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if reader.done():
-            how, reason = "closed", "client closed"
-        elif (failure := pump.exception()) is not None:
-            if isinstance(failure, TimeoutError):
-                how, reason = "dropped", f"send blocked for {SEND_TIMEOUT_S:.0f} s"
-                await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=False)
-            elif isinstance(failure, WebSocketDisconnect | WebSocketDisconnected | OSError):
-                how, reason = "closed", "connection lost"
-            else:
-                raise failure
-        elif sub.dropped:
-            how, reason = "dropped", "slow client"
-            await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=True)
-        else:  # the fan-out stopped: the process is shutting down
-            how, reason = "shutdown", "server shutting down"
-            await _close(websocket, WS_GOING_AWAY, "server shutting down", notify=False)
+        how, reason = await _end(websocket, sub, pump, reader)
     finally:
         sub.close()
         for task in (pump, reader):
@@ -191,6 +169,45 @@ async def live(websocket: WebSocket) -> None:
             log.warning("ws_dropped", extra=fields)
         else:
             log.info("ws_disconnected", extra={**fields, "how": how})
+
+
+async def _admit(
+    websocket: WebSocket, services: WebServices
+) -> tuple[Principal, LiveParams] | None:
+    """The client's principal and parameters; None once a client without a valid token or
+    with bad parameters has been refused."""
+    token = _ws_token(websocket)
+    principal = None if token is None else (await services.auth.check_token(token)).principal
+    if principal is None:
+        reason = "missing token" if token is None else "invalid or revoked token"
+        await _refuse(websocket, services.metrics, reason)
+        return None
+    try:
+        return principal, parse_live_params(websocket.query_params)
+    except ValueError as exc:
+        await _refuse(websocket, services.metrics, f"bad parameter: {exc}"[:120])
+        return None
+
+
+async def _end(
+    websocket: WebSocket, sub: Subscription, pump: asyncio.Task[None], reader: asyncio.Task[None]
+) -> tuple[WsEnd, str]:
+    """How the connection ended, once the pump or the reader is done (closing it as needed)."""
+    if reader.done():
+        return "closed", "client closed"
+    if (failure := pump.exception()) is not None:
+        if isinstance(failure, TimeoutError):
+            await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=False)
+            return "dropped", f"send blocked for {SEND_TIMEOUT_S:.0f} s"
+        if isinstance(failure, WebSocketDisconnect | WebSocketDisconnected | OSError):
+            return "closed", "connection lost"
+        raise failure
+    if sub.dropped:
+        await _close(websocket, WS_TRY_AGAIN_LATER, "slow client", notify=True)
+        return "dropped", "slow client"
+    # The fan-out stopped: the process is shutting down.
+    await _close(websocket, WS_GOING_AWAY, "server shutting down", notify=False)
+    return "shutdown", "server shutting down"
 
 
 async def _pump(

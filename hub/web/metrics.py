@@ -63,7 +63,12 @@ class WebMetrics:
         self.logins[ok] += 1
 
     def families(self, fanout: FanoutFigures | None = None) -> list[Family]:
-        families = [
+        """Every family of the web process, in the order `/metrics` shows them."""
+        live = _live_families(fanout) if fanout is not None else []
+        return [*self._http_families(), *self._client_families(), *live, *self._process_families()]
+
+    def _http_families(self) -> list[Family]:
+        return [
             Family(
                 "hub_web_http_requests_total",
                 "counter",
@@ -82,6 +87,11 @@ class WebMetrics:
                     for (r, m), sec in sorted(self.http_seconds.items())
                 ],
             ),
+        ]
+
+    def _client_families(self) -> list[Family]:
+        """WebSocket clients, logins and alert actions."""
+        return [
             Family(
                 "hub_web_ws_clients",
                 "gauge",
@@ -129,34 +139,9 @@ class WebMetrics:
                 [((("action", a),), self.alert_actions[a]) for a in ("ack", "clear")],
             ),
         ]
-        if fanout is not None:
-            families += [
-                Family(
-                    "hub_web_live_subscribers",
-                    "gauge",
-                    "Live subscriptions (pages and WebSocket clients) now.",
-                    one(fanout.subscribers),
-                ),
-                Family(
-                    "hub_web_live_delivered_total",
-                    "counter",
-                    "Live events queued for a subscriber.",
-                    one(fanout.delivered_total),
-                ),
-                Family(
-                    "hub_web_live_dropped_total",
-                    "counter",
-                    "Live subscribers dropped because their queue was full.",
-                    one(fanout.dropped_subscribers_total),
-                ),
-                Family(
-                    "hub_web_live_redis_reconnects_total",
-                    "counter",
-                    "Times the live Redis subscription was re-established.",
-                    one(fanout.redis_reconnects_total),
-                ),
-            ]
-        families += [
+
+    def _process_families(self) -> list[Family]:
+        return [
             Family(
                 "process_cpu_seconds_total",
                 "counter",
@@ -170,10 +155,38 @@ class WebMetrics:
                 one(round(self.started, 3)),
             ),
         ]
-        return families
 
     def render(self, fanout: FanoutFigures | None = None) -> str:
         return render(self.families(fanout))
 
 
 _WS_ENDS: Final[tuple[WsEnd, ...]] = ("closed", "dropped", "shutdown", "error")
+
+
+def _live_families(fanout: FanoutFigures) -> list[Family]:
+    return [
+        Family(
+            "hub_web_live_subscribers",
+            "gauge",
+            "Live subscriptions (pages and WebSocket clients) now.",
+            one(fanout.subscribers),
+        ),
+        Family(
+            "hub_web_live_delivered_total",
+            "counter",
+            "Live events queued for a subscriber.",
+            one(fanout.delivered_total),
+        ),
+        Family(
+            "hub_web_live_dropped_total",
+            "counter",
+            "Live subscribers dropped because their queue was full.",
+            one(fanout.dropped_subscribers_total),
+        ),
+        Family(
+            "hub_web_live_redis_reconnects_total",
+            "counter",
+            "Times the live Redis subscription was re-established.",
+            one(fanout.redis_reconnects_total),
+        ),
+    ]
