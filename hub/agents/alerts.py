@@ -34,21 +34,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from hub.agents.poison import describe_error
 from hub.agents.retry import Retrier
 from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert
+from hub.storage.alert_events import alert_event, encode_event, event_key
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading
 
 log = logging.getLogger(__name__)
 
-EVENT_VERSION: Final = 1
 RESTORE_LIMIT: Final = 1000  # Database.list_alerts' maximum
 
 
@@ -81,20 +80,6 @@ class AlertCounters:
     db_retries_total: int = 0
     kafka_retries_total: int = 0
     failed_total: int = 0  # transitions skipped: the store or Kafka refused them for good
-
-
-def alert_event(kind: str, row: AlertRow) -> dict[str, Any]:
-    """The `iot.alerts` value: the lifecycle event and the alert row as it now stands."""
-    return {"v": EVENT_VERSION, "event": kind, **row.to_json()}
-
-
-def encode_event(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-
-
-def event_key(row: AlertRow) -> bytes | None:
-    owner = row.device_id if row.device_id is not None else row.gateway_id
-    return None if owner is None else owner.encode()
 
 
 def presence_change(t: AlertTransition) -> tuple[str, str] | None:

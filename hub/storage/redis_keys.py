@@ -23,7 +23,7 @@ The worker writes (`hub.storage.live.LiveStore`), the web app reads
   Per batch rather than per reading: the dashboard appends points in batches anyway, and
   thousands of PUBLISH calls per batch would cost more than the whole pipeline. (`LiveReading`)
 * `iot:live:alerts` channel: alert lifecycle events, the `iot.alerts` Kafka value as it is
-  (`hub.agents.alerts.alert_event`).
+  (`hub.storage.alert_events.alert_event`).
 
 The login throttle's keys (`iot:login-throttle:*`) belong to the web app alone
 (`hub.storage.throttle_store`).

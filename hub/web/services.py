@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from hub.agents.alerts import alert_event, encode_event
 from hub.settings import HubSettings
+from hub.storage.alert_events import alert_event, encode_event
 from hub.storage.audit_model import Actor, AuditEvent, Outcome
 from hub.storage.credentials import TokenCheck, check_name
 from hub.storage.web_ports import Accounts, AlertEvents, AlertWrites, AuditTrail, ThrottleStore
@@ -95,7 +95,7 @@ class AlertService:
         return row
 
     async def _publish(self, kind: str, row: AlertRow) -> None:
-        """The same event the worker publishes (`hub.agents.alerts.alert_event`)."""
+        """The same event the worker publishes (`hub.storage.alert_events.alert_event`)."""
         await self._events.publish_alert(encode_event(alert_event(kind, row)))
 
 

@@ -28,8 +28,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from hub.agents.alerts import alert_event, encode_event
 from hub.rules.model import AlertTransition
+from hub.storage.alert_events import alert_event, encode_event
 from hub.storage.live import LiveStore
 from hub.storage.model import AlertRow, Severity
 from hub.storage.postgres import Database

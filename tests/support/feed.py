@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_gateway.simulators import FleetSpec, build_fleet
-from hub.agents.alerts import alert_event, encode_event
 from hub.rules.model import AlertTransition
+from hub.storage.alert_events import alert_event, encode_event
 from hub.storage.audit_model import Actor
 from hub.storage.live import LiveStore
 from hub.storage.memory_web import MemoryHub

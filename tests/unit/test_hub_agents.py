@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from hub.agents.aggregate import RollupScheduler, startup_rebuild_since_ms
-from hub.agents.alerts import AlertPipeline, alert_event, event_key, open_alerts
+from hub.agents.alerts import AlertPipeline, open_alerts
 from hub.agents.ingest import IngestCounters, ingest_batch
 from hub.agents.maintenance import maintain_partitions, prepare_schema
 from hub.agents.retry import Retrier
@@ -24,6 +24,7 @@ from hub.agents.status import (
     newest_per_device,
 )
 from hub.rules import AlertEngine, AlertTransition, OpenAlert, load_rules
+from hub.storage.alert_events import alert_event, event_key
 from hub.storage.model import AlertRow, AlertTransitionLike
 from hub.storage.redis_values import GatewayHealth, encode_gateway_health
 from protocol import DeviceStatus, NormalisedReading, encode

@@ -22,15 +22,20 @@ FORBIDDEN: dict[str, set[str]] = {
 }
 
 
-def imported_roots(path: Path) -> set[str]:
-    """The top-level names of every absolute import in the file."""
-    roots = set()
+def imported_modules(path: Path) -> set[str]:
+    """The module of every absolute import in the file."""
+    modules = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            roots |= {alias.name.split(".")[0] for alias in node.names}
+            modules |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            roots.add(node.module.split(".")[0])
-    return roots
+            modules.add(node.module)
+    return modules
+
+
+def imported_roots(path: Path) -> set[str]:
+    """The top-level names of every absolute import in the file."""
+    return {module.split(".")[0] for module in imported_modules(path)}
 
 
 def sources(package: str) -> list[Path]:
@@ -43,6 +48,7 @@ def test_the_rules_see_every_package() -> None:
     # The reader finds imports at any depth, so a rule cannot pass by not looking.
     assert "edge_gateway" in imported_roots(ROOT / "edge_gateway" / "cli.py")
     assert "nicegui" in set().union(*(imported_roots(p) for p in sources("hub")))
+    assert "hub.worker.worker" in imported_modules(ROOT / "hub" / "app.py")
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -61,5 +67,21 @@ def test_protocol_needs_only_pydantic_and_the_standard_library() -> None:
         f"{path.relative_to(ROOT)} imports {name}"
         for path in sources("protocol")
         for name in imported_roots(path) - allowed
+    }
+    assert not found, sorted(found)
+
+
+# Inside the hub: the web app and the stores do not reach into the worker's agents.
+HUB_LAYERS = {"hub/web": ("hub.agents", "hub.worker"), "hub/storage": ("hub.agents", "hub.worker")}
+
+
+@pytest.mark.parametrize("layer", sorted(HUB_LAYERS))
+def test_hub_layers(layer: str) -> None:
+    forbidden = HUB_LAYERS[layer]
+    found = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sorted((ROOT / layer).rglob("*.py"))
+        for module in imported_modules(path)
+        if module.startswith(forbidden)
     }
     assert not found, sorted(found)

@@ -10,7 +10,6 @@ the database has them then (`session.current_principal`), so a forged click chan
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
@@ -31,10 +30,11 @@ from hub.web.model import (
 )
 from hub.web.pages import session
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
-from hub.web.pages.overview import device_href, now_ms
 from hub.web.services import MAX_COMMENT_CHARS
-from hub.web.views.numbers import format_age, format_number
-from hub.web.views.times import format_time
+from hub.web.views.alerts import alert_facts
+from hub.web.views.links import device_href
+from hub.web.views.pacing import RefreshPacing
+from hub.web.views.times import format_time, now_ms
 
 __all__ = ["AlertsPage", "register"]
 
@@ -92,8 +92,7 @@ class AlertsPage:
         self.total = 0
         self.seen: set[int] = set()  # ids on the page before anything arrived live
         self.new_critical: set[int] = set()
-        self._refresh_wanted_at: float | None = None
-        self._last_refresh = time.monotonic()
+        self._pacing = RefreshPacing(every_s=REFRESH_S, soon_s=REFRESH_AFTER_EVENT_S)
         self._pending_ack: int | None = None
         self._pending_clear: int | None = None
         self._highlighted: frozenset[int] = frozenset()
@@ -187,8 +186,7 @@ class AlertsPage:
         highlighted = frozenset(self.new_critical)
         changed = (page.items, highlighted) != (self.alerts, self._highlighted)
         self.alerts, self.total, self._highlighted = page.items, page.total, highlighted
-        self._last_refresh = time.monotonic()
-        self._refresh_wanted_at = None
+        self._pacing.refreshed()
         if changed or not self._rendered:
             self._render()  # only when something shown changed: no flicker under a pointer
             self._rendered = True
@@ -244,19 +242,7 @@ class AlertsPage:
             ui.label(a.message).classes("break-words").mark("alert-message").props(
                 "data-testid=alert-message"
             )
-            facts = [
-                f"raised {format_time(a.raised_at, tz)} ({format_age(a.raised_at, now)})",
-                f"updated {format_time(a.updated_at, tz)}",
-                f"{a.occurrences}x",
-            ]
-            if a.metric is not None and a.value is not None:
-                facts.append(f"{a.metric} = {format_number(a.value)}")
-            if a.cleared_at is not None:
-                facts.append(
-                    f"cleared {format_time(a.cleared_at, tz)}"
-                    + (f" by {a.cleared_by}" if a.cleared_by else "")
-                )
-            ui.label(" · ".join(facts)).classes("text-xs opacity-70 iot-mono")
+            ui.label(alert_facts(a, tz, now)).classes("text-xs opacity-70 iot-mono")
             if a.acknowledged:
                 ack = f"acknowledged by {a.ack_by or '?'} at {format_time(a.ack_at, tz)}"
                 ui.label(ack).classes("text-xs").mark("ack-info")
@@ -408,12 +394,8 @@ class AlertsPage:
                 and alert_id not in self.seen
             ):
                 self.new_critical.add(alert_id)
-        if self._refresh_wanted_at is None:
-            self._refresh_wanted_at = time.monotonic()
+        self._pacing.want()
 
     async def _on_tick(self) -> None:
-        since = time.monotonic() - self._last_refresh
-        if (self._refresh_wanted_at is not None and since >= REFRESH_AFTER_EVENT_S) or (
-            since >= REFRESH_S
-        ):
+        if self._pacing.refresh_due():
             await self.refresh()

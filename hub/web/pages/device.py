@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Final
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
@@ -24,8 +25,8 @@ from hub.web.model import DeviceView, LiveReading, Series
 from hub.web.pages import session
 from hub.web.pages.charts import MetricChart
 from hub.web.pages.layout import PageFrame, page_frame
-from hub.web.pages.overview import device_href, now_ms
 from hub.web.views.export import csv_export, safe_filename
+from hub.web.views.links import device_href
 from hub.web.views.numbers import format_age, is_flag, metric_value, unit_of
 from hub.web.views.times import (
     CUSTOM,
@@ -34,6 +35,7 @@ from hub.web.views.times import (
     TimeRange,
     format_time,
     input_value,
+    now_ms,
     time_range,
 )
 
@@ -101,85 +103,87 @@ class DevicePage:
     # -- building ------------------------------------------------------------------------------
 
     def build(self) -> None:
-        d = self.device
-        tz = self.frame.tz
         with self.frame.content:
-            with ui.card().classes("w-full p-3 gap-2"):
-                with ui.row().classes("items-center gap-3 w-full flex-wrap"):
-                    ui.button(icon="arrow_back").props("flat round dense href=/").tooltip(
-                        "Overview"
-                    )
-                    ui.label(d.device_id).classes("text-xl font-semibold break-all").mark(
-                        "device-title"
-                    ).props("data-testid=device-title")
-                    self.state_badge = (
-                        ui.badge(d.state).mark("device-state").props("data-testid=device-state")
-                    )
-                    ui.label(f"type {d.type or 'unknown'}").classes("text-sm opacity-80")
-                    ui.label(f"site {d.site}").classes("text-sm opacity-80")
-                    ui.label(f"gateway {d.gateway_id}").classes("text-sm opacity-80")
-                    ui.space()
-                    self.last_seen_label = ui.label().classes("text-sm iot-mono").mark("last-seen")
-                    self.alerts_link = ui.link("", f"/alerts?device_id={_quote(d.device_id)}").mark(
-                        "device-alerts"
-                    )
-                with ui.element("div").classes("flex flex-wrap gap-x-5 gap-y-1"):
-                    for metric in d.metrics:
-                        with ui.column().classes("gap-0"):
-                            ui.label(metric).classes("text-[11px] opacity-60")
-                            self.value_labels[metric] = ui.label("-").classes(
-                                "text-base font-medium iot-mono"
-                            )
-
-            with ui.row().classes("w-full items-center gap-2 flex-wrap").mark("range-bar"):
-                self.picker = (
-                    ui.toggle(list(RANGE_CHOICES), value=self.choice, on_change=self._on_choice)
-                    .props("no-caps dense")
-                    .mark("range")
-                )
-                now = now_ms()
-                self.custom_box = ui.row().classes("items-center gap-2 flex-wrap")
-                with self.custom_box:
-                    self.custom_start = (
-                        ui.input("From", value=input_value(now - 3_600_000, tz))
-                        .props("type=datetime-local dense")
-                        .mark("custom-start")
-                    )
-                    self.custom_end = (
-                        ui.input("To", value=input_value(now, tz))
-                        .props("type=datetime-local dense")
-                        .mark("custom-end")
-                    )
-                    ui.button("Show", on_click=self._on_custom).props("dense").mark("custom-apply")
-                self.custom_box.set_visibility(self.choice == CUSTOM)
-                ui.space()
-                self.status = (
-                    ui.label("loading...")
-                    .classes("text-xs opacity-70")
-                    .mark("status")
-                    .props("data-testid=status")
-                )
-                ui.button("CSV", icon="download", on_click=self.export_csv).props(
-                    "dense outline"
-                ).mark("csv")
-
-            with ui.element("div").classes("w-full grid grid-cols-1 xl:grid-cols-2 gap-3"):
-                for metric in d.metrics:
-                    with ui.card().classes("w-full p-1"):
-                        self.charts[metric] = MetricChart(
-                            metric=metric,
-                            unit=unit_of(d.type, metric),
-                            flag=is_flag(d.type, metric, d.latest.get(metric)),
-                            tz=tz,
-                        )
-            if not d.metrics:
-                ui.label("This device has not reported any metric yet.").classes("opacity-70")
-
-        self._apply_header(d)
+            self._header_card(self.device)
+            self._range_bar(self.frame.tz)
+            self._charts(self.device, self.frame.tz)
+        self._apply_header(self.device)
         pump = self.frame.pump
         pump.on_readings(self._on_readings)
         pump.on_alerts(self._on_alerts)
         pump.on_tick(self._on_tick)
+
+    def _header_card(self, d: DeviceView) -> None:
+        with ui.card().classes("w-full p-3 gap-2"):
+            with ui.row().classes("items-center gap-3 w-full flex-wrap"):
+                ui.button(icon="arrow_back").props("flat round dense href=/").tooltip("Overview")
+                ui.label(d.device_id).classes("text-xl font-semibold break-all").mark(
+                    "device-title"
+                ).props("data-testid=device-title")
+                self.state_badge = (
+                    ui.badge(d.state).mark("device-state").props("data-testid=device-state")
+                )
+                ui.label(f"type {d.type or 'unknown'}").classes("text-sm opacity-80")
+                ui.label(f"site {d.site}").classes("text-sm opacity-80")
+                ui.label(f"gateway {d.gateway_id}").classes("text-sm opacity-80")
+                ui.space()
+                self.last_seen_label = ui.label().classes("text-sm iot-mono").mark("last-seen")
+                self.alerts_link = ui.link("", f"/alerts?device_id={_quote(d.device_id)}").mark(
+                    "device-alerts"
+                )
+            with ui.element("div").classes("flex flex-wrap gap-x-5 gap-y-1"):
+                for metric in d.metrics:
+                    with ui.column().classes("gap-0"):
+                        ui.label(metric).classes("text-[11px] opacity-60")
+                        self.value_labels[metric] = ui.label("-").classes(
+                            "text-base font-medium iot-mono"
+                        )
+
+    def _range_bar(self, tz: ZoneInfo) -> None:
+        with ui.row().classes("w-full items-center gap-2 flex-wrap").mark("range-bar"):
+            self.picker = (
+                ui.toggle(list(RANGE_CHOICES), value=self.choice, on_change=self._on_choice)
+                .props("no-caps dense")
+                .mark("range")
+            )
+            now = now_ms()
+            self.custom_box = ui.row().classes("items-center gap-2 flex-wrap")
+            with self.custom_box:
+                self.custom_start = (
+                    ui.input("From", value=input_value(now - 3_600_000, tz))
+                    .props("type=datetime-local dense")
+                    .mark("custom-start")
+                )
+                self.custom_end = (
+                    ui.input("To", value=input_value(now, tz))
+                    .props("type=datetime-local dense")
+                    .mark("custom-end")
+                )
+                ui.button("Show", on_click=self._on_custom).props("dense").mark("custom-apply")
+            self.custom_box.set_visibility(self.choice == CUSTOM)
+            ui.space()
+            self.status = (
+                ui.label("loading...")
+                .classes("text-xs opacity-70")
+                .mark("status")
+                .props("data-testid=status")
+            )
+            ui.button("CSV", icon="download", on_click=self.export_csv).props("dense outline").mark(
+                "csv"
+            )
+
+    def _charts(self, d: DeviceView, tz: ZoneInfo) -> None:
+        with ui.element("div").classes("w-full grid grid-cols-1 xl:grid-cols-2 gap-3"):
+            for metric in d.metrics:
+                with ui.card().classes("w-full p-1"):
+                    self.charts[metric] = MetricChart(
+                        metric=metric,
+                        unit=unit_of(d.type, metric),
+                        flag=is_flag(d.type, metric, d.latest.get(metric)),
+                        tz=tz,
+                    )
+        if not d.metrics:
+            ui.label("This device has not reported any metric yet.").classes("opacity-70")
 
     async def start(self) -> None:
         """After the browser connected: learn the chart width, load the range, and let live

@@ -6,7 +6,7 @@ paginated list (`list_pager`, `show_list_page`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -78,27 +78,62 @@ async def page_frame(
 ) -> PageFrame:
     """Build the header and return the frame; put the page's own content into ``content``.
     ``devices``: whose live readings the page wants (None: every device's)."""
-    dark = ui.dark_mode(session.dark_preference(principal.name))
     pump = LivePump(services.fanout, devices=devices, alerts=True)
-    count = await critical_count(services.reads)
+    header = Header(services, principal, active, await critical_count(services.reads))
+    pump.on_alerts(header.on_alerts)
+    ui.timer(SESSION_CHECK_S, _session_check(services, session.session_id()))
+    content = ui.column().classes("w-full max-w-screen-2xl mx-auto p-2 sm:p-4 gap-4")
+    return PageFrame(
+        services=services,
+        principal=principal,
+        tz=zone(session.time_zone_name()),
+        pump=pump,
+        content=content,
+    )
 
-    with ui.header(elevated=True).classes("items-center gap-2 px-3 py-1 flex-wrap"):
-        ui.link("IoT Hub", "/").classes("text-lg font-semibold text-white no-underline mr-2")
-        _nav_link("Overview", "/", active == "overview", "dashboard")
-        with _nav_link("Alerts", "/alerts", active == "alerts", "notifications"):
-            badge = (
-                ui.badge(str(count), color="negative")
-                .props("floating rounded")
-                .mark("critical-count")
-                .props("data-testid=critical-count")
+
+class Header:
+    """The header of every page: navigation with the critical-alert badge, the user, the
+    dark-mode toggle, sign-out; a critical alert raised meanwhile is notified."""
+
+    def __init__(
+        self, services: WebServices, principal: Principal, active: NavItem, critical: int
+    ) -> None:
+        self._services = services
+        self._principal = principal
+        self._dark = ui.dark_mode(session.dark_preference(principal.name))
+        with ui.header(elevated=True).classes("items-center gap-2 px-3 py-1 flex-wrap"):
+            ui.link("IoT Hub", "/").classes("text-lg font-semibold text-white no-underline mr-2")
+            _nav_link("Overview", "/", active == "overview", "dashboard")
+            with _nav_link("Alerts", "/alerts", active == "alerts", "notifications"):
+                self.badge = (
+                    ui.badge(str(critical), color="negative")
+                    .props("floating rounded")
+                    .mark("critical-count")
+                    .props("data-testid=critical-count")
+                )
+                self.badge.set_visibility(critical > 0)
+                self.badge.tooltip("active critical alerts")
+            if can_administer(principal.role):
+                _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
+                    "data-testid=nav-audit"
+                )
+            ui.space()
+            self._user(principal)
+            self.dark_button = (
+                ui.button(icon=_DARK_ICON[self._dark.value], on_click=self.toggle_dark)
+                .props("flat round dense color=white")
+                .mark("dark-toggle")
+                .props("data-testid=dark-toggle")
             )
-            badge.set_visibility(count > 0)
-            badge.tooltip("active critical alerts")
-        if can_administer(principal.role):
-            _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
-                "data-testid=nav-audit"
-            )
-        ui.space()
+            with self.dark_button:
+                self.dark_tip = ui.tooltip(_DARK_TIP[self._dark.value])
+            ui.button(icon="logout", on_click=self.logout).props(
+                "flat round dense color=white"
+            ).mark("logout").props("data-testid=logout").tooltip("Sign out")
+
+    @staticmethod
+    def _user(principal: Principal) -> None:
         with ui.row().classes("items-center gap-1 no-wrap"):
             ui.icon("person").classes("text-white")
             ui.label(principal.name).classes("text-white max-w-[10rem] truncate").mark(
@@ -108,30 +143,18 @@ async def page_frame(
                 "text-white text-xs opacity-80 border rounded px-1"
             ).mark("user-role").props("data-testid=user-role")
 
-        def toggle_dark() -> None:
-            dark.value = _DARK_CYCLE[dark.value]
-            session.set_dark_preference(principal.name, dark.value)
-            dark_button.props(f"icon={_DARK_ICON[dark.value]}")
-            dark_tip.text = _DARK_TIP[dark.value]
+    def toggle_dark(self) -> None:
+        dark = self._dark
+        dark.value = _DARK_CYCLE[dark.value]
+        session.set_dark_preference(self._principal.name, dark.value)
+        self.dark_button.props(f"icon={_DARK_ICON[dark.value]}")
+        self.dark_tip.text = _DARK_TIP[dark.value]
 
-        dark_button = (
-            ui.button(icon=_DARK_ICON[dark.value], on_click=toggle_dark)
-            .props("flat round dense color=white")
-            .mark("dark-toggle")
-            .props("data-testid=dark-toggle")
-        )
-        with dark_button:
-            dark_tip = ui.tooltip(_DARK_TIP[dark.value])
+    async def logout(self) -> None:
+        await session.sign_out(self._services.auth, self._principal)  # logs and audits it
+        ui.navigate.to("/login")
 
-        async def logout() -> None:
-            await session.sign_out(services.auth, principal)  # logs and audits it
-            ui.navigate.to("/login")
-
-        ui.button(icon="logout", on_click=logout).props("flat round dense color=white").mark(
-            "logout"
-        ).props("data-testid=logout").tooltip("Sign out")
-
-    async def on_alerts(events: list[dict[str, Any]]) -> None:
+    async def on_alerts(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             if event.get("event") == "raised" and event.get("severity") == "critical":
                 where = event.get("device_id") or event.get("gateway_id") or "?"
@@ -142,14 +165,12 @@ async def page_frame(
                     timeout=10_000,
                     close_button=True,
                 )
-        total = await critical_count(services.reads)
-        badge.text = str(total)
-        badge.set_visibility(total > 0)
+        total = await critical_count(self._services.reads)
+        self.badge.text = str(total)
+        self.badge.set_visibility(total > 0)
 
-    pump.on_alerts(on_alerts)
 
-    session_id = session.session_id()
-
+def _session_check(services: WebServices, session_id: str | None) -> Callable[[], Awaitable[None]]:
     async def check_session() -> None:
         # An open page holds no request to refuse: ask the database now and then whether the
         # session still stands (logout elsewhere, password changed, user removed, expired).
@@ -162,15 +183,7 @@ async def page_frame(
         if not valid:
             ui.navigate.to("/login")
 
-    ui.timer(SESSION_CHECK_S, check_session)
-    content = ui.column().classes("w-full max-w-screen-2xl mx-auto p-2 sm:p-4 gap-4")
-    return PageFrame(
-        services=services,
-        principal=principal,
-        tz=zone(session.time_zone_name()),
-        pump=pump,
-        content=content,
-    )
+    return check_session
 
 
 def _nav_link(text: str, target: str, active: bool, icon: str) -> ui.button:

@@ -34,92 +34,98 @@ def register(services: WebServices) -> None:
             return RedirectResponse(target, status_code=303)
         ui.dark_mode(None)
         ui.query("body").classes("bg-grey-2 dark:bg-[#121212]")
+        LoginForm(services, target)
+        ui.timer(0.1, _remember_time_zone, once=True)
+        return None
 
+
+class LoginForm:
+    """The sign-in card: user name, password, the error line and the throttle's countdown."""
+
+    def __init__(self, services: WebServices, target: str) -> None:
+        self._services = services
+        self._target = target
+        self._wait_until = 0.0  # monotonic; the throttle's wait, counted down on the page
         with ui.card().classes("absolute-center w-[22rem] max-w-[92vw] p-6 gap-3"):
             ui.label("IoT Hub").classes("text-2xl font-semibold")
             ui.label("Sign in to the operator dashboard").classes("text-sm opacity-70")
-            name = (
+            self.name = (
                 ui.input("User name")
                 .props(f"autofocus autocomplete=username maxlength={MAX_NAME_CHARS}")
                 .classes("w-full")
                 .mark("username")
                 .props("data-testid=username")
             )
-            password = (
+            self.password = (
                 ui.input("Password", password=True, password_toggle_button=True)
                 .props(f"autocomplete=current-password maxlength={MAX_PASSWORD_CHARS}")
                 .classes("w-full")
                 .mark("password")
                 .props("data-testid=password")
             )
-            error = (
+            self.error = (
                 ui.label("")
                 .classes("text-negative text-sm")
                 .mark("login-error")
                 .props("data-testid=login-error")
             )
-            error.set_visibility(False)
-            wait_until = 0.0  # monotonic; the throttle's wait, counted down on the page
-
-            def show_wait() -> None:
-                left = int(wait_until - time.monotonic() + 0.999)
-                if left <= 0:
-                    countdown.deactivate()
-                    error.text = "You can try again now."
-                    button.enable()
-                    return
-                error.text = f"Too many failed sign-ins. Try again in {format_wait(left)}."
-
-            async def submit() -> None:
-                nonlocal wait_until
-                user = (name.value or "").strip()[:MAX_NAME_CHARS]
-                secret = (password.value or "")[:MAX_PASSWORD_CHARS]
-                if not user or not secret:
-                    error.text = "Enter a user name and a password."
-                    error.set_visibility(True)
-                    return
-                if time.monotonic() < wait_until:
-                    return  # still counting down (the button is disabled; Enter is not)
-                button.disable()
-                try:
-                    auth = services.auth
-                    result = await auth.sign_in(user, secret, session.client_address())
-                finally:
-                    button.enable()
-                password.value = ""
-                if result.throttled:
-                    wait_until = time.monotonic() + result.retry_after_s
-                    button.disable()
-                    error.set_visibility(True)
-                    show_wait()
-                    countdown.activate()
-                    return
-                if result.principal is None or result.session_id is None:
-                    error.text = "Wrong user name or password."
-                    error.set_visibility(True)
-                    return
-                session.start_session(result.principal, auth.session_hours, result.session_id)
-                ui.navigate.to(target)
-
-            password.on("keydown.enter", submit)
-            name.on("keydown.enter", lambda: password.run_method("focus"))
-            button = (
-                ui.button("Sign in", on_click=submit)
+            self.error.set_visibility(False)
+            self.password.on("keydown.enter", self.submit)
+            self.name.on("keydown.enter", lambda: self.password.run_method("focus"))
+            self.button = (
+                ui.button("Sign in", on_click=self.submit)
                 .classes("w-full mt-2")
                 .mark("login-submit")
                 .props("data-testid=login-submit")
             )
-            countdown = ui.timer(1.0, show_wait, active=False)
+            self.countdown = ui.timer(1.0, self.show_wait, active=False)
 
-        async def remember_time_zone() -> None:
-            # Charts and tables show the browser's local time: learn its zone once per login.
-            await ui.context.client.connected()
-            try:
-                name = await ui.run_javascript(_TZ_JS, timeout=5)
-            except TimeoutError:
-                return  # times stay in UTC
-            if isinstance(name, str) and zone(name).key == name:
-                session.set_time_zone_name(name)
+    def show_wait(self) -> None:
+        left = int(self._wait_until - time.monotonic() + 0.999)
+        if left <= 0:
+            self.countdown.deactivate()
+            self.error.text = "You can try again now."
+            self.button.enable()
+            return
+        self.error.text = f"Too many failed sign-ins. Try again in {format_wait(left)}."
 
-        ui.timer(0.1, remember_time_zone, once=True)
-        return None
+    async def submit(self) -> None:
+        user = (self.name.value or "").strip()[:MAX_NAME_CHARS]
+        secret = (self.password.value or "")[:MAX_PASSWORD_CHARS]
+        if not user or not secret:
+            self.error.text = "Enter a user name and a password."
+            self.error.set_visibility(True)
+            return
+        if time.monotonic() < self._wait_until:
+            return  # still counting down (the button is disabled; Enter is not)
+        self.button.disable()
+        try:
+            auth = self._services.auth
+            result = await auth.sign_in(user, secret, session.client_address())
+        finally:
+            self.button.enable()
+        self.password.value = ""
+        if result.throttled:
+            self._wait_until = time.monotonic() + result.retry_after_s
+            self.button.disable()
+            self.error.set_visibility(True)
+            self.show_wait()
+            self.countdown.activate()
+            return
+        if result.principal is None or result.session_id is None:
+            self.error.text = "Wrong user name or password."
+            self.error.set_visibility(True)
+            return
+        session.start_session(result.principal, auth.session_hours, result.session_id)
+        ui.navigate.to(self._target)
+
+
+async def _remember_time_zone() -> None:
+    # Charts and tables show the browser's local time: learn its zone once per login.
+    await ui.context.client.connected()
+    try:
+        name = await ui.run_javascript(_TZ_JS, timeout=5)
+    except TimeoutError:
+        return  # times stay in UTC
+    if isinstance(name, str) and zone(name).key == name:
+        session.set_time_zone_name(name)

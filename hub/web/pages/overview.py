@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse
@@ -31,7 +31,16 @@ from hub.web.model import (
 )
 from hub.web.pages import session
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
+from hub.web.views.links import device_href
 from hub.web.views.numbers import format_age, format_duration, format_rate, metric_value
+from hub.web.views.overview import (
+    NEW_DEVICE_REFRESH_S,
+    REFRESH_S,
+    RowState,
+    by_device,
+    could_match,
+)
+from hub.web.views.pacing import RefreshPacing
 from hub.web.views.spark import (
     SPARK_HEIGHT,
     SPARK_WIDTH,
@@ -39,13 +48,12 @@ from hub.web.views.spark import (
     SparkBuffer,
     spark_metric,
 )
+from hub.web.views.times import now_ms
 from iot_common.humanize import human_bytes
 
-__all__ = ["DeviceRow", "OverviewView", "device_href", "register"]
+__all__ = ["DeviceRow", "OverviewView", "register"]
 
 PAGE_SIZE: Final = 100
-REFRESH_S: Final = 10.0
-NEW_DEVICE_REFRESH_S: Final = 2.0  # at most this often when readings of unlisted devices arrive
 SPARK_REDRAW_S: Final = 5.0
 SPARK_QUERY_POINTS: Final = 60
 ALL: Final = "all"
@@ -55,15 +63,6 @@ STATE_COLOURS: Final[dict[str, str]] = {
     "offline": "negative",
     "unknown": "grey",
 }
-
-
-def device_href(device_id: str) -> str:
-    """The device page's path; the id quoted whole (it may hold anything, a slash included)."""
-    return "/device/" + quote(device_id, safe="")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def register(services: WebServices) -> None:
@@ -100,8 +99,7 @@ class DeviceRow:
     def __init__(self, device: DeviceView, frame: PageFrame, spark: SparkBuffer) -> None:
         self.device = device
         self.device_id = device.device_id
-        self.last_seen = device.last_seen
-        self.latest_ts = device.latest_ts
+        self.state = RowState.of(device)
         self._frame = frame
         self._spark = spark
         self._spark_metric = spark_metric(device.type, device.metrics, device.latest)
@@ -166,16 +164,7 @@ class DeviceRow:
     def apply_view(self, device: DeviceView) -> None:
         self.device = device
         self._set_state(device.state)
-        if device.last_seen is not None and (
-            self.last_seen is None or device.last_seen > self.last_seen
-        ):
-            self.last_seen = device.last_seen
-        newer = (
-            self.latest_ts is None or device.latest_ts is None or device.latest_ts >= self.latest_ts
-        )
-        if device.latest and newer:
-            self.latest_ts = device.latest_ts or self.latest_ts
-            self._set_values(device.latest)
+        self._set_values(self.state.merge_view(device))
         self.alerts_badge.text = str(device.active_alerts)
         self.alerts_badge.props(
             f"color={'negative' if device.worst_severity == 'critical' else 'warning'}"
@@ -186,28 +175,21 @@ class DeviceRow:
     def apply_readings(self, readings: list[LiveReading]) -> bool:
         """Newest values of the readings (oldest first); False if one has a metric this row does
         not show yet (the list should be re-read)."""
-        complete = True
-        newest: dict[str, float | bool] = {}
-        for reading in readings:
-            ts = reading.ts
-            if self.last_seen is None or ts > self.last_seen:
-                self.last_seen = ts
-            if self.latest_ts is None or ts >= self.latest_ts:
-                self.latest_ts = ts
-                newest.update(reading.metrics)
-            if self._spark_metric is not None:
+        if self._spark_metric is not None:
+            for reading in readings:
                 value = reading.metrics.get(self._spark_metric)
                 if value is not None:
-                    self._spark.add(ts, float(value))
+                    self._spark.add(reading.ts, float(value))
                     self._spark_dirty = True
-        if newest:
-            complete = all(metric in self.value_labels for metric in newest)
-            self._set_values(newest)
-            self._set_state("online")
-        return complete
+        newest = self.state.merge_readings(readings)
+        if not newest:
+            return True
+        self._set_values(newest)
+        self._set_state("online")
+        return all(metric in self.value_labels for metric in newest)
 
     def tick(self, now: int) -> None:
-        self.last_seen_label.text = format_age(self.last_seen, now)
+        self.last_seen_label.text = format_age(self.state.last_seen, now)
         if self._spark_dirty:
             self.draw_spark()
 
@@ -288,10 +270,8 @@ class OverviewView:
         self.sparks: dict[str, SparkBuffer] = {}
         self.gateway_cards: dict[str, GatewayCard] = {}
         self.page: Page[DeviceView] | None = None
-        self._refresh_wanted_at: float | None = None
+        self._pacing = RefreshPacing(every_s=REFRESH_S, soon_s=NEW_DEVICE_REFRESH_S)
         self._refreshing = False
-        self._last_refresh = time.monotonic()
-        self._last_tick = 0.0
 
     # -- building ------------------------------------------------------------------------------
 
@@ -383,8 +363,7 @@ class OverviewView:
             show_list_page(page, "device", self.shown_label, self.pager)
         finally:
             self._refreshing = False
-            self._last_refresh = time.monotonic()
-            self._refresh_wanted_at = None
+            self._pacing.refreshed()
 
     async def _totals(self) -> tuple[int, int, int, int, int]:
         data = self.frame.services.reads
@@ -489,45 +468,22 @@ class OverviewView:
             await self.refresh(rebuild=True)
 
     def _on_readings(self, readings: list[LiveReading]) -> None:
-        by_device: dict[str, list[LiveReading]] = {}
-        for reading in readings:
-            by_device.setdefault(reading.device_id, []).append(reading)
-        for device_id, items in by_device.items():
+        for device_id, items in by_device(readings).items():
             row = self.rows.get(device_id)
             if row is None:
-                if self._matches(items[-1]):
-                    self._want_refresh()
+                if could_match(self.filter, items[-1]):
+                    self._pacing.want()
             elif not row.apply_readings(items):
-                self._want_refresh()
-
-    def _matches(self, reading: LiveReading) -> bool:
-        """Could this unlisted device belong on the page? (The database decides for sure.)"""
-        f = self.filter
-        if f.site is not None and reading.site != f.site:
-            return False
-        if f.type is not None and reading.type != f.type:
-            return False
-        if f.search is not None and f.search.lower() not in reading.device_id.lower():
-            return False
-        return f.state in (None, "online")
+                self._pacing.want()
 
     def _on_alerts(self, events: list[dict[str, Any]]) -> None:
-        self._want_refresh()
-
-    def _want_refresh(self) -> None:
-        if self._refresh_wanted_at is None:
-            self._refresh_wanted_at = time.monotonic()
+        self._pacing.want()
 
     async def _on_tick(self) -> None:
-        clock = time.monotonic()
-        since = clock - self._last_refresh
-        if (self._refresh_wanted_at is not None and since >= NEW_DEVICE_REFRESH_S) or (
-            since >= REFRESH_S
-        ):
+        if self._pacing.refresh_due():
             await self.refresh()
             return
-        if clock - self._last_tick >= 1.0:  # the "x s ago" labels and sparklines
-            self._last_tick = clock
+        if self._pacing.tick_due():
             now = now_ms()
             for row in self.rows.values():
                 row.tick(now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -113,3 +114,8 @@ def time_range(
     if end - start > MAX_CUSTOM_SPAN_MS:
         raise ValueError(f"a custom range spans at most {MAX_CUSTOM_SPAN_MS // DAY_MS} days")
     return TimeRange(CUSTOM, start, end)
+
+
+def now_ms() -> int:
+    """The wall clock in epoch ms."""
+    return int(time.time() * 1000)

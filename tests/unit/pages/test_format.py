@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub.web.model import Page, Series
-from hub.web.pages.charts import marker_text, metric_figure
 from hub.web.pages.session import safe_redirect
 from hub.web.views.export import csv_export, safe_filename
+from hub.web.views.figure import marker_text, metric_figure
 from hub.web.views.numbers import format_age, format_page, format_value, is_flag, unit_of
 from hub.web.views.spark import SparkBuffer, spark_metric, spark_points
 from hub.web.views.times import DAY_MS, parse_local, plot_x, plot_xs, time_range, zone

@@ -1,0 +1,125 @@
+"""The overview's UI-free logic (hub/web/views/overview.py, pacing.py, links.py): rows merge
+database views and live readings whichever comes first, unlisted devices are matched against
+the filter, lists re-read on their pace."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.web.model import DeviceFilter, DeviceView, LiveReading
+from hub.web.views.links import device_href
+from hub.web.views.overview import RowState, by_device, could_match
+from hub.web.views.pacing import RefreshPacing
+
+
+def view(last_seen: int | None, latest_ts: int | None, **latest: float | bool) -> DeviceView:
+    return DeviceView(
+        "cnc-01", "s1", "cnc_spindle", "gw-1", "online", last_seen, tuple(sorted(latest)),
+        dict(latest), latest_ts, 0, None,
+    )  # fmt: skip
+
+
+def reading(ts: int, device: str = "cnc-01", **metrics: float | bool) -> LiveReading:
+    return LiveReading("s1", device, "cnc_spindle", ts, None, metrics)
+
+
+def test_a_view_older_than_what_the_row_shows_changes_nothing() -> None:
+    state = RowState.of(view(1_000, 1_000, temp=1.0))
+    assert state.merge_readings([reading(2_000, temp=2.0)]) == {"temp": 2.0}
+    assert state.merge_view(view(1_500, 1_500, temp=1.5)) == {}
+    assert (state.last_seen, state.latest_ts) == (2_000, 2_000)
+    assert state.merge_view(view(3_000, 3_000, temp=3.0)) == {"temp": 3.0}
+    assert (state.last_seen, state.latest_ts) == (3_000, 3_000)
+
+
+def test_readings_give_the_newest_value_of_each_metric_and_skip_late_ones() -> None:
+    state = RowState(last_seen=None, latest_ts=None)
+    newest = state.merge_readings(
+        [reading(1, temp=1.0, load=1.0), reading(3, temp=3.0), reading(2, temp=2.0)]
+    )
+    assert newest == {"temp": 3.0, "load": 1.0}
+    assert (state.last_seen, state.latest_ts) == (3, 3)
+    assert state.merge_readings([reading(2, load=9.0)]) == {}
+
+
+def test_a_view_without_values_or_timestamps_keeps_the_row() -> None:
+    state = RowState(last_seen=5, latest_ts=5)
+    assert state.merge_view(view(None, None)) == {}
+    assert state.last_seen == 5
+
+
+def test_readings_grouped_by_device_in_arrival_order() -> None:
+    a1, b1, a2 = reading(1, "a"), reading(2, "b"), reading(3, "a")
+    assert by_device([a1, b1, a2]) == {"a": [a1, a2], "b": [b1]}
+
+
+@pytest.mark.parametrize(
+    ("f", "expected"),
+    [
+        (DeviceFilter(), True),
+        (DeviceFilter(site="s1", type="cnc_spindle", search="CNC"), True),
+        (DeviceFilter(state="online"), True),
+        (DeviceFilter(state="offline"), False),
+        (DeviceFilter(site="s2"), False),
+        (DeviceFilter(type="conveyor"), False),
+        (DeviceFilter(search="press"), False),
+    ],
+)
+def test_an_unlisted_device_could_match_the_filter(f: DeviceFilter, expected: bool) -> None:
+    assert could_match(f, reading(1, "cnc-01")) is expected
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_list_refreshes_on_its_pace_and_soon_after_news() -> None:
+    clock = Clock()
+    pacing = RefreshPacing(every_s=10.0, soon_s=2.0, clock=clock)
+    clock.now += 1.9
+    assert not pacing.refresh_due()
+    pacing.want()
+    assert not pacing.refresh_due()  # soon, but not more often than every 2 s
+    clock.now += 0.1
+    assert pacing.refresh_due()
+    pacing.refreshed()
+    clock.now += 9.9
+    assert not pacing.refresh_due()
+    clock.now += 0.1
+    assert pacing.refresh_due()
+
+
+def test_ages_are_redrawn_once_a_second() -> None:
+    clock = Clock()
+    pacing = RefreshPacing(every_s=10.0, soon_s=2.0, clock=clock)
+    assert pacing.tick_due()
+    clock.now += 0.5
+    assert not pacing.tick_due()
+    clock.now += 0.5
+    assert pacing.tick_due()
+
+
+def test_device_links_quote_the_whole_id() -> None:
+    assert device_href("line 1/cnc#2") == "/device/line%201%2Fcnc%232"
+
+
+def test_an_alerts_facts_in_one_line() -> None:
+    from zoneinfo import ZoneInfo
+
+    from hub.storage.model import AlertRow
+    from hub.web.views.alerts import alert_facts
+
+    fields = {f: None for f in AlertRow.__dataclass_fields__}
+    row = AlertRow(**{  # type: ignore[arg-type]
+        **fields, "id": 1, "raised_at": 0, "updated_at": 60_000, "occurrences": 3,
+        "metric": "temp_c", "value": 81.25, "cleared_at": 120_000, "cleared_by": "ana",
+    })  # fmt: skip
+    text = alert_facts(row, ZoneInfo("UTC"), now=180_000)
+    assert text == (
+        "raised 1970-01-01 00:00:00 (3 min ago) · updated 1970-01-01 00:01:00 · 3x · "
+        "temp_c = 81.25 · cleared 1970-01-01 00:02:00 by ana"
+    )
