@@ -9,12 +9,12 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from hub.web.api import _ApiRoute
+from hub.web.api.errors import ApiRoute
 from hub.web.metrics import WebMetrics
 
 
 def client_raising(exc: BaseException) -> httpx.AsyncClient:
-    router = APIRouter(route_class=_ApiRoute)
+    router = APIRouter(route_class=ApiRoute)
 
     @router.get("/api/v1/thing")
     async def thing() -> dict[str, str]:

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from hub.storage.model import AlertRow
 from hub.storage.redis_values import GatewayHealth
-from hub.web.api_models import AlertOut, GatewayOut
+from hub.web.api.models import AlertOut, GatewayOut
 from hub.web.model import GatewayView
 from tests.support.readings import make_edge_metrics
 from tests.unit.test_storage_model import cleared_alert

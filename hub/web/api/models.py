@@ -10,7 +10,7 @@ from hub.web.model import DeviceState, Severity
 from hub.web.services import MAX_COMMENT_CHARS
 
 # PostgreSQL text cannot hold NUL. Documented as a pattern, so that clients and fuzzers know;
-# enforced by hand (`hub.web.api._text`), with a message that says so plainly.
+# enforced by hand (`hub.web.api.deps.checked_text`), with a message that says so plainly.
 NO_NUL: Final = {"pattern": r"^[^\x00]*$"}
 
 
