@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+import dataclasses
+from typing import Any, Final, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from hub.storage.model import AlertRow
 from hub.web.model import DeviceState, Severity
 from hub.web.services import MAX_COMMENT_CHARS
 
@@ -82,33 +84,21 @@ class GatewayOut(BaseModel):
     kafka_connected: bool
 
 
-# The fields of `hub.storage.model.AlertRow`, whose `to_json` the alert list and the events
-# carry; a single alert is built from the row by `model_validate`.
-class AlertOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+def _fields_of(row: type[Any]) -> dict[str, Any]:
+    """A dataclass's fields as pydantic field definitions (all required), in order."""
+    hints = get_type_hints(row)
+    return {f.name: (hints[f.name], ...) for f in dataclasses.fields(row)}
 
-    id: int
-    device_id: str | None
-    gateway_id: str | None
-    rule: str
-    severity: Severity
-    state: Literal["active", "cleared"]
-    acknowledged: bool
-    ack_by: str | None
-    ack_at: int | None
-    ack_comment: str | None
-    metric: str | None
-    value: float | None
-    message: str
-    raised_at: int
-    updated_at: int
-    cleared_at: int | None
-    cleared_by: str | None
-    occurrences: int
+
+# Derived from `hub.storage.model.AlertRow`, whose `to_json` the alert list and the events carry,
+# so the two cannot drift apart; a single alert is built from the row by `model_validate`.
+AlertOut: type[BaseModel] = create_model(
+    "AlertOut", __config__=ConfigDict(from_attributes=True), **_fields_of(AlertRow)
+)
 
 
 class AlertPage(BaseModel):
-    items: list[AlertOut]
+    items: list[AlertOut]  # type: ignore[valid-type]  # a model made at import, from AlertRow
     total: int = Field(description="alerts matching the filter, over all pages")
     limit: int
     offset: int

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from hub.storage.audit_model import ACTIONS, AuditFilter, Outcome
 from hub.web.api.deps import (
@@ -264,7 +265,7 @@ async def acknowledge_alert(
     services: Services,
     alert_id: AlertId,
     body: AckBody | None = None,
-) -> AlertOut:
+) -> BaseModel:
     comment = None if body is None else body.comment
     if comment is not None and "\x00" in comment:
         raise invalid("body field 'comment' must not contain NUL characters")
@@ -276,9 +277,7 @@ async def acknowledge_alert(
         raise invalid(f"body field 'comment': {exc}") from exc
     if row is None:
         raise not_found(f"no alert {alert_id}")
-    services.metrics.alert_actions["ack"] += (
-        1  # AlertService logs the acknowledgement (alert, rule, by)
-    )
+    services.metrics.alert_actions["ack"] += 1  # AlertService logs it (alert, rule, by)
     return AlertOut.model_validate(row)
 
 
@@ -292,7 +291,7 @@ async def acknowledge_alert(
 )
 async def clear_alert(
     request: Request, principal: Operator, services: Services, alert_id: AlertId
-) -> AlertOut:
+) -> BaseModel:
     row = await services.alerts.clear(alert_id, principal, client=client_address(request))
     if row is None:
         raise not_found(f"no alert {alert_id}")
