@@ -3,7 +3,8 @@ same contract as the PostgreSQL and Redis ones (tests/contracts/web_storage.py):
 the pages, the API and the services that need no running services.
 
 `MemoryHub` is what the worker writes and the dashboard reads: readings, rollups, devices and
-alerts (the `Database` methods the worker calls), latest values and gateways (the `LiveStore`
+alerts (the `Database` methods the worker calls, kept by a `hub.storage.memory_worker.
+MemoryDatabase` that the worker's side may share), latest values and gateways (the `LiveStore`
 methods), the live channels (`subscribe`), and the `ReadModel`, `AlertWrites` and `AlertEvents`
 ports. `MemoryAccounts` and `MemoryAuditLog` are the `Accounts` and `AuditTrail` ports.
 Everything here runs on one event loop; no method awaits between reading and writing its state,
@@ -13,12 +14,10 @@ so each is atomic.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from hub.storage.audit_log import log_event
 from hub.storage.audit_model import (
@@ -50,16 +49,8 @@ from hub.storage.credentials import (
 )
 from hub.storage.live import merge_latest
 from hub.storage.live_messages import LiveReading, encode_readings_message
-from hub.storage.model import (
-    DEVICE_STATES,
-    AlertRow,
-    AlertTransitionLike,
-    DeviceState,
-    WriteResult,
-    flatten_readings,
-    rollup_bucket_ms,
-    summarise_devices,
-)
+from hub.storage.memory_worker import DeviceRecord, MemoryDatabase
+from hub.storage.model import AlertRow, AlertTransitionLike, WriteResult
 from hub.storage.read_model import MAX_MARKERS, gateway_views
 from hub.storage.redis_keys import ALERTS_CHANNEL, READINGS_CHANNEL
 from hub.storage.redis_values import (
@@ -80,44 +71,27 @@ from hub.storage.web_model import (
     Series,
     check_role,
 )
-from hub.windows import bucket_ceil
 from protocol import NormalisedReading
 
 __all__ = ["MemoryAccounts", "MemoryAuditLog", "MemoryHub"]
 
-DAY_MS: Final = 86_400_000
-# A state newer than this far ahead was written before the hub bounded timestamps: it never
-# holds a later status back (as `hub.storage.postgres`).
-_FROZEN_AHEAD_MS: Final = DAY_MS
 Listener = Callable[[str, bytes], None]
-
-
-@dataclass
-class _Device:
-    device_id: str
-    site: str
-    type: str | None
-    gateway_id: str
-    first_seen: int | None
-    last_seen: int | None
-    metrics: tuple[str, ...]
-    state: DeviceState = "unknown"
-    state_ts: int | None = None
 
 
 class MemoryHub:
     """The hub's records and live values in memory (see the module docstring)."""
 
     def __init__(
-        self, *, gateway_offline_after_s: float = 30.0, clock: Callable[[], float] = time.time
+        self,
+        *,
+        gateway_offline_after_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        database: MemoryDatabase | None = None,
     ) -> None:
         self._clock = clock
         self._gateway_offline_after_ms = gateway_offline_after_s * 1000
-        self._devices: dict[str, _Device] = {}
-        self._readings: dict[tuple[str, str], dict[int, float]] = {}
-        self._rollups: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
-        self._alerts: dict[int, AlertRow] = {}
-        self._alert_ids = itertools.count(1)
+        # What the worker writes, shared with whoever holds the same `MemoryDatabase`.
+        self.database = database or MemoryDatabase(clock=clock)
         self._latest: dict[str, dict[str, str]] = {}
         self._gateways: dict[str, str] = {}
         self._listeners: list[Listener] = []
@@ -128,124 +102,16 @@ class MemoryHub:
     # -- what the worker writes (as `Database` and `LiveStore`) -------------------------------
 
     async def write_readings(self, readings: Sequence[NormalisedReading]) -> WriteResult:
-        rows = flatten_readings(readings)
-        inserted = 0
-        for device_id, metric, ts, value, _ in rows:
-            series = self._readings.setdefault((device_id, metric), {})
-            if ts not in series:
-                series[ts] = value
-                inserted += 1
-        devices = summarise_devices(readings)
-        for seen in devices:
-            d = self._devices.get(seen.device_id)
-            if d is None:
-                self._devices[seen.device_id] = _Device(
-                    seen.device_id, seen.site, seen.type, seen.gateway_id,
-                    seen.first_ms, seen.last_ms, seen.metrics,
-                )  # fmt: skip
-                continue
-            newer = d.last_seen is None or seen.last_ms >= d.last_seen
-            if d.last_seen is not None and not (
-                seen.last_ms > d.last_seen
-                or (d.first_seen is not None and seen.first_ms < d.first_seen)
-                or not set(seen.metrics) <= set(d.metrics)
-            ):
-                continue  # tells nothing new: a replay
-            if newer:
-                d.site, d.gateway_id = seen.site, seen.gateway_id
-                d.type = seen.type if seen.type is not None else d.type
-            elif d.type is None:
-                d.type = seen.type
-            d.first_seen = (
-                seen.first_ms if d.first_seen is None else min(d.first_seen, seen.first_ms)
-            )
-            d.last_seen = seen.last_ms if d.last_seen is None else max(d.last_seen, seen.last_ms)
-            d.metrics = tuple(sorted(set(d.metrics) | set(seen.metrics)))
-        return WriteResult(rows=len(rows), inserted=inserted, devices=len(devices))
+        return await self.database.write_readings(readings)
 
     async def mark_presence(self, device_id: str, state: str, ts_ms: int) -> bool:
-        if state not in DEVICE_STATES:
-            raise ValueError(f"unknown device state: {state!r}")
-        d = self._devices.get(device_id)
-        if d is None or d.state == state:
-            return False
-        if d.state_ts is not None and d.state_ts > ts_ms and not self._frozen(d.state_ts):
-            return False
-        d.state, d.state_ts = _device_state(state), ts_ms
-        return True
-
-    def _frozen(self, state_ts: int) -> bool:
-        return state_ts > self._now_ms() + _FROZEN_AHEAD_MS
+        return await self.database.mark_presence(device_id, state, ts_ms)
 
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int:
-        start = rollup_bucket_ms(since_ms)
-        end = None if until_ms is None else bucket_ceil(until_ms)
-        written = 0
-        for key, series in self._readings.items():
-            buckets: dict[int, list[float]] = {}
-            for ts, value in series.items():
-                if ts >= start and (end is None or ts < end):
-                    buckets.setdefault(rollup_bucket_ms(ts), []).append(value)
-            stored = self._rollups.setdefault(key, {})
-            for bucket, values in buckets.items():
-                envelope = (min(values), max(values))
-                if stored.get(bucket) != envelope:
-                    stored[bucket] = envelope
-                    written += 1
-        return written
+        return await self.database.rebuild_rollups(since_ms, until_ms)
 
     async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None:
-        open_ = self._open_alert(t.device_id, t.gateway_id, t.rule)
-        if t.kind == "cleared":
-            if open_ is None:
-                return None
-            return self._put(
-                open_, state="cleared", cleared_at=t.ts, updated_at=max(open_.updated_at, t.ts)
-            )
-        if t.kind not in ("raised", "updated"):
-            raise ValueError(f"unknown alert transition: {t.kind!r}")
-        if open_ is None:
-            if t.kind == "updated":
-                return None
-            row = AlertRow(
-                id=next(self._alert_ids), device_id=t.device_id, gateway_id=t.gateway_id,
-                rule=t.rule, severity=t.severity, state="active", acknowledged=False,
-                ack_by=None, ack_at=None, ack_comment=None, metric=t.metric, value=t.value,
-                message=t.message, raised_at=t.ts, updated_at=t.ts, cleared_at=None,
-                cleared_by=None, occurrences=1,
-            )  # fmt: skip
-            self._alerts[row.id] = row
-            return row
-        newer = t.ts > open_.updated_at if t.kind == "raised" else t.ts >= open_.updated_at
-        if not newer:
-            return open_  # a replayed or late transition: the open alert, unchanged
-        return self._put(
-            open_,
-            occurrences=open_.occurrences + (1 if t.kind == "raised" else 0),
-            severity=t.severity,
-            metric=t.metric,
-            value=t.value,
-            message=t.message,
-            updated_at=t.ts,
-        )
-
-    def _open_alert(
-        self, device_id: str | None, gateway_id: str | None, rule: str
-    ) -> AlertRow | None:
-        for row in self._alerts.values():
-            if (row.device_id or "", row.gateway_id or "", row.rule, row.state) == (
-                device_id or "",
-                gateway_id or "",
-                rule,
-                "active",
-            ):
-                return row
-        return None
-
-    def _put(self, row: AlertRow, **changes: object) -> AlertRow:
-        new = dataclasses.replace(row, **changes)  # type: ignore[arg-type]
-        self._alerts[new.id] = new
-        return new
+        return await self.database.apply_alert(t)
 
     async def update_latest(self, readings: Sequence[NormalisedReading]) -> bool:
         for device_id, device in merge_latest(readings).items():
@@ -288,7 +154,7 @@ class MemoryHub:
         search = (f.search or "").lower()
         matching = [
             d
-            for _, d in sorted(self._devices.items())
+            for _, d in sorted(self.database.devices.items())
             if (f.site is None or d.site == f.site)
             and (f.type is None or d.type == f.type)
             and (f.state is None or d.state == f.state)
@@ -298,12 +164,14 @@ class MemoryHub:
         return Page(items=items, total=len(matching), limit=f.limit, offset=f.offset)
 
     async def device(self, device_id: str) -> DeviceView | None:
-        d = self._devices.get(device_id)
+        d = self.database.devices.get(device_id)
         return None if d is None else self._view(d)
 
-    def _view(self, d: _Device) -> DeviceView:
+    def _view(self, d: DeviceRecord) -> DeviceView:
         active = [
-            a for a in self._alerts.values() if a.device_id == d.device_id and a.state == "active"
+            a
+            for a in self.database.alerts.values()
+            if a.device_id == d.device_id and a.state == "active"
         ]
         worst: Literal["warning", "critical"] | None = None
         if active:
@@ -325,7 +193,7 @@ class MemoryHub:
         )
 
     async def facets(self) -> tuple[list[str], list[str]]:
-        devices = self._devices.values()
+        devices = self.database.devices.values()
         return (
             sorted({d.site for d in devices}),
             sorted({d.type for d in devices if d.type is not None}),
@@ -337,8 +205,8 @@ class MemoryHub:
     async def series(
         self, device_id: str, metric: str, start: int, end: int, max_points: int
     ) -> Series:
-        readings = self._readings.get((device_id, metric), {})
-        rollups = self._rollups.get((device_id, metric), {})
+        readings = self.database.readings.get((device_id, metric), {})
+        rollups = self.database.rollups.of(device_id, metric)
 
         async def raw(lo: int, hi: int, limit: int) -> tuple[list[int], list[float]]:
             points = sorted((ts, v) for ts, v in readings.items() if lo <= ts < hi)[:limit]
@@ -346,8 +214,8 @@ class MemoryHub:
 
         async def minutes(lo: int, hi: int) -> Sequence[RollupRow]:
             return [
-                {"ts": bucket, "min": low, "max": high}
-                for bucket, (low, high) in sorted(rollups.items())
+                {"ts": bucket, "min": r.min, "max": r.max}
+                for bucket, r in sorted(rollups.items())
                 if lo <= bucket < hi
             ]
 
@@ -359,7 +227,7 @@ class MemoryHub:
         f.validate()
         matching = [
             a
-            for a in self._newest_first(self._alerts.values())
+            for a in self._newest_first(self.database.alerts.values())
             if _status_matches(a, f.status)
             and (f.severity is None or a.severity == f.severity)
             and (f.device_id is None or a.device_id == f.device_id)
@@ -370,7 +238,7 @@ class MemoryHub:
     async def alert_markers(self, device_id: str, start: int, end: int) -> list[AlertRow]:
         rows = [
             a
-            for a in self._alerts.values()
+            for a in self.database.alerts.values()
             if a.device_id == device_id
             and a.raised_at < end
             and (a.cleared_at is None or a.cleared_at >= start)
@@ -389,31 +257,24 @@ class MemoryHub:
     async def acknowledge_alert(
         self, alert_id: int, by: str, comment: str | None
     ) -> AlertRow | None:
-        row = self._alerts.get(alert_id)
+        row = self.database.alerts.get(alert_id)
         if row is None:
             return None
-        return self._put(
+        return self.database.put_alert(
             row, acknowledged=True, ack_by=by, ack_at=self._now_ms(), ack_comment=comment
         )
 
     async def clear_alert(self, alert_id: int, by: str) -> AlertRow | None:
-        row = self._alerts.get(alert_id)
+        row = self.database.alerts.get(alert_id)
         if row is None or row.state != "active":
             return row
         now = self._now_ms()
-        return self._put(
+        return self.database.put_alert(
             row, state="cleared", cleared_at=now, cleared_by=by, updated_at=max(row.updated_at, now)
         )
 
     async def get_alert(self, alert_id: int) -> AlertRow | None:
-        return self._alerts.get(alert_id)
-
-
-def _device_state(state: str) -> DeviceState:
-    for known in DEVICE_STATES:
-        if known == state:
-            return known
-    raise ValueError(f"unknown device state: {state!r}")
+        return self.database.alerts.get(alert_id)
 
 
 def _status_matches(a: AlertRow, status: str) -> bool:
