@@ -215,8 +215,9 @@ def run_gateway(
     gw = GatewayProcess(workdir / site, env).start()
     host, port = external or ("127.0.0.1", int(env.get("EDGE_MQTT_TLS_PORT", mqtt_port)))
     assert gw.proc is not None
-    spy = Profiler(gw.proc.pid, profile) if profile else None
-    try:
+    spy: Profiler | None = None
+    try:  # whatever fails from here, the gateway is stopped
+        spy = Profiler(gw.proc.pid, profile) if profile else None
         start = asyncio.run(topic_end(bootstrap, "iot.telemetry"))
         t0 = time.monotonic()
         pubs = publish_files(host, port, site, files, tls_args)
