@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from edge_gateway.bridge import Bridge, now_ms
+from edge_gateway.bridge import Bridge
 from edge_gateway.broker import EmbeddedBroker
 from edge_gateway.broker_auth import RefusalKind, RefusalLog
+from edge_gateway.broker_intake import BrokerIntake
 from edge_gateway.buffer import Buffer, SqliteBuffer
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
+from edge_gateway.intake import now_ms
 from edge_gateway.mqtt_security import MqttSecurity, anonymous_beyond_loopback, load_mqtt_security
 from edge_gateway.routing import MessageRouter
 from edge_gateway.settings import EdgeSettings
@@ -91,7 +93,8 @@ class EdgeGateway:
         )
         self.buffer: Buffer | None = None
         self.broker: EmbeddedBroker | None = None
-        self.bridge: Bridge | None = None
+        self.bridge: Bridge | None = None  # external broker
+        self.intake: BrokerIntake | None = None  # embedded broker
         self.forwarder: Forwarder | None = None
         self.simulator_stats = SimulatorStats()
         self._simulator_types = parse_types(settings.simulators)
@@ -123,14 +126,6 @@ class EdgeGateway:
         if self._security is None:
             self._security = await asyncio.to_thread(load_mqtt_security, s)
         security = self._security
-        if s.embedded_broker:
-            self.broker = EmbeddedBroker(
-                s.mqtt_bind,
-                s.mqtt_port,
-                security.policy,
-                RefusalLog(self._count_refusal),
-                security.tls_listener,
-            )
         self.buffer = await asyncio.to_thread(self._buffer_factory, s)
         stats = self.buffer.stats()
         log.info(
@@ -147,34 +142,51 @@ class EdgeGateway:
         )
         await self._server.start()
         log.info("http_listening", extra={"port": self._server.port})
-        if self.broker is not None:
-            await self.broker.start()
-            exposed = anonymous_beyond_loopback(s)
-            if exposed:
-                log.warning(
-                    "mqtt_anonymous_access",
-                    extra={
-                        "listeners": ",".join(exposed),
-                        "hint": "anyone on the network can publish; set a password file and "
-                        "EDGE_MQTT_ALLOW_ANONYMOUS=false",
-                    },
-                )
         loop = asyncio.get_running_loop()
         forwarder = self.forwarder = Forwarder(s, self.buffer, self.counters)
-        self.bridge = Bridge(
-            s,
-            self.buffer,
-            self.router,
-            self.counters,
-            on_appended=lambda: _notify(loop, forwarder),
-            endpoint=security.gateway_endpoint(s),
-            tls_context=security.client_tls,
-        )
-        self.bridge.start()
+        if s.embedded_broker:
+            await self._start_embedded(security, lambda: _notify(loop, forwarder))
+        else:
+            self.bridge = Bridge(
+                s,
+                self.buffer,
+                self.router,
+                self.counters,
+                on_appended=lambda: _notify(loop, forwarder),
+                endpoint=security.gateway_endpoint(s),
+                tls_context=security.client_tls,
+            )
+            self.bridge.start()
         self.tasks.spawn("forwarder", forwarder.run(self._stop_forwarder))
         self.tasks.spawn("heartbeat", self._heartbeat())
         if self._simulator_types:
             self.tasks.spawn("simulators", self._simulate())
+
+    async def _start_embedded(self, security: MqttSecurity, notify: Callable[[], None]) -> None:
+        s = self.settings
+        assert self.buffer is not None
+        self.intake = BrokerIntake(s, self.buffer, self.router, self.counters, on_appended=notify)
+        self.intake.start(asyncio.get_running_loop())
+        self.broker = EmbeddedBroker(
+            s.mqtt_bind,
+            s.mqtt_port,
+            security.policy,
+            RefusalLog(self._count_refusal),
+            security.tls_listener,
+            intake=self.intake,
+        )
+        await self.broker.start()
+        self.counters.mqtt_connected = True
+        exposed = anonymous_beyond_loopback(s)
+        if exposed:
+            log.warning(
+                "mqtt_anonymous_access",
+                extra={
+                    "listeners": ",".join(exposed),
+                    "hint": "anyone on the network can publish; set a password file and "
+                    "EDGE_MQTT_ALLOW_ANONYMOUS=false",
+                },
+            )
 
     async def stop(self) -> None:
         """Settle everything in flight: simulators, then MQTT intake, then the last Kafka batch."""
@@ -184,12 +196,18 @@ class EdgeGateway:
         await self._join("simulators", timeout=10)
         if self.bridge is not None:
             await asyncio.to_thread(self.bridge.stop)
+        if self.intake is not None:
+            # While the devices are still connected, so the PUBACKs reach them.
+            await asyncio.to_thread(self.intake.drain, 10)
         self._stop_forwarder.set()
         await self._join("forwarder", timeout=self.settings.kafka_request_timeout_ms / 1000 + 15)
         self._stop_heartbeat.set()
         await self._join("heartbeat", timeout=5)
         if self.broker is not None:
             await self.broker.stop()
+            self.counters.mqtt_connected = False
+        if self.intake is not None:
+            await asyncio.to_thread(self.intake.stop)
         if self._server is not None:
             await self._server.stop()
         if self.buffer is not None:
@@ -219,9 +237,10 @@ class EdgeGateway:
         s = self.settings
         assert self._security is not None
         endpoint = self._security.gateway_endpoint(s)
-        if self.bridge is not None:
+        source = self.bridge or self.intake
+        if source is not None:
             # Devices start once the bridge listens, so a fresh broker loses nothing to nobody.
-            await asyncio.to_thread(self.bridge.subscribed.wait, 30)
+            await asyncio.to_thread(source.subscribed.wait, 30)
         config = SimulatorConfig(
             host=endpoint.host,
             port=endpoint.port,
@@ -300,7 +319,10 @@ class EdgeGateway:
         checks = {
             "buffer": self.buffer is not None,
             "broker": self.broker is None or self.broker.running,
-            "mqtt_subscribed": self.bridge is not None and self.bridge.subscribed.is_set(),
+            "mqtt_subscribed": any(
+                source is not None and source.subscribed.is_set()
+                for source in (self.bridge, self.intake)
+            ),
             "tasks": not self.tasks.failed,
         }
         return Readiness(all(checks.values()), checks)

@@ -87,7 +87,6 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
     buffer_max_bytes: int = Field(default=1024**3, ge=1024)
     buffer_synchronous: Literal["NORMAL", "FULL"] = "FULL"
     bridge_batch_max: int = Field(default=2000, ge=1)
-    bridge_batch_wait_ms: int = Field(default=20, ge=0, le=5000)
     forward_batch_max: int = Field(default=5000, ge=1)
     forward_batch_bytes: int = Field(default=4 * 1024**2, ge=1024)
     forward_backoff_max_s: float = Field(default=30.0, gt=0)

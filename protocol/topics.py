@@ -18,6 +18,19 @@ KAFKA_TOPICS: Final = (TELEMETRY, TELEMETRY_DLQ, DEVICE_STATUS, EDGE_METRICS, AL
 MQTT_TELEMETRY_FILTER: Final = "plant/+/+/telemetry"
 MQTT_STATUS_FILTER: Final = "plant/+/+/status"
 
+
+def matches_device_filters(topic: str) -> bool:
+    """True if a published topic matches MQTT_TELEMETRY_FILTER or MQTT_STATUS_FILTER."""
+    parts = topic.split("/")
+    return (
+        len(parts) == 4
+        and parts[0] == "plant"
+        and parts[3] in ("telemetry", "status")
+        and "+" not in topic
+        and "#" not in topic
+    )
+
+
 IDENTIFIER_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
