@@ -18,6 +18,7 @@ from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
 from edge_gateway.mqtt_security import MqttSecurity, anonymous_beyond_loopback, load_mqtt_security
 from edge_gateway.routing import MessageRouter
+from edge_gateway.runway import RunwayMeter
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators import SimulatorConfig, SimulatorStats, parse_types, run_simulators
 from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter
@@ -103,6 +104,7 @@ class EdgeGateway:
         self._started_s = time.monotonic()
         self._received_rate = RateMeter()
         self._forwarded_rate = RateMeter()
+        self._runway = RunwayMeter()
 
     @property
     def http_port(self) -> int | None:
@@ -294,6 +296,12 @@ class EdgeGateway:
             received_rate=self._received_rate.rate(now_s, c.received_total),
             forwarded_rate=self._forwarded_rate.rate(now_s, c.forwarded_total),
             failed_tasks=tuple(sorted(self.tasks.failed)),
+            buffer_runway_s=self._runway.runway(
+                now_s,
+                buffer.appended_bytes_total,
+                buffer.acked_bytes_total,
+                buffer.max_bytes - buffer.bytes,
+            ),
         )
 
     def readiness(self) -> Readiness:
