@@ -46,6 +46,8 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     rules_file: Path | None = None
     device_offline_after_s: float = Field(default=60.0, gt=0)
     gateway_offline_after_s: float = Field(default=30.0, gt=0)
+    # A warning while a gateway reports its buffer full sooner than this (0: never).
+    buffer_runway_warn_s: float = Field(default=3600.0, ge=0)
 
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
 

@@ -205,6 +205,7 @@ class WorkerRuntime:
             self._rules,
             device_offline_after_s=self._settings.device_offline_after_s,
             gateway_offline_after_s=self._settings.gateway_offline_after_s,
+            buffer_runway_warn_s=self._settings.buffer_runway_warn_s,
         )
         return AlertPipeline(
             engine,
