@@ -89,6 +89,7 @@ class EdgeGateway:
             settings.gateway_id,
             max_past_ms=settings.max_ts_past_s * 1000,
             max_future_ms=settings.max_ts_future_s * 1000,
+            kafka_topics=topics.KafkaTopics(settings.kafka_topic_prefix),
         )
         self.buffer: Buffer | None = None
         self.broker: EmbeddedBroker | None = None
@@ -262,7 +263,7 @@ class EdgeGateway:
             try:
                 await asyncio.wait_for(
                     producer.send_and_wait(
-                        topics.EDGE_METRICS,
+                        self.router.topics.edge_metrics,
                         encode(status.to_edge_metrics()),
                         key=self.settings.gateway_id.encode(),
                     ),
