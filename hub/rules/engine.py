@@ -360,11 +360,11 @@ class AlertEngine:
         self._clock_ms = max(self._clock_ms, now_ms)
         for alert in alerts:
             if alert.device_id is None:
-                if alert.gateway_id is not None:
+                if alert.rule in (GATEWAY_OFFLINE, BUFFER_RUNWAY) and alert.gateway_id is not None:
                     gateway = self._gateway(alert.gateway_id, self._clock_ms)
                     if alert.rule == GATEWAY_OFFLINE:
                         gateway.offline = True
-                    elif alert.rule == BUFFER_RUNWAY:
+                    else:
                         gateway.runway_low = True
                 continue
             device = self._device(alert.device_id, self._clock_ms)
