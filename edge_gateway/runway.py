@@ -15,6 +15,8 @@ from collections import deque
 from typing import Final
 
 DEFAULT_WINDOW_S: Final = 30.0
+# A rate over a shorter span is one batch more or less: no runway until the samples span this.
+DEFAULT_MIN_SPAN_S: Final = 5.0
 # Below this share of the input rate, net growth is batching noise of a healthy pipe.
 DEFAULT_MIN_GROWTH_SHARE: Final = 0.05
 
@@ -34,16 +36,19 @@ class RunwayMeter:
         self,
         window_s: float = DEFAULT_WINDOW_S,
         *,
+        min_span_s: float = DEFAULT_MIN_SPAN_S,
         min_growth_share: float = DEFAULT_MIN_GROWTH_SHARE,
     ) -> None:
-        if window_s <= 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
+        if not 0 <= min_span_s <= window_s or window_s <= 0:
+            raise ValueError(f"need 0 <= min_span_s <= window_s, window_s > 0: {min_span_s}")
         self._window_s = window_s
+        self._min_span_s = min_span_s
         self._min_share = min_growth_share
         self._samples: deque[tuple[float, int, int]] = deque()
 
     def growth(self, now_s: float, in_bytes_total: int, out_bytes_total: int) -> float:
-        """Net bytes per second over the window (negative while draining), 0.0 if too early."""
+        """Net bytes per second over the window (negative while draining), 0.0 until the
+        samples span `min_span_s`."""
         samples = self._samples
         if samples and (in_bytes_total < samples[-1][1] or out_bytes_total < samples[-1][2]):
             samples.clear()  # totals restarted (a reopened buffer): the old samples are moot
@@ -52,7 +57,7 @@ class RunwayMeter:
             samples.popleft()
         first_s, first_in, first_out = samples[0]
         elapsed = now_s - first_s
-        if elapsed <= 0:
+        if elapsed <= 0 or elapsed < self._min_span_s:
             return 0.0
         inflow = (in_bytes_total - first_in) / elapsed
         net = inflow - (out_bytes_total - first_out) / elapsed

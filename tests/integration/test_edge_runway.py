@@ -18,7 +18,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-MAX_BYTES = 8_000_000
+MAX_BYTES = 2_000_000
 
 
 def runway_of(gw: GatewayProcess) -> float | None:

@@ -116,7 +116,7 @@ def test_runway_is_free_bytes_over_net_growth() -> None:
 
 
 def test_runway_meter_falls_during_an_outage_and_vanishes_when_forwarding_keeps_up() -> None:
-    meter = RunwayMeter(window_s=30)
+    meter = RunwayMeter(window_s=30, min_span_s=5)
     free = 100_000
     # Kafka away: 1,000 B/s in, nothing out.
     runways = [meter.runway(float(t), 1000 * t, 0, free - 1000 * t) for t in range(0, 41, 10)]
@@ -135,8 +135,9 @@ def test_runway_meter_falls_during_an_outage_and_vanishes_when_forwarding_keeps_
 
 
 def test_runway_meter_ignores_batching_noise_and_restarted_totals() -> None:
-    meter = RunwayMeter(window_s=30, min_growth_share=0.05)
+    meter = RunwayMeter(window_s=30, min_span_s=5, min_growth_share=0.05)
     assert meter.runway(0.0, 0, 0, 1000) is None
+    assert meter.runway(0.5, 5_000, 0, 1000) is None  # one batch in half a second: too early
     # 2% net growth is a balanced pipe with a batch in flight.
     assert meter.runway(10.0, 10_000, 9_800, 1000) is None
     # Totals that went down (buffer reopened) restart the window instead of going negative.
