@@ -8,6 +8,8 @@ gateway path once, in turn, and the figures are min / median / max over the roun
 gateway's share of the naive pipe taken within its round. `--profile DIR` records the first
 round's gateway runs with py-spy and prints where their time goes.
 
+Its gateways produce to the bench's own topics (`bench.isolation`), never to the demo's.
+
 Run with `make bench` (starts Kafka and Mosquitto). Prints figures; asserts nothing."""
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ keep only this run's site; readings other processes publish meanwhile only add l
 
 The worker's batching sets the floor: `HUB_INGEST_BATCH_WAIT_S` is how long it waits to fill an
 ingest batch; the benchmark runs the setting's default unless `--batch-wait` says otherwise, and
-prints which. The worker writes into a database of this run only, dropped at the end.
+prints which. The worker writes into a database of this run only, dropped at the end, over
+the bench's own topics and a redis-server of this run's own (`bench.isolation`).
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 
