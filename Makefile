@@ -51,12 +51,16 @@ test-containers: $(STAMP) ## only the container tests (starts Docker, builds the
 test-kube: $(STAMP) ## only the Kubernetes tests (the Helm chart on scripts/kube; builds it once)
 	$(BIN)/pytest -q -rs tests/kube
 
-bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
+BENCH_RESULTS := .local/bench/results.jsonl
+
+bench: $(STAMP) ## benchmarks (print figures, then a summary table; not part of the test run)
 	@$(SERVICES) start kafka mosquitto postgres redis
-	$(BIN)/python -m bench.edge_pipeline
-	$(BIN)/python -m bench.hub_ingest
-	$(BIN)/python -m bench.web_live
-	$(BIN)/python -m bench.end_to_end
+	@mkdir -p $(dir $(BENCH_RESULTS)) && rm -f $(BENCH_RESULTS)
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.edge_pipeline
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.hub_ingest
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.web_live
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.end_to_end
+	$(BIN)/python -m bench.summary $(BENCH_RESULTS)
 
 schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
 	$(BIN)/python -m protocol.schema docs

@@ -8,6 +8,8 @@ gateway path once, in turn, and the figures are min / median / max over the roun
 gateway's share of the naive pipe taken within its round. `--profile DIR` records the first
 round's gateway runs with py-spy and prints where their time goes.
 
+Its gateways produce to the bench's own topics (`bench.isolation`), never to the demo's.
+
 Run with `make bench` (starts Kafka and Mosquitto). Prints figures; asserts nothing."""
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from bench.isolation import TOPICS, isolate_children
+from bench.results import Figure, record
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import ensure_topics, partitions_of
 from tests.support.process import ROOT, free_port
@@ -220,10 +224,10 @@ def run_gateway(
     spy: Profiler | None = None
     try:  # whatever fails from here, the gateway is stopped
         spy = Profiler(gw.proc.pid, profile) if profile else None
-        start = asyncio.run(topic_end(bootstrap, "iot.telemetry"))
+        start = asyncio.run(topic_end(bootstrap, TOPICS.telemetry))
         t0 = time.monotonic()
         pubs = publish_files(host, port, site, files, tls_args)
-        done = wait_for_count(bootstrap, "iot.telemetry", start, n, 600)
+        done = wait_for_count(bootstrap, TOPICS.telemetry, start, n, 600)
         pubs.wait(60)
         proc = psutil.Process(gw.proc.pid)
         rss = proc.memory_info().rss
@@ -294,7 +298,7 @@ async def latency(
     gw = await asyncio.to_thread(external_gateway, workdir, site, bootstrap, host, port)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=5)
     await consumer.start()
-    parts = await partitions_of(bootstrap, "iot.telemetry")
+    parts = await partitions_of(bootstrap, TOPICS.telemetry)
     consumer.assign(parts)
     for tp, off in (await consumer.end_offsets(parts)).items():
         consumer.seek(tp, off)
@@ -394,7 +398,7 @@ def kafka_security_cost(files: list[Path], n: int, workdir: Path) -> list[str]:
 
     log("Kafka link: a broker with PLAINTEXT and SASL_SSL listeners (tests/support) ...")
     with secure_kafka(workdir / "secure-kafka") as broker:
-        asyncio.run(ensure_topics(broker.plaintext))
+        asyncio.run(ensure_topics(broker.plaintext, TOPICS.all()))
         sasl = {
             "EDGE_KAFKA_BOOTSTRAP": broker.sasl_ssl,
             "EDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -410,6 +414,8 @@ def kafka_security_cost(files: list[Path], n: int, workdir: Path) -> list[str]:
             )
             log(f"  {rates[name]:,.0f} readings/s")
     ratio = rates["SASL_SSL"] / rates["PLAINTEXT"]
+    record(Figure("edge_pipeline", "gateway, Kafka SASL_SSL", rates["SASL_SSL"], "readings/s",
+                  ratio, "Kafka PLAINTEXT"))  # fmt: skip
     return [
         f"gateway, Kafka PLAINTEXT      {rates['PLAINTEXT']:10,.0f} readings/s (same broker)",
         f"gateway, Kafka SASL_SSL       {rates['SASL_SSL']:10,.0f} readings/s   "
@@ -486,6 +492,16 @@ def rate_runs(
             s = shares[name]
             share = f"   {min(s):.1%} / {statistics.median(s):.1%} / {max(s):.1%}"
         rows.append(f"{labels[name]:<31}{spread(values)}{share}")
+        record(
+            Figure(
+                "edge_pipeline",
+                f"{labels[name]}, median of {repeat}",
+                statistics.median(values),
+                "readings/s",
+                statistics.median(shares[name]) if name in shares else None,
+                "naive pipe" if name in shares else None,
+            )
+        )
     return rows
 
 
@@ -529,7 +545,8 @@ def main() -> int:
             return 1
     bootstrap = kafka_bootstrap()
     host, port = mosquitto_address()
-    asyncio.run(ensure_topics(bootstrap))
+    isolate_children()  # every gateway of this run uses TOPICS, not the demo's topics
+    asyncio.run(ensure_topics(bootstrap, TOPICS.all()))
     n = args.per_device * DEVICES
     parts = set(args.only.split(","))
     rows: list[str] = []
@@ -547,6 +564,7 @@ def main() -> int:
             log(f"latency at {args.latency_rate:.0f} readings/s via Mosquitto ...")
             lat = asyncio.run(latency(bootstrap, host, port, workdir, args.latency_rate, 20))
             q = statistics.quantiles(lat, n=100)
+            record(Figure("edge_pipeline", "latency publish -> Kafka, p99", q[98], "ms"))
             rows.append(
                 f"latency publish -> in Kafka   p50 {q[49]:.1f} ms   p99 {q[98]:.1f} ms"
                 f"   ({len(lat):,} readings at {args.latency_rate:.0f}/s)"
@@ -554,6 +572,10 @@ def main() -> int:
         if "fleet" in parts:
             log(f"fleet: {args.fleet:,} simulated devices at 1 Hz via Mosquitto ...")
             fleet = fleet_memory(bootstrap, host, port, workdir, args.fleet, args.fleet_seconds)
+            record(
+                Figure("edge_pipeline", f"{args.fleet:,} devices, gateway peak RSS",
+                       fleet["peak_rss_mib"], "MiB")
+            )  # fmt: skip
             rows.append(
                 f"{args.fleet:,} devices at 1 Hz      gateway peak RSS "
                 f"{fleet['peak_rss_mib']:.0f} MiB, CPU {fleet['cpu_pct']:.0f}%, "

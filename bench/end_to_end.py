@@ -3,8 +3,9 @@ fast as the gateway acknowledges) -> gateway (embedded broker, or Mosquitto) -> 
 worker(s) -> rows committed in PostgreSQL. Prints metric values (rows) committed per second,
 sustained, and the CPU each part of the system used, as a share of the machine.
 
-The hub writes into a database of this run only, dropped at the end; its consumer group starts
-at the end of the Kafka topics, so nothing older is read. Readings carry device ids of this run.
+It stays out of what `make demo` shows (bench/isolation.py): the bench's topic prefix, a
+database of this run only (dropped at the end) and a redis-server of its own; its consumer group
+starts at the end of the topics, so nothing older is read.
 
 Run with `make bench` or `python -m bench.end_to_end --help`. Prints figures; asserts nothing."""
 
@@ -25,7 +26,9 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from bench.hub_ingest import REDIS_URL, create_database, drop_database
+from bench.hub_ingest import create_database, drop_database
+from bench.isolation import HUB_DLQ, TOPICS, isolate_children, own_redis
+from bench.results import Figure, record
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group
 from tests.support.kafka import ensure_topics
@@ -103,7 +106,8 @@ class CpuMeter:
         }
 
 
-def service_pids() -> dict[str, list[int]]:
+def service_pids(redis_port: int) -> dict[str, list[int]]:
+    """The services' processes (the bench's own redis-server, not the shared one)."""
     found: dict[str, list[int]] = {"kafka": [], "postgresql": [], "redis": [], "mosquitto": []}
     for p in psutil.process_iter(["name", "cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
@@ -112,7 +116,7 @@ def service_pids() -> dict[str, list[int]]:
             found["kafka"].append(p.pid)
         elif name.startswith("postgres"):
             found["postgresql"].append(p.pid)
-        elif name.startswith("redis-server"):
+        elif name.startswith("redis-server") and f"--port {redis_port}" in cmd:
             found["redis"].append(p.pid)
         elif name == "mosquitto":
             found["mosquitto"].append(p.pid)
@@ -124,9 +128,9 @@ async def count_rows(conn: asyncpg.Connection) -> int:
     return n
 
 
-async def run(args: argparse.Namespace, workdir: Path, dsn: str) -> list[str]:
+async def run(args: argparse.Namespace, workdir: Path, dsn: str, redis_url: str) -> list[str]:
     kafka = kafka_bootstrap()
-    await ensure_topics(kafka)
+    await ensure_topics(kafka, [*TOPICS.all(), HUB_DLQ])
     site = f"e2e-{uuid.uuid4().hex[:6]}"
     total_rows = args.devices * args.per_device * args.metrics
     files = make_device_files(workdir, args.devices, args.per_device, args.metrics)
@@ -139,17 +143,17 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str) -> list[str]:
     else:
         host, port = "127.0.0.1", mqtt_port
         gw_env |= {"EDGE_MQTT_PORT": str(port), "EDGE_MQTT_ALLOW_ANONYMOUS": "true"}
-    start = await end_offsets(kafka)
+    start = await end_offsets(kafka, TOPICS.telemetry)
     workers = []
     group = f"e2e-{uuid.uuid4().hex[:6]}"
-    await position_group(kafka, group, start)
+    await position_group(kafka, group, start, TOPICS)
     for i in range(args.workers):
         # INFO: one line per batch at most, and `partitions_assigned` tells when it is in.
         env = {"HUB_INGEST_BATCH_MAX": "2000", "HUB_INGEST_BATCH_WAIT_S": "0.1",
                "HUB_LOG_LEVEL": "INFO"}  # fmt: skip
         workers.append(
             HubWorkerProcess(
-                workdir, kafka, REDIS_URL, database_url=dsn, group=group, name=f"w{i}", env=env
+                workdir, kafka, redis_url, database_url=dsn, group=group, name=f"w{i}", env=env
             ).start()
         )
     gw = GatewayProcess(workdir / "gw", gw_env).start()
@@ -167,7 +171,7 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str) -> list[str]:
         assert gw.proc is not None
         meter.add("gateway", [gw.proc.pid])
         meter.add("hub worker(s)", [w.proc.pid for w in workers if w.proc is not None])
-        for part, pids in service_pids().items():
+        for part, pids in service_pids(int(redis_url.rsplit(":", 1)[1].split("/")[0])).items():
             if args.broker == "mosquitto" or part != "mosquitto":
                 meter.add(part, pids)
         machine0 = psutil.cpu_times()
@@ -201,6 +205,8 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str) -> list[str]:
         for w in workers:
             w.cleanup()
     elapsed = done - t0
+    record(Figure("end_to_end", f"MQTT -> rows in PostgreSQL, {args.workers} worker(s)",
+                  total_rows / elapsed, "values/s"))  # fmt: skip
     busy = sum(machine1) - sum(machine0) - (machine1.idle - machine0.idle)
     rows = [
         f"{args.devices} devices x {args.per_device:,} readings x {args.metrics} metrics "
@@ -238,11 +244,12 @@ def main() -> int:
         print("mosquitto_pub not found: run `scripts/services start`", file=sys.stderr)
         return 1
     run_services("start", "kafka", "postgres", "redis", "mosquitto")
+    isolate_children()
     name = f"iot_bench_e2e_{uuid.uuid4().hex[:6]}"
-    with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="e2e-bench-") as tmp, own_redis() as redis_url:
         dsn = asyncio.run(create_database(name))
         try:
-            rows = asyncio.run(run(args, Path(tmp), dsn))
+            rows = asyncio.run(run(args, Path(tmp), dsn, redis_url))
         finally:
             asyncio.run(drop_database(name))
     log("")

@@ -2,9 +2,11 @@
 second, end to end) against a raw COPY of the same rows into a table of the same shape; and
 alert latency, a breaching reading produced to Kafka -> its alert row committed.
 
-The readings are produced to `iot.telemetry` first, under device ids of this run only; the
-worker's consumer group is positioned at the offsets where they begin (a new group would read the
-topic's whole history), and it writes into a database of this run only, dropped at the end.
+The readings are produced to the bench's own `bench.iot.telemetry` first (`bench.isolation`:
+its own topics and Redis, so `make demo` sees none of it), under device ids of this run only;
+the worker's consumer group is positioned at the offsets where they begin (a new group would
+read the topic's whole history), and it writes into a database of this run only, dropped at the
+end.
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 
@@ -21,15 +23,16 @@ from pathlib import Path
 
 import asyncpg
 
-from hub.settings import HUB_DLQ_TOPIC, HubSettings
+from bench.isolation import HUB_DLQ, TOPICS, isolate_children, own_redis
+from bench.results import Figure, record
+from hub.settings import HubSettings
 from hub.storage.migrations import migrate
-from protocol import NormalisedReading, encode, topics
+from protocol import NormalisedReading, encode
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group, produce
 from tests.support.kafka import ensure_topics
 from tests.support.services import kafka_bootstrap, run_services
 
 ADMIN_DSN = "postgresql://iot:iot@127.0.0.1:5432/iot"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DEVICES = 50
 
 
@@ -93,26 +96,31 @@ async def count_rows(conn: asyncpg.Connection, prefix: str) -> int:
 
 
 async def ingest(
-    kafka: str, dsn: str, workdir: Path, readings: list[NormalisedReading], tag: str
+    kafka: str,
+    dsn: str,
+    workdir: Path,
+    readings: list[NormalisedReading],
+    tag: str,
+    redis_url: str,
 ) -> tuple[HubWorkerProcess, float]:
     """Returns the worker (still running) and its end-to-end rate in rows/s."""
     total = sum(len(r.metrics) for r in readings)
-    start = await end_offsets(kafka)
+    start = await end_offsets(kafka, TOPICS.telemetry)
     t = time.monotonic()
-    await produce(kafka, [(r.device_id.encode(), encode(r)) for r in readings])
+    await produce(kafka, [(r.device_id.encode(), encode(r)) for r in readings], TOPICS.telemetry)
     log(f"produced {len(readings):,} readings in {time.monotonic() - t:.1f} s")
 
     worker = HubWorkerProcess(
         workdir,
         kafka,
-        REDIS_URL,
+        redis_url,
         database_url=dsn,
         env={
             "HUB_INGEST_BATCH_MAX": "2000",
             "HUB_LOG_LEVEL": "WARNING",
         },
     )
-    await position_group(kafka, worker.group, start)
+    await position_group(kafka, worker.group, start, TOPICS)
     conn = await asyncpg.connect(dsn)
     try:
         t0 = time.monotonic()
@@ -183,7 +191,7 @@ async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
                 received_ts=now,
             )
             t = time.monotonic()
-            await produce(kafka, [(device.encode(), encode(reading))])
+            await produce(kafka, [(device.encode(), encode(reading))], TOPICS.telemetry)
             deadline = t + 30
             while not await conn.fetchval("SELECT 1 FROM alerts WHERE device_id = $1", device):
                 if time.monotonic() > deadline:
@@ -194,6 +202,7 @@ async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
         await conn.close()
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+    record(Figure("hub_ingest", "alert latency produce -> alert row, p99", p99, "ms"))
     log(
         f"alert latency (produce -> alert row committed), {samples} samples: "
         f"p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms "
@@ -203,7 +212,7 @@ async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
 
 async def main_async(readings_count: int, alert_samples: int) -> None:
     kafka = kafka_bootstrap()
-    await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
+    await ensure_topics(kafka, [*TOPICS.all(), HUB_DLQ])
     tag = uuid.uuid4().hex[:6]
     name = f"iot_bench_{tag}"
     dsn = await create_database(name)
@@ -211,10 +220,12 @@ async def main_async(readings_count: int, alert_samples: int) -> None:
     try:
         t0_ms = (int(time.time()) - 3600) * 1000
         readings = make_readings(tag, readings_count, t0_ms)
-        with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
-            worker, hub_rate = await ingest(kafka, dsn, Path(tmp), readings, tag)
+        with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp, own_redis() as redis_url:
+            worker, hub_rate = await ingest(kafka, dsn, Path(tmp), readings, tag, redis_url)
             ref_rate = await reference_copy(dsn, readings)
             log(f"ratio hub / raw COPY: {hub_rate / ref_rate:.2f}")
+            record(Figure("hub_ingest", "hub ingest, one worker", hub_rate, "rows/s",
+                          hub_rate / ref_rate, "one raw COPY"))  # fmt: skip
             if alert_samples:
                 await alert_latency(kafka, dsn, tag, alert_samples)
             code = await worker.stop(120)
@@ -233,6 +244,7 @@ def main() -> None:
     parser.add_argument("--alert-samples", type=int, default=50)
     args = parser.parse_args()
     run_services("start", "kafka", "postgres", "redis")
+    isolate_children()  # the worker of this run uses TOPICS, not the demo's topics
     asyncio.run(main_async(args.readings, args.alert_samples))
 
 

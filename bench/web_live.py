@@ -11,7 +11,8 @@ keep only this run's site; readings other processes publish meanwhile only add l
 
 The worker's batching sets the floor: `HUB_INGEST_BATCH_WAIT_S` is how long it waits to fill an
 ingest batch; the benchmark runs the setting's default unless `--batch-wait` says otherwise, and
-prints which. The worker writes into a database of this run only, dropped at the end.
+prints which. The worker writes into a database of this run only, dropped at the end, over
+the bench's own topics and a redis-server of this run's own (`bench.isolation`).
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 
@@ -34,13 +35,14 @@ import asyncpg
 import psutil
 from redis.asyncio import Redis
 
-from bench.hub_ingest import REDIS_URL, create_database, drop_database
+from bench.hub_ingest import create_database, drop_database
+from bench.isolation import TOPICS, isolate_children, own_redis
+from bench.results import Figure, record
 from hub.settings import HubSettings
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_model import Actor
 from hub.storage.redis_keys import READINGS_CHANNEL
 from iot_common.prometheus import parse as parse_metrics
-from protocol import topics
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, position_group_at_end
 from tests.support.kafka import ensure_topics
@@ -134,13 +136,14 @@ class RedisTap:
     """A plain subscriber to the worker's channel, beside the web process: the same readings'
     latency up to Redis, so the table shows what the web process and the WebSocket add."""
 
-    def __init__(self, site: str) -> None:
+    def __init__(self, site: str, redis_url: str) -> None:
         self.site = site
+        self.redis_url = redis_url
         self.latencies: list[float] = []
         self.recording = False
 
     async def run(self, ready: asyncio.Event) -> None:
-        client = Redis.from_url(REDIS_URL)
+        client = Redis.from_url(self.redis_url)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(READINGS_CHANNEL)
@@ -186,7 +189,7 @@ async def measure(
     web: WebProcess, token: str, site: str, n: int, warmup_s: float, seconds: float
 ) -> Result:
     clients = [Client(site) for _ in range(n)]
-    tap = RedisTap(site)
+    tap = RedisTap(site, web.env["HUB_REDIS_URL"])
     tap_ready = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -250,21 +253,27 @@ async def create_token(dsn: str) -> str:
 
 async def main_async(args: argparse.Namespace) -> list[Result]:
     kafka = kafka_bootstrap()
-    await ensure_topics(kafka, topics.KAFKA_TOPICS)
+    await ensure_topics(kafka, TOPICS.all())
     tag = uuid.uuid4().hex[:6]
     site = f"benchweb-{tag}"
     name = f"iot_bench_web_{tag}"
     dsn = await create_database(name)
     results: list[Result] = []
     try:
-        await run_pipeline(args, kafka, dsn, site, results)
+        with own_redis() as redis_url:
+            await run_pipeline(args, kafka, dsn, redis_url, site, results)
     finally:
         await drop_database(name)
     return results
 
 
 async def run_pipeline(
-    args: argparse.Namespace, kafka: str, dsn: str, site: str, results: list[Result]
+    args: argparse.Namespace,
+    kafka: str,
+    dsn: str,
+    redis_url: str,
+    site: str,
+    results: list[Result],
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="web-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
@@ -273,7 +282,7 @@ async def run_pipeline(
         worker = HubWorkerProcess(
             workdir / "worker",
             kafka,
-            REDIS_URL,
+            redis_url,
             database_url=dsn,
             env={
                 "HUB_INGEST_BATCH_MAX": "2000",
@@ -281,7 +290,7 @@ async def run_pipeline(
                 "HUB_LOG_LEVEL": "WARNING",
             },
         )
-        await position_group_at_end(kafka, worker.group)
+        await position_group_at_end(kafka, worker.group, names=TOPICS)
         worker.start()
         stack.callback(worker.cleanup)
 
@@ -293,6 +302,7 @@ async def run_pipeline(
                 "EDGE_SITE": site,
                 "EDGE_KAFKA_BOOTSTRAP": kafka,
                 "EDGE_MQTT_PORT": str(mqtt_port),
+                "EDGE_MQTT_ALLOW_ANONYMOUS": "true",  # the paced publisher has no login
                 "EDGE_LOG_LEVEL": "WARNING",
             },
         )
@@ -301,7 +311,7 @@ async def run_pipeline(
 
         web = WebProcess(
             workdir / "web",
-            {"HUB_DATABASE_URL": dsn, "HUB_REDIS_URL": REDIS_URL, "HUB_LOG_LEVEL": "WARNING"},
+            {"HUB_DATABASE_URL": dsn, "HUB_REDIS_URL": redis_url, "HUB_LOG_LEVEL": "WARNING"},
         )
         await asyncio.to_thread(web.start)
         stack.callback(web.stop)
@@ -322,6 +332,8 @@ async def run_pipeline(
                 f"p99 {result.redis_p99:.0f} ms), web CPU {result.cpu_pct:.0f}%"
             )
             results.append(result)
+            record(Figure("web_live", f"publish -> WebSocket p99, {n} client(s)", result.p99,
+                          "ms", result.p99 / result.redis_p99, "p99 at Redis"))  # fmt: skip
         if not worker.running():
             raise RuntimeError(f"the worker exited; see {worker.log_path}")
 
@@ -342,6 +354,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     run_services("start", "kafka", "postgres", "redis")
+    isolate_children()  # the gateway and worker of this run use TOPICS, not the demo's topics
     results = asyncio.run(main_async(args))
     cores = psutil.cpu_count() or 1
     log("")

@@ -20,6 +20,7 @@ from edge_gateway.http import Readiness, StatusServer, build_app
 from edge_gateway.intake import now_ms
 from edge_gateway.mqtt_security import MqttSecurity, anonymous_beyond_loopback, load_mqtt_security
 from edge_gateway.routing import MessageRouter
+from edge_gateway.runway import RunwayMeter
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators import SimulatorConfig, SimulatorStats, parse_types, run_simulators
 from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter
@@ -90,6 +91,7 @@ class EdgeGateway:
             settings.gateway_id,
             max_past_ms=settings.max_ts_past_s * 1000,
             max_future_ms=settings.max_ts_future_s * 1000,
+            kafka_topics=topics.KafkaTopics(settings.kafka_topic_prefix),
         )
         self.buffer: Buffer | None = None
         self.broker: EmbeddedBroker | None = None
@@ -106,6 +108,7 @@ class EdgeGateway:
         self._started_s = time.monotonic()
         self._received_rate = RateMeter()
         self._forwarded_rate = RateMeter()
+        self._runway = RunwayMeter()
 
     @property
     def http_port(self) -> int | None:
@@ -279,7 +282,7 @@ class EdgeGateway:
             try:
                 await asyncio.wait_for(
                     producer.send_and_wait(
-                        topics.EDGE_METRICS,
+                        self.router.topics.edge_metrics,
                         encode(status.to_edge_metrics()),
                         key=self.settings.gateway_id.encode(),
                     ),
@@ -313,6 +316,12 @@ class EdgeGateway:
             received_rate=self._received_rate.rate(now_s, c.received_total),
             forwarded_rate=self._forwarded_rate.rate(now_s, c.forwarded_total),
             failed_tasks=tuple(sorted(self.tasks.failed)),
+            buffer_runway_s=self._runway.runway(
+                now_s,
+                buffer.appended_bytes_total,
+                buffer.acked_bytes_total,
+                buffer.max_bytes - buffer.bytes,
+            ),
         )
 
     def readiness(self) -> Readiness:

@@ -81,8 +81,12 @@ class MessageRouter:
         max_past_ms: int,
         max_future_ms: int,
         seq_window: int = 32,
+        kafka_topics: topics.KafkaTopics | None = None,
     ) -> None:
         self.gateway_id = gateway_id
+        # Records carry their prefixed topic into the buffer: what was routed under one prefix
+        # is forwarded there, even after a restart with another.
+        self.topics = kafka_topics or topics.KafkaTopics()
         self.max_past_ms = max_past_ms
         self.max_future_ms = max_future_ms
         self.seq = SeqTracker(seq_window)
@@ -104,7 +108,7 @@ class MessageRouter:
                 return Routed(
                     "status",
                     self._record(
-                        topics.DEVICE_STATUS, status.device_id, encode(status), received_ts
+                        self.topics.device_status, status.device_id, encode(status), received_ts
                     ),
                     device_id,
                 )
@@ -124,7 +128,9 @@ class MessageRouter:
                 )
             return Routed(
                 "reading",
-                self._record(topics.TELEMETRY, reading.device_id, encode(reading), received_ts),
+                self._record(
+                    self.topics.telemetry, reading.device_id, encode(reading), received_ts
+                ),
                 device_id,
             )
         except DecodeError as exc:
@@ -153,7 +159,7 @@ class MessageRouter:
             headers += (("truncated_from", str(len(payload)).encode()),)
             payload = payload[:MAX_DEAD_LETTER_BYTES]
         record = BufferRecord(
-            topic=topics.TELEMETRY_DLQ,
+            topic=self.topics.telemetry_dlq,
             key=device_id.encode() if device_id else None,
             value=payload,
             created_ms=received_ts,

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot_common.kafka_security import KafkaSecurityFields
 from iot_common.settings_cli import describe_settings, mask_url
-from protocol.topics import IDENTIFIER_PATTERN
+from protocol.topics import IDENTIFIER_PATTERN, TOPIC_PREFIX_PATTERN
 
 Compression = Literal["none", "gzip", "lz4", "zstd", "snappy"]
 
@@ -78,6 +78,9 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
     mqtt_keyfile: Path | None = None
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Put before every topic name (`bench.` -> `bench.iot.telemetry`): several systems, or a
+    # benchmark beside a demo, on one Kafka. The hub's HUB_KAFKA_TOPIC_PREFIX must match.
+    kafka_topic_prefix: str = Field(default="", pattern=f"^{TOPIC_PREFIX_PATTERN}$")
     # TLS and SASL: the EDGE_KAFKA_SECURITY_* / _SASL_* / _SSL_* fields of KafkaSecurityFields.
     kafka_compression: Compression = "lz4"
     # Also how long a batch can wait on a Kafka that just went away before it is retried.

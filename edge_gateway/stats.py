@@ -74,6 +74,9 @@ class GatewayStatus:
     received_rate: float = 0.0
     forwarded_rate: float = 0.0
     failed_tasks: tuple[str, ...] = ()  # background tasks that died; the gateway is then unready
+    # Seconds until the buffer is full at the current net growth (edge_gateway.runway); None
+    # while it is not growing.
+    buffer_runway_s: float | None = None
 
     @property
     def oldest_age_s(self) -> float | None:
@@ -106,6 +109,7 @@ class GatewayStatus:
                 "max_bytes": b.max_bytes,
                 "in_flight": b.in_flight,
                 "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 3),
+                "runway_s": _rounded(self.buffer_runway_s),
                 "appended_total": b.appended_total,
                 "acked_total": b.acked_total,
                 "dropped_total": b.dropped_total,
@@ -144,6 +148,7 @@ class GatewayStatus:
             buffer_bytes=self.buffer.bytes,
             buffer_max_bytes=self.buffer.max_bytes,
             buffer_oldest_age_s=self.oldest_age_s,
+            buffer_runway_s=_rounded(self.buffer_runway_s),
             received_total=self.counters.received_total,
             forwarded_total=self.counters.forwarded_total,
             dropped_total=self.buffer.dropped_total,
@@ -152,6 +157,10 @@ class GatewayStatus:
             forwarded_rate=round(self.forwarded_rate, 2),
             kafka_connected=self.kafka_connected,
         )
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def prometheus_text(status: GatewayStatus) -> str:
@@ -241,6 +250,13 @@ def prometheus_text(status: GatewayStatus) -> str:
                 "gauge",
                 "Age of the oldest buffered record.",
                 one(round(status.oldest_age_s or 0.0, 3)),
+            ),
+            Family(
+                "edge_buffer_runway_seconds",
+                "gauge",
+                "Seconds until the buffer is full at the current net growth; absent while it "
+                "is not growing.",
+                [] if status.buffer_runway_s is None else one(round(status.buffer_runway_s, 1)),
             ),
             Family(
                 "edge_kafka_connected",

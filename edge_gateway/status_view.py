@@ -14,10 +14,23 @@ def summary_line(status: dict[str, Any], published: int | None = None) -> str:
         f"{sim}received {c['received_total']:,} ({r['received_per_s']:.0f}/s) | "
         f"forwarded {c['forwarded_total']:,} ({r['forwarded_per_s']:.0f}/s) | "
         f"buffered {b['depth']:,} ({human_bytes(b['bytes'])}, "
-        f"oldest {human_age(b['oldest_age_s'])}) | "
+        f"oldest {human_age(b['oldest_age_s'])}{_runway_suffix(b)}) | "
         f"dead-lettered {c['dead_lettered_total']:,} | dropped {b['dropped_total']:,} | "
         f"kafka {'up' if status['kafka']['connected'] else 'DOWN'}" + _failed_suffix(status)
     )
+
+
+def runway_text(buffer: dict[str, Any]) -> str:
+    """`full in 42.0 min` at the current net growth, or why there is no runway."""
+    runway = buffer.get("runway_s")
+    if runway is None:
+        return "not growing"
+    return "FULL, dropping oldest" if runway < 1 else f"full in {human_age(runway)}"
+
+
+def _runway_suffix(buffer: dict[str, Any]) -> str:
+    # Only while growing: the live line stays short when all is well.
+    return "" if buffer.get("runway_s") is None else f", {runway_text(buffer)}"
 
 
 def _failed_suffix(status: dict[str, Any]) -> str:
@@ -57,6 +70,12 @@ def render_status(status: dict[str, Any]) -> str:
             f"{b['depth']:,} records, {human_bytes(b['bytes'])} of "
             f"{human_bytes(b['max_bytes'])} ({fill:.1f}%), oldest {human_age(b['oldest_age_s'])}, "
             f"{b['in_flight']:,} in flight",
+        ),
+        (
+            "runway",
+            "- (the buffer is not growing)"
+            if b.get("runway_s") is None
+            else f"{runway_text(b)} at the current input and forward rates",
         ),
         ("rates", f"received {r['received_per_s']:.1f}/s, forwarded {r['forwarded_per_s']:.1f}/s"),
         (

@@ -201,7 +201,8 @@ def _add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="run the Faust agents (ingest, aggregate, alerts, device status)",
         description="Migrate the database and create partitions, then consume iot.telemetry "
         "(every reading into PostgreSQL, then Redis; 1-minute rollups; alert rules), "
-        "iot.device-status and iot.edge-metrics; alert events go to iot.alerts and Redis. Kafka "
+        "iot.device-status and iot.edge-metrics; alert events go to iot.alerts and Redis "
+        "(every topic name after HUB_KAFKA_TOPIC_PREFIX, if set). Kafka "
         "offsets move only after the database commit. Stops cleanly on SIGTERM or Ctrl-C: the "
         "batch in flight is finished and committed first.",
     )

@@ -47,14 +47,17 @@ class Ownership:
 
 
 def ownership_of(
-    assigned: Iterable[tuple[str, int]], partition_counts: Mapping[str, int | None]
+    assigned: Iterable[tuple[str, int]],
+    partition_counts: Mapping[str, int | None],
+    names: topics.KafkaTopics | None = None,
 ) -> Ownership:
     """From the (topic, partition) pairs assigned to this worker and each topic's partition
-    count: devices by `iot.telemetry`, gateways by `iot.edge-metrics`."""
+    count: devices by `iot.telemetry`, gateways by `iot.edge-metrics` (under `names`' prefix)."""
+    names = names or topics.KafkaTopics()
     pairs = list(assigned)
 
     def share(topic: str) -> TopicShare:
         mine = frozenset(p for t, p in pairs if t == topic)
         return TopicShare(mine, partition_counts.get(topic))
 
-    return Ownership(devices=share(topics.TELEMETRY), gateways=share(topics.EDGE_METRICS))
+    return Ownership(devices=share(names.telemetry), gateways=share(names.edge_metrics))

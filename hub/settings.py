@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot_common.kafka_security import KafkaSecurityFields
 from iot_common.settings_cli import describe_settings
+from protocol.topics import TOPIC_PREFIX_PATTERN, KafkaTopics, topic_name
 
 # Not in the edge's contract: records the hub cannot decode go here with their reason.
 HUB_DLQ_TOPIC = "iot.hub.dlq"
@@ -19,6 +20,9 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     model_config = SettingsConfigDict(env_prefix="HUB_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Put before every topic name, the hub's dead-letter topic included; the gateways'
+    # EDGE_KAFKA_TOPIC_PREFIX must match.
+    kafka_topic_prefix: str = Field(default="", pattern=f"^{TOPIC_PREFIX_PATTERN}$")
     # TLS and SASL: the HUB_KAFKA_SECURITY_* / _SASL_* / _SSL_* fields of KafkaSecurityFields.
     database_url: str = "postgresql://iot:iot@127.0.0.1:5432/iot"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -46,6 +50,8 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     rules_file: Path | None = None
     device_offline_after_s: float = Field(default=60.0, gt=0)
     gateway_offline_after_s: float = Field(default=30.0, gt=0)
+    # A warning while a gateway reports its buffer full sooner than this (0: never).
+    buffer_runway_warn_s: float = Field(default=3600.0, ge=0)
 
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
 
@@ -62,6 +68,14 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     web_login_free_failures_per_address: int = Field(default=20, ge=1, le=100_000)
     web_login_max_wait_s: float = Field(default=900.0, ge=1, le=86_400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def topics(self) -> KafkaTopics:
+        return KafkaTopics(self.kafka_topic_prefix)
+
+    @property
+    def dlq_topic(self) -> str:
+        return topic_name(HUB_DLQ_TOPIC, self.kafka_topic_prefix)
 
     def describe(self) -> list[tuple[str, str]]:
         """Effective settings as (ENV_NAME, value) pairs with secrets masked."""

@@ -127,6 +127,13 @@ class EdgeMetrics(_Wire):
     buffer_bytes: int
     buffer_max_bytes: int
     buffer_oldest_age_s: float | None
+    # Optional, so records of gateways that predate it still decode.
+    buffer_runway_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds until the buffer is full at its current net growth; "
+        "null while it is not growing.",
+    )
     received_total: int
     forwarded_total: int
     dropped_total: int

@@ -13,6 +13,10 @@ DEVICE_STATUS: Final = "iot.device-status"
 EDGE_METRICS: Final = "iot.edge-metrics"
 ALERTS: Final = "iot.alerts"
 KAFKA_TOPICS: Final = (TELEMETRY, TELEMETRY_DLQ, DEVICE_STATUS, EDGE_METRICS, ALERTS)
+# A deployment's topic prefix (EDGE_KAFKA_TOPIC_PREFIX, HUB_KAFKA_TOPIC_PREFIX): Kafka's topic
+# characters, short enough that every prefixed name stays within Kafka's 249.
+TOPIC_PREFIX_PATTERN: Final = r"[A-Za-z0-9._-]{0,100}"
+_TOPIC_PREFIX = re.compile(TOPIC_PREFIX_PATTERN)
 
 # MQTT subscriptions used by the edge bridge.
 MQTT_TELEMETRY_FILTER: Final = "plant/+/+/telemetry"
@@ -46,6 +50,47 @@ class MqttTopic:
     site: str
     device_id: str
     kind: MqttKind
+
+
+def topic_name(name: str, prefix: str = "") -> str:
+    """The Kafka topic of one of the contract's topics (or the hub's own) under `prefix`: the
+    one place a prefixed name is made, so edge, hub and tools cannot disagree."""
+    if not _TOPIC_PREFIX.fullmatch(prefix):
+        raise ValueError(f"topic prefix {prefix!r} must match {TOPIC_PREFIX_PATTERN}")
+    return prefix + name
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaTopics:
+    """The contract's Kafka topics under one prefix ("" = the names in DESIGN.md)."""
+
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        topic_name("", self.prefix)  # refuse a bad prefix at construction
+
+    @property
+    def telemetry(self) -> str:
+        return topic_name(TELEMETRY, self.prefix)
+
+    @property
+    def telemetry_dlq(self) -> str:
+        return topic_name(TELEMETRY_DLQ, self.prefix)
+
+    @property
+    def device_status(self) -> str:
+        return topic_name(DEVICE_STATUS, self.prefix)
+
+    @property
+    def edge_metrics(self) -> str:
+        return topic_name(EDGE_METRICS, self.prefix)
+
+    @property
+    def alerts(self) -> str:
+        return topic_name(ALERTS, self.prefix)
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(topic_name(name, self.prefix) for name in KAFKA_TOPICS)
 
 
 def is_identifier(value: str) -> bool:
@@ -82,3 +127,6 @@ def parse_mqtt_topic(topic: str) -> MqttTopic:
     _check_identifier("site", site)
     _check_identifier("device_id", device_id)
     return MqttTopic(site, device_id, "telemetry" if kind == "telemetry" else "status")
+
+
+UNPREFIXED: Final = KafkaTopics()  # the names in DESIGN.md

@@ -42,6 +42,7 @@ class AppendPlan:
     _drop_slots: tuple[int, ...] = field(repr=False)
     _kept: tuple[tuple[int, int], ...] = field(repr=False)  # (size, created_ms) per kept record
     _version: int = field(repr=False)
+    _in_bytes: int = field(default=0, repr=False)  # every record of the batch, dropped or kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,9 @@ class BufferAccounting:
         self._appended_total = appended_total
         self._acked_total = acked_total
         self._dropped_total = dropped_total
+        # Byte flows since this accounting was made (not restored): the runway's rates.
+        self._appended_bytes_total = 0
+        self._acked_bytes_total = 0
         # Bumped by every change, so a plan made against an older state is refused.
         self._version = 0
 
@@ -114,6 +118,8 @@ class BufferAccounting:
             acked_total=self._acked_total,
             dropped_total=self._dropped_total,
             max_bytes=self._max_bytes,
+            appended_bytes_total=self._appended_bytes_total,
+            acked_bytes_total=self._acked_bytes_total,
         )
 
     # -- loading -----------------------------------------------------------------------------
@@ -198,6 +204,7 @@ class BufferAccounting:
             _drop_slots=tuple(drop_slots),
             _kept=tuple((entries[index][0], entries[index][1]) for index in kept),
             _version=self._version,
+            _in_bytes=sum(size for size, _created_ms in entries),
         )
 
     def commit_append(self, plan: AppendPlan, ids: Sequence[int]) -> AppendResult:
@@ -226,6 +233,7 @@ class BufferAccounting:
         self._depth += len(ids)
         self._bytes += added_bytes
         self._appended_total += plan.result.appended
+        self._appended_bytes_total += plan._in_bytes
         self._dropped_total += plan.result.dropped
         self._advance_head()
         self._version += 1
@@ -322,6 +330,7 @@ class BufferAccounting:
         """Apply an ack plan once deleted from storage; return how many records it removed."""
         self._check_version(plan._version)
         for slot in plan._slots:
+            self._acked_bytes_total += self._sizes[slot]
             self._remove(slot)
         self._acked_total += len(plan._slots)
         self._advance_head()

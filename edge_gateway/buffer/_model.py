@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +65,7 @@ class BufferStats:
     acked_total: int
     dropped_total: int
     max_bytes: int
+    # Bytes appended (dropped ones included) and acknowledged since the buffer was opened in
+    # this process: flows for rates (the runway), not state, so left out of comparisons.
+    appended_bytes_total: int = field(default=0, compare=False)
+    acked_bytes_total: int = field(default=0, compare=False)

@@ -7,8 +7,9 @@ batch's offsets only after its effects.
 * A device status (the newest per device of the batch) goes to `devices.state` in PostgreSQL,
   then (when it changed the state) to Redis `iot:device_state`, then to the alert engine (an
   explicit "offline" raises device_offline at once).
-* A gateway's edge metrics are its heartbeat for the alert engine, and its latest health for
-  the dashboard in the Redis hash `iot:gateways` (the record plus the hub's `received_ts`).
+* A gateway's edge metrics are its heartbeat and its buffer runway for the alert engine, and
+  its latest health for the dashboard in the Redis hash `iot:gateways` (the record plus the
+  hub's `received_ts`).
 
 A record that does not decode goes to the hub's dead-letter topic with its reason, as in ingest.
 """
@@ -31,7 +32,7 @@ from hub.agents.records import (
     decode_timestamped,
 )
 from hub.agents.retry import Retrier, is_record_error
-from hub.rules import AlertEngine
+from hub.rules import AlertEngine, AlertTransition
 from hub.storage.redis_values import GatewayHealth, Presence
 from protocol import DeviceStatus, EdgeMetrics
 
@@ -140,6 +141,14 @@ async def handle_statuses(
     counters.dead_lettered_total += len(poison)
 
 
+def _heard(engine: AlertEngine, *, metrics: EdgeMetrics, ts_ms: int) -> list[AlertTransition]:
+    """A gateway's edge metrics for the engine: its heartbeat, then its buffer runway."""
+    return [
+        *engine.observe_heartbeat(metrics.gateway_id, ts_ms),
+        *engine.observe_runway(metrics.gateway_id, metrics.buffer_runway_s, ts_ms),
+    ]
+
+
 async def handle_edge_metrics(
     raw_values: Sequence[bytes],
     *,
@@ -159,11 +168,7 @@ async def handle_edge_metrics(
         for _, m in chunk:
             health = GatewayHealth.received(m, now_ms())
             await live.set_gateway_state(health)
-            await alerts.feed(
-                functools.partial(
-                    AlertEngine.observe_heartbeat, gateway_id=m.gateway_id, ts_ms=health.heard
-                )
-            )
+            await alerts.feed(functools.partial(_heard, metrics=m, ts_ms=health.heard))
             counters.heartbeats_total += 1
 
     poison = await isolate_poison(decoded, process, is_poison=is_record_error)

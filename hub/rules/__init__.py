@@ -14,6 +14,7 @@ from hub.rules.loader import (
     parse_rules,
 )
 from hub.rules.model import (
+    BUFFER_RUNWAY,
     DEVICE_OFFLINE,
     GATEWAY_OFFLINE,
     AlertTransition,
@@ -34,6 +35,7 @@ from hub.rules.model import (
 )
 
 __all__ = [
+    "BUFFER_RUNWAY",
     "DEVICE_OFFLINE",
     "GATEWAY_OFFLINE",
     "PACKAGED_SOURCE",

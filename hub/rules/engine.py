@@ -32,6 +32,7 @@ from typing import Literal
 
 from hub.rules._checks import Check, FlagCheck, Verdict, fmt, make_check
 from hub.rules.model import (
+    BUFFER_RUNWAY,
     DEVICE_OFFLINE,
     GATEWAY_OFFLINE,
     AlertTransition,
@@ -45,6 +46,7 @@ from hub.rules.model import (
     TypeRules,
     severity_rank,
 )
+from hub.rules.runway import runway_transition
 from protocol.models import NormalisedReading
 
 DeviceState = Literal["online", "offline"]  # as in protocol.models.DeviceStatus
@@ -91,6 +93,7 @@ class _Gateway:
     # Owned: its heartbeats' partition is this worker's, so this worker raises and clears its
     # gateway_offline. Not owned: known from the shared view, only to hold back its devices.
     owned: bool = True
+    runway_low: bool = False  # its buffer-runway warning is open
 
 
 def _positive_ms(name: str, seconds: float) -> int:
@@ -103,9 +106,15 @@ class AlertEngine:
     """Evaluates a `RuleSet` over the message stream and keeps every alert's lifecycle."""
 
     def __init__(
-        self, rules: RuleSet, *, device_offline_after_s: float, gateway_offline_after_s: float
+        self,
+        rules: RuleSet,
+        *,
+        device_offline_after_s: float,
+        gateway_offline_after_s: float,
+        buffer_runway_warn_s: float = 0.0,
     ) -> None:
         self._rules = rules
+        self._runway_warn_s = buffer_runway_warn_s  # 0: no buffer-runway alerts
         self._device_after_ms = _positive_ms("device_offline_after_s", device_offline_after_s)
         self._gateway_after_ms = _positive_ms("gateway_offline_after_s", gateway_offline_after_s)
         self._clock_ms = 0
@@ -210,6 +219,28 @@ class AlertEngine:
             )
         ]
 
+    def observe_runway(
+        self, gateway_id: str, runway_s: float | None, ts_ms: int
+    ) -> list[AlertTransition]:
+        """The buffer runway a gateway reported in its edge metrics (None: not growing).
+
+        Fed only by the worker that owns the gateway's edge-metrics partition, like its
+        heartbeat. The alert stays open while the gateway is silent: nothing says the buffer
+        stopped filling.
+        """
+        gateway = self._gateway(gateway_id, max(self._clock_ms, ts_ms))
+        transition = runway_transition(
+            gateway_id,
+            runway_s,
+            self._runway_warn_s,
+            is_open=gateway.runway_low,
+            ts=max(self._clock_ms, ts_ms),
+        )
+        if transition is None:
+            return []
+        gateway.runway_low = transition.kind == "raised"
+        return [transition]
+
     def observe_status(
         self, device_id: str, gateway_id: str, state: DeviceState, ts_ms: int
     ) -> list[AlertTransition]:
@@ -297,6 +328,11 @@ class AlertEngine:
             for g in self._gateways.values()
             if g.offline
         ]
+        alerts += [
+            OpenAlert(None, g.gateway_id, BUFFER_RUNWAY, "warning")
+            for g in self._gateways.values()
+            if g.runway_low
+        ]
         for device in self._devices.values():
             if device.offline is not None:
                 alerts.append(
@@ -324,8 +360,12 @@ class AlertEngine:
         self._clock_ms = max(self._clock_ms, now_ms)
         for alert in alerts:
             if alert.device_id is None:
-                if alert.rule == GATEWAY_OFFLINE and alert.gateway_id is not None:
-                    self._gateway(alert.gateway_id, self._clock_ms).offline = True
+                if alert.rule in (GATEWAY_OFFLINE, BUFFER_RUNWAY) and alert.gateway_id is not None:
+                    gateway = self._gateway(alert.gateway_id, self._clock_ms)
+                    if alert.rule == GATEWAY_OFFLINE:
+                        gateway.offline = True
+                    else:
+                        gateway.runway_low = True
                 continue
             device = self._device(alert.device_id, self._clock_ms)
             if alert.gateway_id is not None:
@@ -352,6 +392,8 @@ class AlertEngine:
             if gateway is not None and rule == GATEWAY_OFFLINE:
                 gateway.offline = False
                 gateway.heard_ms = max(gateway.heard_ms, self._clock_ms)
+            elif gateway is not None and rule == BUFFER_RUNWAY:
+                gateway.runway_low = False
             return
         device = self._devices.get(device_id)
         if device is None:

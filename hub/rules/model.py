@@ -20,6 +20,7 @@ Direction = Literal["rising", "falling", "both"]
 
 DEVICE_OFFLINE: Final = "device_offline"
 GATEWAY_OFFLINE: Final = "gateway_offline"
+BUFFER_RUNWAY: Final = "gateway_buffer_runway"  # hub.rules.runway
 
 _RANK: Final[dict[Severity | None, int]] = {None: 0, "warning": 1, "critical": 2}
 _METRIC_RE: Final = re.compile(METRIC_NAME_PATTERN)

@@ -161,7 +161,7 @@ class WorkerRuntime:
             ahead_days=settings.partitions_ahead_days,
             retrier=self.retrier,
         )
-        for name in (HUB_DLQ_TOPIC, topics.ALERTS):
+        for name in (settings.dlq_topic, settings.topics.alerts):
             await self._app.topic(name, internal=True).maybe_declare()
         alerts = self._alert_pipeline(db, live)
         restored = await alerts.restore(self.clock_ms())
@@ -196,7 +196,7 @@ class WorkerRuntime:
             alerts=alerts,
             rollups=RollupScheduler(grace_ms=grace_ms),
             rollup_counters=rollup_counters,
-            dead_letters=FaustDeadLetters(self._app),
+            dead_letters=FaustDeadLetters(self._app, settings.dlq_topic),
         )
 
     def _alert_pipeline(self, db: HubDatabase, live: LiveStore) -> AlertPipeline:
@@ -205,12 +205,13 @@ class WorkerRuntime:
             self._rules,
             device_offline_after_s=self._settings.device_offline_after_s,
             gateway_offline_after_s=self._settings.gateway_offline_after_s,
+            buffer_runway_warn_s=self._settings.buffer_runway_warn_s,
         )
         return AlertPipeline(
             engine,
             store=db,
             channel=live,
-            producer=FaustAlertEvents(self._app),
+            producer=FaustAlertEvents(self._app, self._settings.topics.alerts),
             retrier=self.retrier,
         )
 

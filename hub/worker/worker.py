@@ -21,7 +21,7 @@ from hub.ownership import ownership_of
 from hub.settings import HubSettings
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
-from protocol import NormalisedReading, topics
+from protocol import NormalisedReading
 
 # The worker's lines keep the logger name they have always had.
 log = logging.getLogger("hub.app")
@@ -58,10 +58,11 @@ class Worker:
         def topic(name: str) -> faust.TopicT:
             return app.topic(name, key_type=bytes, value_type=bytes, internal=True)
 
-        app.agent(topic(topics.TELEMETRY), name="ingest", concurrency=1)(self.ingest)
+        names = self._settings.topics
+        app.agent(topic(names.telemetry), name="ingest", concurrency=1)(self.ingest)
         for name, source, handle in (
-            ("device_status", topics.DEVICE_STATUS, self.statuses),
-            ("edge_metrics", topics.EDGE_METRICS, self.heartbeats),
+            ("device_status", names.device_status, self.statuses),
+            ("edge_metrics", names.edge_metrics, self.heartbeats),
         ):
             app.agent(topic(source), name=name, concurrency=1)(self._batch_agent(name, handle))
         for interval_s, name, body in (
@@ -247,14 +248,15 @@ class Worker:
 
     def on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: list[Any] = list(args[0]) if args else []
+        names = self._settings.topics
         mine = sorted(
-            f"{tp.topic}[{tp.partition}]" for tp in assigned if tp.topic == topics.TELEMETRY
+            f"{tp.topic}[{tp.partition}]" for tp in assigned if tp.topic == names.telemetry
         )
         log.info("partitions_assigned", extra={"partitions": ",".join(mine) or "-"})
-        keyed_by = (topics.TELEMETRY, topics.EDGE_METRICS)
+        keyed_by = (names.telemetry, names.edge_metrics)
         counts = {topic: self._app.consumer.topic_partitions(topic) for topic in keyed_by}
         self._runtime.hand_over_ownership(
-            ownership_of(((tp.topic, tp.partition) for tp in assigned), counts)
+            ownership_of(((tp.topic, tp.partition) for tp in assigned), counts, names)
         )
 
     async def on_before_shutdown(

@@ -27,6 +27,7 @@ from hub.storage.redis_keys import ALERTS_CHANNEL, DEVICE_STATE_KEY, GATEWAYS_KE
 from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, encode, topics
 from tests.support.hub import HubWorkerProcess, position_group_at_end
 from tests.support.kafka import KafkaTail, Record, ensure_topics
+from tests.support.readings import make_edge_metrics
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -292,6 +293,50 @@ async def test_silence_and_offline_status_and_gateway_health(
     assert await worker.stop() == 0
     assert not worker.errors()
     await redis.hdel(DEVICE_STATE_KEY, reported)
+    await redis.hdel(GATEWAYS_KEY, gateway)
+
+
+async def test_a_low_buffer_runway_raises_a_gateway_warning_and_recovery_clears_it(
+    worker: HubWorkerProcess, kafka: str, db: asyncpg.Connection, redis: Redis
+) -> None:
+    gateway = f"gw-{uuid.uuid4().hex[:8]}"
+    worker.start(HUB_BUFFER_RUNWAY_WARN_S="600")
+    await worker_ready(worker)
+
+    async def report(runway_s: float | None) -> None:
+        metrics = make_edge_metrics(gateway, now_ms()).model_copy(
+            update={"buffer_runway_s": runway_s, "kafka_connected": runway_s is None}
+        )
+        await send(kafka, topics.EDGE_METRICS, [(gateway, encode(metrics))])
+
+    async def runway_alert() -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await db.fetchrow(
+            "SELECT * FROM alerts WHERE gateway_id = $1 AND rule = 'gateway_buffer_runway'",
+            gateway,
+        )
+        return row
+
+    await report(None)
+    await report(900.0)  # above the threshold: nothing
+    await report(240.0)
+    raised = await async_wait_until(runway_alert, 60, "the runway warning in PostgreSQL")
+    assert raised["device_id"] is None  # a gateway's alert: keyed on no device
+    assert (raised["state"], raised["severity"], raised["value"]) == ("active", "warning", 240.0)
+    health = json.loads(await redis.hget(GATEWAYS_KEY, gateway) or "{}")
+    assert health["buffer_runway_s"] == 240.0
+
+    await report(None)  # Kafka back: the buffer drains
+
+    async def cleared() -> asyncpg.Record | None:
+        row = await runway_alert()
+        return row if row is not None and row["state"] == "cleared" else None
+
+    row = await async_wait_until(cleared, 60, "the runway warning cleared")
+    assert row["id"] == raised["id"]
+    assert row["cleared_by"] is None
+    assert await db.fetchval("SELECT count(*) FROM alerts WHERE gateway_id = $1", gateway) == 1
+    assert await worker.stop() == 0
+    assert not worker.errors()
     await redis.hdel(GATEWAYS_KEY, gateway)
 
 

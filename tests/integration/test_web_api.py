@@ -477,6 +477,7 @@ async def test_gateways_as_the_status_agent_stores_them(
                 "buffer_bytes": 2048,
                 "buffer_max_bytes": 1 << 20,
                 "buffer_oldest_age_s": 1.5,
+                "buffer_runway_s": None,
                 "forwarded_rate": 9.5,
                 "received_rate": 10.0,
                 "dropped_total": 0,

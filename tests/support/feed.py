@@ -98,6 +98,7 @@ class HubFeed:
         forwarded_rate: float = 5.0,
         kafka_connected: bool = True,
         received_ts: int | None = None,
+        buffer_runway_s: float | None = None,
     ) -> None:
         metrics = EdgeMetrics(
             gateway_id=gateway_id,
@@ -108,6 +109,7 @@ class HubFeed:
             buffer_bytes=buffer_bytes,
             buffer_max_bytes=1 << 30,
             buffer_oldest_age_s=12.0 if buffer_depth else None,
+            buffer_runway_s=buffer_runway_s,
             received_total=100_000,
             forwarded_total=100_000 - buffer_depth,
             dropped_total=0,

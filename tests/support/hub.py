@@ -35,9 +35,14 @@ DB_BUG = "db_bug"  # while this key exists the stand-in database raises a non-tr
 # Where a worker without a database of its own points: nothing listens on port 1.
 NO_DATABASE_URL = "postgresql://iot:not-printed@127.0.0.1:1/iot"
 
+
 # What `iot-hub worker` consumes (hub/app.py). A new group reads each from the beginning (Faust
 # resets to earliest), so a test positions all of them before its worker starts.
-HUB_INPUT_TOPICS = (topics.TELEMETRY, topics.DEVICE_STATUS, topics.EDGE_METRICS)
+def hub_input_topics(names: topics.KafkaTopics = topics.UNPREFIXED) -> tuple[str, ...]:
+    return (names.telemetry, names.device_status, names.edge_metrics)
+
+
+HUB_INPUT_TOPICS = hub_input_topics()
 
 _ASSIGNED = re.compile(r"event=partitions_assigned .*?partitions=(\S+)")
 
@@ -245,12 +250,18 @@ async def end_offsets(bootstrap: str, topic: str = topics.TELEMETRY) -> Offsets:
         await consumer.stop()
 
 
-async def position_group(bootstrap: str, group: str, telemetry: Offsets) -> None:
+async def position_group(
+    bootstrap: str,
+    group: str,
+    telemetry: Offsets,
+    names: topics.KafkaTopics = topics.UNPREFIXED,
+) -> None:
     """Commit offsets for a consumer group that has not started yet: `telemetry` for
-    `iot.telemetry`, the end for the worker's other input topics. Its worker starts there."""
+    `iot.telemetry`, the end for the worker's other input topics (all under `names`' prefix).
+    Its worker starts there."""
     offsets = dict(telemetry)
-    for topic in HUB_INPUT_TOPICS:
-        if topic != topics.TELEMETRY:
+    for topic in hub_input_topics(names):
+        if topic != names.telemetry:
             offsets.update(await end_offsets(bootstrap, topic))
     await _commit(bootstrap, group, offsets)
 
@@ -267,11 +278,18 @@ async def _commit(bootstrap: str, group: str, offsets: Offsets) -> None:
         await consumer.stop()
 
 
-async def position_group_at_end(bootstrap: str, group: str, topic: str | None = None) -> None:
+async def position_group_at_end(
+    bootstrap: str,
+    group: str,
+    topic: str | None = None,
+    *,
+    names: topics.KafkaTopics = topics.UNPREFIXED,
+) -> None:
     """Commit the end offsets for a new group, so its worker skips everything older: of every
-    input topic, or of `topic` only."""
+    input topic (under `names`' prefix), or of `topic` only."""
     if topic is None:
-        await position_group(bootstrap, group, await end_offsets(bootstrap, topics.TELEMETRY))
+        telemetry = await end_offsets(bootstrap, names.telemetry)
+        await position_group(bootstrap, group, telemetry, names)
         return
     await _commit(bootstrap, group, await end_offsets(bootstrap, topic))
 

@@ -239,3 +239,14 @@ def test_long_run_with_compaction_keeps_order_and_totals() -> None:
     assert len(remaining) == stats.depth
     assert remaining == sorted(remaining)
     assert not set(remaining) & set(delivered)
+
+
+def test_byte_flows_count_every_appended_byte_and_every_acked_one() -> None:
+    accounting = BufferAccounting(100)
+    append(accounting, [10, 20, 30], first_id=1)
+    append(accounting, [60, 500], first_id=4)  # drops 1 and 2 to fit; 500 never fits
+    assert ack(accounting, [3, 4, 99]) == 2
+    stats = accounting.stats()
+    assert (stats.appended_bytes_total, stats.acked_bytes_total) == (620, 90)
+    # Flows, not state: two snapshots of the same buffer compare equal whatever they say.
+    assert stats == BufferAccounting(100, appended_total=5, acked_total=2, dropped_total=3).stats()

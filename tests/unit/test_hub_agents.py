@@ -187,7 +187,10 @@ def pipeline(
     store = store or FakeStore()
     channel, producer = FakeChannel(), FakeProducer()
     engine = AlertEngine(
-        load_rules(), device_offline_after_s=offline_after_s, gateway_offline_after_s=30
+        load_rules(),
+        device_offline_after_s=offline_after_s,
+        gateway_offline_after_s=30,
+        buffer_runway_warn_s=3600,
     )
     return (
         AlertPipeline(
@@ -437,6 +440,36 @@ async def test_heartbeats_update_redis_and_end_a_gateway_outage() -> None:
         ("cleared", "gateway_offline"),
     ]
     assert counters.heartbeats_total == 2
+
+
+async def test_a_low_buffer_runway_raises_a_gateway_warning_until_it_recovers() -> None:
+    alerts, store, _, producer = pipeline()
+
+    async def beat(ts: int, runway_s: float | None) -> None:
+        metrics = edge_metrics("gw1", ts).model_copy(update={"buffer_runway_s": runway_s})
+        await handle_edge_metrics(
+            [encode(metrics)],
+            live=FakeLive(),
+            alerts=alerts,
+            dlq=FakeDlq(),
+            counters=StatusCounters(),
+            now_ms=lambda: ts,
+            retrier=Retrier(sleep=no_sleep),
+        )
+
+    await beat(T0, None)
+    await beat(T0 + 10_000, 1800.0)
+    await beat(T0 + 20_000, 1700.0)
+    await beat(T0 + 30_000, None)
+    # Keyed on the gateway: no device, the gateway id as the Kafka key.
+    assert store.applied == [
+        "raised:None:gateway_buffer_runway",
+        "cleared:None:gateway_buffer_runway",
+    ]
+    assert [(key, e["event"], e["gateway_id"], e["severity"]) for key, e in producer.sent] == [
+        (b"gw1", "raised", "gw1", "warning"),
+        (b"gw1", "cleared", "gw1", "warning"),
+    ]
 
 
 # -- maintenance -------------------------------------------------------------------------------

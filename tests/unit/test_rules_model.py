@@ -25,6 +25,7 @@ def test_public_api_is_explicit() -> None:
         "engine",
         "loader",
         "model",
+        "runway",
     }
     assert "AlertEngine" in exported
     assert "load_rules" in exported

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
 from edge_gateway.buffer import BufferStats
+from edge_gateway.runway import RunwayMeter, runway_s
 from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter, prometheus_text
 from edge_gateway.status_view import render_status, summary_line
 from iot_common.backoff import Backoff
 from iot_common.humanize import human_age, human_bytes
+from iot_common.prometheus import parse
 
 
 def make_status(**counter_values: int) -> GatewayStatus:
@@ -103,3 +106,59 @@ def test_human_readable_views() -> None:
     assert "kafka DOWN" in line
     assert (human_bytes(512), human_bytes(3 * 1024**3)) == ("512 B", "3.0 GiB")
     assert (human_age(None), human_age(90), human_age(5400)) == ("-", "90.0 s", "90.0 min")
+
+
+def test_runway_is_free_bytes_over_net_growth() -> None:
+    assert runway_s(1000, 10.0) == pytest.approx(100.0)
+    assert runway_s(-5, 10.0) == 0.0  # over budget by in-flight bytes: full
+    assert runway_s(1000, 0.0) is None
+    assert runway_s(1000, -3.0) is None
+
+
+def test_runway_meter_falls_during_an_outage_and_vanishes_when_forwarding_keeps_up() -> None:
+    meter = RunwayMeter(window_s=30, min_span_s=5)
+    free = 100_000
+    # Kafka away: 1,000 B/s in, nothing out.
+    runways = [meter.runway(float(t), 1000 * t, 0, free - 1000 * t) for t in range(0, 41, 10)]
+    assert runways[0] is None  # one sample: no rate yet
+    finite = [r for r in runways[1:] if r is not None]
+    assert len(finite) == 4
+    assert finite == sorted(finite, reverse=True)
+    assert finite[-1] == pytest.approx((free - 40_000) / 1000)
+    # Kafka back: out faster than in (draining), then in step: no runway.
+    in_total, out_total = 40_000, 0
+    for t in range(50, 131, 10):
+        in_total += 10_000
+        out_total += 20_000 if out_total < in_total - 10_000 else 10_000
+        last = meter.runway(float(t), in_total, out_total, free)
+    assert last is None
+
+
+def test_runway_meter_ignores_batching_noise_and_restarted_totals() -> None:
+    meter = RunwayMeter(window_s=30, min_span_s=5, min_growth_share=0.05)
+    assert meter.runway(0.0, 0, 0, 1000) is None
+    assert meter.runway(0.5, 5_000, 0, 1000) is None  # one batch in half a second: too early
+    # 2% net growth is a balanced pipe with a batch in flight.
+    assert meter.runway(10.0, 10_000, 9_800, 1000) is None
+    # Totals that went down (buffer reopened) restart the window instead of going negative.
+    assert meter.runway(20.0, 100, 0, 1000) is None
+    assert meter.runway(30.0, 1100, 0, 1000) == pytest.approx(10.0)
+
+
+def test_runway_shows_in_status_json_metrics_and_views() -> None:
+    growing = dataclasses.replace(make_status(), buffer_runway_s=5400.04)
+    assert growing.to_json()["buffer"]["runway_s"] == 5400.0
+    assert growing.to_edge_metrics().buffer_runway_s == 5400.0
+    assert parse(prometheus_text(growing))["edge_buffer_runway_seconds"] == 5400.0
+    assert "full in 90.0 min" in render_status(growing.to_json())
+    assert "full in 90.0 min" in summary_line(growing.to_json())
+    full = dataclasses.replace(make_status(), buffer_runway_s=0.0)
+    assert "FULL, dropping oldest" in render_status(full.to_json())
+    steady = make_status()
+    assert steady.to_json()["buffer"]["runway_s"] is None
+    assert steady.to_edge_metrics().buffer_runway_s is None
+    text = prometheus_text(steady)
+    assert "# TYPE edge_buffer_runway_seconds gauge" in text
+    assert "edge_buffer_runway_seconds" not in parse(text)
+    assert "not growing" in render_status(steady.to_json())
+    assert "full in" not in summary_line(steady.to_json())

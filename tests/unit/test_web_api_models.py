@@ -26,6 +26,7 @@ def test_a_gateway_in_the_api_is_its_view_without_the_pipeline_counters() -> Non
         "buffer_bytes": 0,
         "buffer_max_bytes": 100,
         "buffer_oldest_age_s": None,
+        "buffer_runway_s": None,
         "forwarded_rate": 0.0,
         "received_rate": 0.0,
         "dropped_total": 0,

@@ -123,3 +123,14 @@ def test_an_alerts_facts_in_one_line() -> None:
         "raised 1970-01-01 00:00:00 (3 min ago) · updated 1970-01-01 00:01:00 · 3x · "
         "temp_c = 81.25 · cleared 1970-01-01 00:02:00 by ana"
     )
+
+
+def test_a_gateways_runway_in_words() -> None:
+    from hub.web.views.gateways import runway_alarming, runway_text
+
+    assert runway_text(None, online=True) == "runway: buffer not growing"
+    assert runway_text(2520.0, online=True) == "runway: full in 42 min"
+    assert runway_text(0.0, online=True) == "runway: FULL, dropping oldest"
+    assert runway_text(2520.0, online=False) == "runway: full in 42 min (at last heartbeat)"
+    assert runway_alarming(10.0)
+    assert not runway_alarming(None)

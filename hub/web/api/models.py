@@ -78,6 +78,10 @@ class GatewayOut(BaseModel):
     buffer_bytes: int
     buffer_max_bytes: int
     buffer_oldest_age_s: float | None
+    # As of the gateway's last report (`received_ts`); null while its buffer is not growing.
+    buffer_runway_s: float | None = Field(
+        default=None, description="Seconds until the buffer is full at its current net growth."
+    )
     forwarded_rate: float
     received_rate: float
     dropped_total: int

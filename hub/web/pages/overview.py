@@ -31,6 +31,7 @@ from hub.web.model import (
 )
 from hub.web.pages import session
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
+from hub.web.views.gateways import runway_alarming, runway_text
 from hub.web.views.links import device_href
 from hub.web.views.numbers import format_age, format_duration, format_rate, metric_value
 from hub.web.views.overview import (
@@ -234,6 +235,7 @@ class GatewayCard:
             ui.label(f"site {gateway.site}").classes("text-xs opacity-70")
             self.backlog = ui.label().classes("text-sm iot-mono")
             self.bar = ui.linear_progress(value=0, show_value=False, size="6px")
+            self.runway = ui.label().classes("text-sm iot-mono").mark("gateway-runway")
             self.rates = ui.label().classes("text-sm iot-mono")
             self.extra = ui.label().classes("text-xs opacity-70 iot-mono")
         self.apply(gateway, now_ms())
@@ -250,6 +252,9 @@ class GatewayCard:
         fill = g.buffer_bytes / g.buffer_max_bytes if g.buffer_max_bytes > 0 else 0.0
         self.bar.value = round(min(1.0, fill), 4)
         self.bar.props(f"color={'negative' if fill > 0.8 else 'primary'}")
+        self.runway.text = runway_text(g.buffer_runway_s, online=online)
+        alarming = runway_alarming(g.buffer_runway_s)
+        self.runway.classes(replace="text-sm iot-mono" + (" text-warning" if alarming else ""))
         self.rates.text = (
             f"in {format_rate(g.received_rate)}, forwarded {format_rate(g.forwarded_rate)}"
         )

@@ -25,6 +25,7 @@ async def test_overview_shows_devices_gateways_and_alerts(user: User, feed: HubF
         ]
     )
     await feed.heartbeat("gw-north", buffer_depth=1234, buffer_bytes=5 << 20, forwarded_rate=42.0)
+    await feed.heartbeat("gw-south", buffer_runway_s=5400.0, kafka_connected=False)
     await feed.raise_alert("cnc-7", metric="spindle_temp_c", value=91.0, severity="critical")
     await feed.add_user("vera", "viewer")
 
@@ -37,6 +38,8 @@ async def test_overview_shows_devices_gateways_and_alerts(user: User, feed: HubF
     await user.should_see("gw-north")
     await user.should_see("backlog 1,234 (5.0 MiB), oldest 12 s")
     await user.should_see("in 42.00/s, forwarded 42.00/s")
+    await user.should_see("runway: buffer not growing")
+    await user.should_see("runway: full in 1.5 h")
     critical = user.find(marker="count-critical-alerts").elements.pop()
     assert isinstance(critical, ui.label)
     assert critical.text == "1"
