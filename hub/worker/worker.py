@@ -13,10 +13,11 @@ import faust
 
 from hub.agents.aggregate import recompute_isolated
 from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
-from hub.agents.maintenance import maintain_partitions
+from hub.agents.maintenance import maintain_partitions, maintain_rollups
 from hub.agents.poison import describe_error
 from hub.agents.retry import is_record_error, is_transient_db_error
 from hub.agents.status import StatusCounters, handle_edge_metrics, handle_statuses
+from hub.agents.tier_rollups import recompute_coarse_isolated
 from hub.ownership import ownership_of
 from hub.settings import HubSettings
 from hub.worker.probes import register_probes
@@ -201,6 +202,10 @@ class Worker:
             await recompute_isolated(
                 shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
             )
+            # Their hours and days, from the minutes just written.
+            await recompute_coarse_isolated(
+                shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
+            )
         except Exception as exc:
             if not is_transient_db_error(exc):
                 raise
@@ -211,11 +216,15 @@ class Worker:
             )
 
     async def partitions(self, shared: Shared) -> None:
+        now_ms = self._runtime.clock_ms()
         await maintain_partitions(
             shared.db,
-            now_ms=self._runtime.clock_ms(),
+            now_ms=now_ms,
             ahead_days=self._settings.partitions_ahead_days,
             retention_days=self._settings.retention_days,
+        )
+        await maintain_rollups(
+            shared.db, now_ms=now_ms, retention_days=self._settings.rollup_retention
         )
 
     async def log_stats(self) -> None:
