@@ -9,12 +9,15 @@
 CREATE TABLE readings_1h (LIKE readings_1m INCLUDING ALL);
 CREATE TABLE readings_1d (LIKE readings_1m INCLUDING ALL);
 
--- Retention deletes rows whose bucket is older than the tier's HUB_ROLLUP_RETENTION_DAYS: a BRIN
--- index finds them without scanning the table (buckets are written roughly in time order) at
--- almost no cost per insert, where a B-tree on bucket alone would be a second full index.
-CREATE INDEX readings_1m_bucket_brin ON readings_1m USING brin (bucket);
-CREATE INDEX readings_1h_bucket_brin ON readings_1h USING brin (bucket);
-CREATE INDEX readings_1d_bucket_brin ON readings_1d USING brin (bucket);
+-- A tier's rebuild reads the tier below by bucket range, and retention deletes rows whose bucket
+-- is older than the tier's HUB_ROLLUP_RETENTION_DAYS: both need to find a time range without
+-- scanning the table. Buckets are written in time order, so each index grows at its right edge
+-- (one insert per series and bucket, small beside the writes to readings). BRIN was tried and
+-- dropped: its ranges are only as narrow as their summaries, which matched half of the table
+-- for a one-day range in the benchmark (bench/rollup_query.py).
+CREATE INDEX readings_1m_bucket_idx ON readings_1m (bucket);
+CREATE INDEX readings_1h_bucket_idx ON readings_1h (bucket);
+CREATE INDEX readings_1d_bucket_idx ON readings_1d (bucket);
 
 -- The hours and days of the minutes already there, so long charts cover the past at once
 -- (the worker keeps them up to date from here on). Each bucket's avg is weighted by count and

@@ -537,9 +537,10 @@ class Database:
         the UTC day that many days ago; rows deleted per tier."""
         deleted = {}
         for name, days in retention_days.items():
+            table = tiers.tier(name).table
             cutoff = tiers.retention_cutoff_ms(now_ms, days)
             status = await self._pool.execute(
-                f"DELETE FROM {tiers.tier(name).table} WHERE bucket < $1", ms_to_datetime(cutoff)
+                f"DELETE FROM {table} WHERE bucket < $1", ms_to_datetime(cutoff)
             )
             deleted[name] = _status_count(status)
         return deleted

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from hub.web.model import DeviceFilter, DeviceView, LiveReading
+from hub.web.model import DeviceFilter, DeviceView, LiveReading, Series
 from hub.web.views.links import device_href
 from hub.web.views.overview import RowState, by_device, could_match
 from hub.web.views.pacing import RefreshPacing
+from hub.web.views.sources import source_label
 
 
 def view(last_seen: int | None, latest_ts: int | None, **latest: float | bool) -> DeviceView:
@@ -123,3 +124,14 @@ def test_an_alerts_facts_in_one_line() -> None:
         "raised 1970-01-01 00:00:00 (3 min ago) · updated 1970-01-01 00:01:00 · 3x · "
         "temp_c = 81.25 · cleared 1970-01-01 00:02:00 by ana"
     )
+
+
+def _series(source: str) -> Series:
+    return Series("d", "m", source, 0, 1, [], [], False)  # type: ignore[arg-type]
+
+
+def test_the_status_line_names_the_coarsest_source() -> None:
+    assert source_label([]) == "raw readings"
+    assert source_label([_series("raw"), _series("1m")]) == "1-minute rollups"
+    assert source_label([_series("1d"), _series("1h")]) == "daily rollups"
+    assert source_label([_series("1h")]) == "hourly rollups"
