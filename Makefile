@@ -56,6 +56,7 @@ bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 	$(BIN)/python -m bench.edge_pipeline
 	$(BIN)/python -m bench.hub_ingest
 	$(BIN)/python -m bench.web_live
+	$(BIN)/python -m bench.rollup_query
 
 schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
 	$(BIN)/python -m protocol.schema docs
