@@ -81,7 +81,7 @@ async def test_an_hour_that_cannot_be_computed_is_skipped_alone(
 
 
 async def test_a_rebuild_goes_tier_by_tier_reporting_each_chunk() -> None:
-    db, seen = TierDb(), []
+    db, seen = TierDb(), list[Progress]()
     written = await rebuild_tiers(
         db, ["1h", "1d"], T0 + 30 * MINUTE_MS, T0 + DAY_MS + 1, RollupCounters(),
         is_poison=is_record_error, progress=seen.append,
