@@ -45,11 +45,15 @@ async def recompute_coarse_isolated(
     counters: RollupCounters,
     *,
     is_poison: Callable[[Exception], bool],
+    since: Mapping[str, int] | None = None,
 ) -> None:
-    """The hours holding ``minutes``, then the days holding those hours."""
+    """The hours holding ``minutes``, then the days holding those hours; with ``since``
+    (`hub.storage.tiers.recomputable_since`), only the buckets of each tier from there on."""
     buckets: Sequence[BucketKey] = minutes
     for coarse in COARSE_TIERS:
         buckets = coarser_buckets(buckets, coarse)
+        if since is not None:
+            buckets = [b for b in buckets if b[2] >= since[coarse.name]]
         await _recompute_tier(store, coarse, buckets, counters, is_poison=is_poison)
 
 

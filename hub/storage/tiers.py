@@ -24,6 +24,7 @@ __all__ = [
     "format_retention",
     "parse_retention",
     "read_tier",
+    "recomputable_since",
     "retention_cutoff_ms",
     "tier",
 ]
@@ -130,3 +131,13 @@ def retention_cutoff_ms(now_ms: int, days: int) -> int:
     if days < 1:
         raise ValueError(f"retention days must be >= 1, got {days}")
     return bucket_start(now_ms, DAY_MS) - days * DAY_MS
+
+
+def recomputable_since(now_ms: int, retention_days: Mapping[str, int]) -> dict[str, int]:
+    """For each coarse tier, the first bucket start the tier below still holds whole: an older
+    bucket recomputed after its source rows were deleted (a reading replayed from long ago)
+    would be overwritten from the one minute or hour the replay brought back."""
+    return {
+        coarse.name: retention_cutoff_ms(now_ms, retention_days[finer.name])
+        for finer, coarse in itertools.pairwise(TIERS)
+    }

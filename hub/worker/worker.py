@@ -20,6 +20,7 @@ from hub.agents.status import StatusCounters, handle_edge_metrics, handle_status
 from hub.agents.tier_rollups import recompute_coarse_isolated
 from hub.ownership import ownership_of
 from hub.settings import HubSettings
+from hub.storage.tiers import recomputable_since
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
 from protocol import NormalisedReading, topics
@@ -195,16 +196,22 @@ class Worker:
         await shared.alerts.tick(self._runtime.clock_ms())
 
     async def rollups(self, shared: Shared) -> None:
-        buckets = shared.rollups.take(self._runtime.clock_ms())
+        now_ms = self._runtime.clock_ms()
+        buckets = shared.rollups.take(now_ms)
         if not buckets:
             return
         try:
             await recompute_isolated(
                 shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
             )
-            # Their hours and days, from the minutes just written.
+            # Their hours and days, from the minutes just written (but none whose rows below
+            # are past their retention).
             await recompute_coarse_isolated(
-                shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
+                shared.db,
+                buckets,
+                shared.rollup_counters,
+                is_poison=is_record_error,
+                since=recomputable_since(now_ms, self._settings.rollup_retention),
             )
         except Exception as exc:
             if not is_transient_db_error(exc):

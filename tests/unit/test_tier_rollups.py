@@ -15,7 +15,7 @@ from hub.agents.aggregate import RollupCounters
 from hub.agents.maintenance import maintain_rollups
 from hub.agents.retry import is_record_error
 from hub.agents.tier_rollups import Progress, rebuild_tiers, recompute_coarse_isolated
-from hub.storage.tiers import DAY_MS, HOUR_MS
+from hub.storage.tiers import DAY_MS, HOUR_MS, recomputable_since
 from hub.windows import MINUTE_MS
 
 T0 = 1_795_737_600_000  # 2026-11-27T00:00:00Z
@@ -65,6 +65,20 @@ async def test_the_hours_then_the_days_of_the_minutes_recomputed() -> None:
         ("recompute", "1d", ("a", "t", T0), ("b", "t", T0)),
     ]
     assert (counters.written_total, counters.skipped_total) == (5, 0)
+
+
+async def test_no_bucket_is_recomputed_once_the_tier_below_lost_its_rows() -> None:
+    db = TierDb()
+    minutes = [("a", "t", T0 - 100 * DAY_MS), ("a", "t", T0 - 10 * DAY_MS), ("a", "t", T0)]
+    since = recomputable_since(T0 + HOUR_MS, {"1m": 30, "1h": 365, "1d": 3650})
+    assert since == {"1h": T0 - 30 * DAY_MS, "1d": T0 - 365 * DAY_MS}
+    await recompute_coarse_isolated(
+        db, minutes, RollupCounters(), is_poison=is_record_error, since=since
+    )
+    assert db.calls == [
+        ("recompute", "1h", ("a", "t", T0 - 10 * DAY_MS), ("a", "t", T0)),  # not 100 days ago
+        ("recompute", "1d", ("a", "t", T0 - 10 * DAY_MS), ("a", "t", T0)),  # hours unchanged
+    ]  # fmt: skip
 
 
 async def test_an_hour_that_cannot_be_computed_is_skipped_alone(
