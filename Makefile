@@ -60,6 +60,7 @@ bench: $(STAMP) ## benchmarks (print figures, then a summary table; not part of 
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.hub_ingest
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.web_live
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.end_to_end
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.rollup_query
 	$(BIN)/python -m bench.summary $(BENCH_RESULTS)
 
 schema: $(STAMP) ## regenerate the device JSON Schemas in docs/

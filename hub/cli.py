@@ -10,11 +10,15 @@ import getpass
 import logging
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hub.settings import HubSettings
+
+if TYPE_CHECKING:
+    from hub.agents.tier_rollups import Progress
 from iot_common import settings_cli
 from iot_common.logs import RepeatLimitFilter, configure_logging
 
@@ -226,13 +230,52 @@ def _rollup_rebuild(args: argparse.Namespace) -> int:
     settings = load_settings()
     start_command(settings)
     since: datetime = args.since
-    return asyncio.run(_rebuild_rollups(settings, int(since.timestamp() * 1000)))
+    until: datetime | None = args.until
+    if until is not None and until <= since:
+        log.error("rollup_rebuild_refused", extra={"reason": "--until must be after --since"})
+        return 2
+    return asyncio.run(
+        _rebuild_rollups(
+            settings,
+            int(since.timestamp() * 1000),
+            None if until is None else int(until.timestamp() * 1000),
+            args.tier,
+        )
+    )
 
 
-async def _rebuild_rollups(settings: HubSettings, since_ms: int) -> int:
-    from hub.agents.aggregate import RollupCounters, rebuild_isolated
+class _ProgressLog:
+    """Each chunk of a rebuild as a `rollup_rebuild_progress` line: the last of each tier, and
+    the others at most every `every_s` seconds."""
+
+    def __init__(self, every_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last = -every_s
+
+    def __call__(self, p: Progress) -> None:
+        now = self._clock()
+        if p.done < p.chunks and now - self._last < self._every_s:
+            return
+        self._last = now
+        log.info(
+            "rollup_rebuild_progress",
+            extra={
+                "tier": p.tier,
+                "done": f"{p.done}/{p.chunks}",
+                "through": datetime.fromtimestamp(p.end_ms / 1000, UTC).isoformat(),
+                "rows_written": p.rows_written,
+            },
+        )
+
+
+async def _rebuild_rollups(
+    settings: HubSettings, since_ms: int, until_ms: int | None, tier: str
+) -> int:
+    from hub.agents.aggregate import RollupCounters
     from hub.agents.records import wall_clock_ms
     from hub.agents.retry import is_record_error
+    from hub.agents.tier_rollups import rebuild_tiers, tiers_from
     from hub.storage.postgres import Database
 
     try:
@@ -241,20 +284,25 @@ async def _rebuild_rollups(settings: HubSettings, since_ms: int) -> int:
         log.error("rollup_rebuild_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return 1
     counters = RollupCounters()
+    # By default up to the newest ts the worker accepts. A minute that cannot be computed (rows
+    # from before the hub bounded values) is skipped and logged, the others are rebuilt.
+    until = wall_clock_ms() + settings.max_ts_future_s * 1000 if until_ms is None else until_ms
     try:
-        # Up to the newest ts the worker accepts; a minute that cannot be computed (rows from
-        # before the hub bounded values) is skipped and logged, the others are rebuilt.
-        until_ms = wall_clock_ms() + settings.max_ts_future_s * 1000
-        written = await rebuild_isolated(
-            db, since_ms, until_ms, counters, is_poison=is_record_error
-        )
+        written = await rebuild_tiers(
+            db, tiers_from(tier), since_ms, until, counters, is_poison=is_record_error,
+            progress=_ProgressLog(),
+        )  # fmt: skip
+    except _database_errors() as exc:
+        log.error("rollup_rebuild_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 1
     finally:
         await db.close()
     log.info(
         "rollup_rebuild_done",
         extra={
             "since_ms": since_ms,
-            "rows_written": written,
+            "rows_written": sum(written.values()),
+            **{f"rows_{name}": rows for name, rows in written.items()},
             "buckets_skipped": counters.skipped_total,
         },
     )
@@ -264,21 +312,39 @@ async def _rebuild_rollups(settings: HubSettings, since_ms: int) -> int:
 def _add_rollup_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "rollup",
-        help="maintain the 1-minute rollups (readings_1m)",
-        description="Maintain the 1-minute rollups computed from the readings table.",
+        aliases=["rollups"],
+        help="maintain the rollups (readings_1m, readings_1h, readings_1d)",
+        description="Maintain the rollups: 1-minute (readings_1m, from the readings table), "
+        "hourly (readings_1h, from readings_1m) and daily (readings_1d, from readings_1h).",
     )
     rollup_sub = p.add_subparsers(dest="rollup_command", required=True, metavar="COMMAND")
     rebuild = rollup_sub.add_parser(
         "rebuild",
-        help="recompute the rollups from the readings since a point in time",
-        description="Recompute readings_1m for every minute from --since until now, from the "
-        "readings table (idempotent; use after a restore or a changed rollup definition).",
+        help="recompute rollups from the tier below, over a time range",
+        description="Recompute the rollups of --tier and every coarser tier (they are made "
+        "from it) for each whole bucket from --since to --until, each from the tier below: "
+        "minutes from readings, hours from minutes, days from hours. Idempotent; use after a "
+        "restore or a changed rollup definition. Progress is logged per chunk "
+        "(event=rollup_rebuild_progress); a bucket that cannot be computed is skipped and "
+        "logged (event=rollup_skipped).",
     )
     rebuild.add_argument(
         "--since",
         required=True,
         type=_parse_since,
         help="ISO 8601 date or time; without a zone it is UTC",
+    )
+    rebuild.add_argument(
+        "--until",
+        type=_parse_since,
+        default=None,
+        help="ISO 8601 date or time, exclusive (default: now, plus HUB_MAX_TS_FUTURE_S)",
+    )
+    rebuild.add_argument(
+        "--tier",
+        choices=["all", "1m", "1h", "1d"],
+        default="all",
+        help="the finest tier to rebuild; the coarser ones follow (default: all, from readings)",
     )
     rebuild.set_defaults(func=_rollup_rebuild)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.storage.tiers import DEFAULT_RETENTION, format_retention, parse_retention
 from iot_common.kafka_security import KafkaSecurityFields
 from iot_common.settings_cli import describe_settings
 from protocol.topics import TOPIC_PREFIX_PATTERN, KafkaTopics, topic_name
@@ -46,6 +47,9 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     retention_days: int = Field(default=30, ge=1)
     partitions_ahead_days: int = Field(default=3, ge=1)
     rollup_grace_s: float = Field(default=120.0, ge=0)
+    # Days each rollup tier is kept, `1m=90,1h=730,1d=3650` (hub.storage.tiers.parse_retention:
+    # any subset; a coarser tier at least as long as a finer one). Shown normalised.
+    rollup_retention_days: str = format_retention(DEFAULT_RETENTION)
 
     rules_file: Path | None = None
     device_offline_after_s: float = Field(default=60.0, gt=0)
@@ -76,6 +80,16 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     @property
     def dlq_topic(self) -> str:
         return topic_name(HUB_DLQ_TOPIC, self.kafka_topic_prefix)
+
+    @field_validator("rollup_retention_days")
+    @classmethod
+    def _normalise_rollup_retention(cls, value: str) -> str:
+        return format_retention(parse_retention(value))
+
+    @property
+    def rollup_retention(self) -> dict[str, int]:
+        """`rollup_retention_days` as days per tier."""
+        return {str(k): v for k, v in parse_retention(self.rollup_retention_days).items()}
 
     def describe(self) -> list[tuple[str, str]]:
         """Effective settings as (ENV_NAME, value) pairs with secrets masked."""

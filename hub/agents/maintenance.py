@@ -1,16 +1,17 @@
-"""Schema and partition upkeep: once at worker start-up, then on an hourly timer.
+"""Schema, partition and rollup upkeep: once at worker start-up, then on an hourly timer.
 
 At start-up, before any agent consumes, the worker applies pending migrations (safe from several
 workers at once) and makes sure the day partitions around today exist; a database that is away
 is waited for, as ingest waits. The hourly pass creates the partitions ahead and drops those past
-the retention; it is housekeeping, so a failure is logged and retried on the next pass, never
-fatal (a batch for a missing day creates its partition on demand anyway).
+the retention, then deletes each rollup tier's rows past its own retention
+(`HUB_ROLLUP_RETENTION_DAYS`); it is housekeeping, so a failure is logged and retried on the next
+pass, never fatal (a batch for a missing day creates its partition on demand anyway).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import asyncpg
@@ -79,4 +80,35 @@ async def maintain_partitions(
             "partition_maintenance_done",
             extra={"created": ",".join(created) or "-", "dropped": ",".join(dropped) or "-"},
         )
+    return True
+
+
+class RollupRetentionStore(Protocol):
+    async def drop_expired_rollups(
+        self, now_ms: int, retention_days: Mapping[str, int]
+    ) -> dict[str, int]: ...
+
+
+async def maintain_rollups(
+    db: RollupRetentionStore,
+    *,
+    now_ms: int,
+    retention_days: Mapping[str, int],
+    is_transient: Callable[[BaseException], bool] = is_transient_db_error,
+) -> bool:
+    """Delete each tier's rows past its retention; True when it completed. Errors are logged as
+    for the partitions: the next pass tries again."""
+    try:
+        deleted = await db.drop_expired_rollups(now_ms, retention_days)
+    except asyncpg.PostgresError as exc:
+        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        log.log(level, "rollup_retention_failed", extra={"error": describe_error(exc)})
+        return False
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("rollup_retention_failed", extra={"error": describe_error(exc)})
+        return False
+    if any(deleted.values()):
+        log.info("rollup_retention_done", extra={f"deleted_{k}": v for k, v in deleted.items()})
     return True

@@ -1,7 +1,9 @@
-"""The one-minute rollups in memory, computed from readings as `hub.storage.postgres` computes
-`readings_1m`: per (device, metric, UTC minute) the count, min, max, avg, the last value (at the
-newest ts) and its ts. A bucket is rewritten only when one of them changes, and a bucket
-without readings keeps whatever rollup it had (as the SQL upserts only aggregated rows)."""
+"""The rollups in memory, computed as `hub.storage.postgres` computes them: `readings_1m` from the
+readings, per (device, metric, UTC minute) the count, min, max, avg, the last value (at the
+newest ts) and its ts; `readings_1h` and `readings_1d` from the tier below (`MemoryTier`: counts
+summed, avg weighted by count, last at the newest last_ts). A bucket is rewritten only when one
+of them changes, and a bucket without rows below keeps whatever rollup it had (as the SQL
+upserts only aggregated rows); retention deletes whole buckets."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from hub.storage.model import rollup_bucket_ms
+from hub.storage.tiers import Tier
 from hub.windows import MINUTE_MS, BucketKey
 
-__all__ = ["MemoryRollups", "Rollup", "Series", "aggregate"]
+__all__ = ["MemoryRollups", "MemoryTier", "Rollup", "Series", "TierRows", "aggregate", "combine"]
 
 Series = Mapping[int, float]  # one (device, metric): value by ts (epoch ms), ts unique
 
@@ -45,12 +48,69 @@ def aggregate(points: Iterable[tuple[int, float]]) -> Rollup | None:
     )
 
 
-class MemoryRollups:
+def combine(rows: Iterable[Rollup]) -> Rollup | None:
+    """The rollup of a coarser bucket from its finer ones; None when there are none."""
+    items = list(rows)
+    if not items:
+        return None
+    count = sum(r.count for r in items)
+    newest = max(items, key=lambda r: r.last_ts)
+    return Rollup(
+        count=count,
+        min=min(r.min for r in items),
+        max=max(r.max for r in items),
+        avg=sum(r.avg * r.count for r in items) / count,
+        last=newest.last,
+        last_ts=newest.last_ts,
+    )
+
+
+class TierRows:
+    """One tier's rows by series and bucket start."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], dict[int, Rollup]] = {}
+
+    def _store(self, key: tuple[str, str], bucket: int, rollup: Rollup | None) -> int:
+        if rollup is None:
+            return 0
+        rows = self._rows.setdefault(key, {})
+        if rows.get(bucket) == rollup:
+            return 0
+        rows[bucket] = rollup
+        return 1
+
+    def of(self, device_id: str, metric: str) -> Mapping[int, Rollup]:
+        """One series' rollups by bucket start."""
+        return self._rows.get((device_id, metric), {})
+
+    def series(self) -> list[tuple[str, str]]:
+        return list(self._rows)
+
+    def all(self) -> dict[BucketKey, Rollup]:
+        return {
+            (device_id, metric, bucket): rollup
+            for (device_id, metric), rows in self._rows.items()
+            for bucket, rollup in rows.items()
+        }
+
+    def drop_before(self, cutoff: int) -> int:
+        """Delete the buckets starting before ``cutoff``; how many."""
+        dropped = 0
+        for rows in self._rows.values():
+            old = [bucket for bucket in rows if bucket < cutoff]
+            for bucket in old:
+                del rows[bucket]
+            dropped += len(old)
+        return dropped
+
+
+class MemoryRollups(TierRows):
     """The rollups of the series in ``readings`` (shared, read at each call, never written)."""
 
     def __init__(self, readings: Mapping[tuple[str, str], Series]) -> None:
+        super().__init__()
         self._readings = readings
-        self._rows: dict[tuple[str, str], dict[int, Rollup]] = {}
 
     def recompute(self, buckets: Iterable[BucketKey]) -> int:
         """The given buckets (distinct, by bucket start) from their readings; rows written."""
@@ -74,22 +134,31 @@ class MemoryRollups:
                 written += self._store(key, bucket, aggregate(points))
         return written
 
-    def _store(self, key: tuple[str, str], bucket: int, rollup: Rollup | None) -> int:
-        if rollup is None:
-            return 0
-        rows = self._rows.setdefault(key, {})
-        if rows.get(bucket) == rollup:
-            return 0
-        rows[bucket] = rollup
-        return 1
 
-    def of(self, device_id: str, metric: str) -> Mapping[int, Rollup]:
-        """One series' rollups by bucket start."""
-        return self._rows.get((device_id, metric), {})
+class MemoryTier(TierRows):
+    """The hourly or daily tier, recomputed from ``source`` (the tier below)."""
 
-    def all(self) -> dict[BucketKey, Rollup]:
-        return {
-            (device_id, metric, bucket): rollup
-            for (device_id, metric), rows in self._rows.items()
-            for bucket, rollup in rows.items()
+    def __init__(self, tier: Tier, source: TierRows) -> None:
+        super().__init__()
+        self.tier = tier
+        self._source = source
+
+    def recompute(self, buckets: Iterable[BucketKey]) -> int:
+        """The given buckets (distinct, by bucket start) from the tier below; rows written."""
+        written = 0
+        for device_id, metric, bucket in buckets:
+            end = bucket + self.tier.width_ms
+            rows = self._source.of(device_id, metric)
+            found = combine(r for b, r in rows.items() if bucket <= b < end)
+            written += self._store((device_id, metric), bucket, found)
+        return written
+
+    def rebuild(self, start: int, end: int) -> int:
+        """Every bucket with rows below in ``[start, end)`` (whole buckets); rows written."""
+        wanted = {
+            (device_id, metric, self.tier.bucket(b))
+            for device_id, metric in self._source.series()
+            for b in self._source.of(device_id, metric)
+            if start <= b < end
         }
+        return self.recompute(sorted(wanted))

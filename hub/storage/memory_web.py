@@ -49,6 +49,7 @@ from hub.storage.credentials import (
 )
 from hub.storage.live import merge_latest
 from hub.storage.live_messages import LiveReading, encode_readings_message
+from hub.storage.memory_rollups import TierRows
 from hub.storage.memory_worker import DeviceRecord, MemoryDatabase
 from hub.storage.model import AlertRow, AlertTransitionLike, WriteResult
 from hub.storage.read_model import MAX_MARKERS, gateway_views
@@ -60,6 +61,7 @@ from hub.storage.redis_values import (
     encode_gateway_health,
 )
 from hub.storage.series import RollupRow, read_series
+from hub.storage.tiers import Tier
 from hub.storage.web_model import (
     AlertFilter,
     DeviceFilter,
@@ -109,6 +111,9 @@ class MemoryHub:
 
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int:
         return await self.database.rebuild_rollups(since_ms, until_ms)
+
+    async def rebuild_tier(self, name: str, since_ms: int, until_ms: int) -> int:
+        return await self.database.rebuild_tier(name, since_ms, until_ms)
 
     async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None:
         return await self.database.apply_alert(t)
@@ -206,21 +211,22 @@ class MemoryHub:
         self, device_id: str, metric: str, start: int, end: int, max_points: int
     ) -> Series:
         readings = self.database.readings.get((device_id, metric), {})
-        rollups = self.database.rollups.of(device_id, metric)
+        tiers: dict[str, TierRows] = {"1m": self.database.rollups, **self.database.tiers}
 
         async def raw(lo: int, hi: int, limit: int) -> tuple[list[int], list[float]]:
             points = sorted((ts, v) for ts, v in readings.items() if lo <= ts < hi)[:limit]
             return [ts for ts, _ in points], [v for _, v in points]
 
-        async def minutes(lo: int, hi: int) -> Sequence[RollupRow]:
+        async def buckets(tier: Tier, lo: int, hi: int) -> Sequence[RollupRow]:
+            rows = tiers[tier.name].of(device_id, metric)
             return [
                 {"ts": bucket, "min": r.min, "max": r.max}
-                for bucket, r in sorted(rollups.items())
+                for bucket, r in sorted(rows.items())
                 if lo <= bucket < hi
             ]
 
         return await read_series(
-            device_id, metric, start, end, max_points, raw=raw, rollups=minutes
+            device_id, metric, start, end, max_points, raw=raw, rollups=buckets
         )
 
     async def alerts(self, f: AlertFilter) -> Page[AlertRow]:

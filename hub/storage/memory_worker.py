@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from hub.storage.memory_rollups import MemoryRollups
+from hub.storage.memory_rollups import MemoryRollups, MemoryTier
 from hub.storage.migrations import load_migrations
 from hub.storage.model import (
     ALERT_STATES,
@@ -34,6 +34,7 @@ from hub.storage.model import (
     summarise_devices,
 )
 from hub.storage.partitions import DAY_MS, DayPartition, days_around, expired
+from hub.storage.tiers import coarser_buckets, retention_cutoff_ms, tier
 from hub.windows import BucketKey, bucket_ceil
 from protocol import NormalisedReading
 
@@ -80,6 +81,8 @@ class MemoryDatabase:
         self.devices: dict[str, DeviceRecord] = {}
         self.readings: dict[tuple[str, str], dict[int, float]] = {}
         self.rollups = MemoryRollups(self.readings)
+        hourly = MemoryTier(tier("1h"), self.rollups)
+        self.tiers: dict[str, MemoryTier] = {"1h": hourly, "1d": MemoryTier(tier("1d"), hourly)}
         self.alerts: dict[int, AlertRow] = {}
         self._alert_ids = itertools.count(1)
         self.partitions: set[DayPartition] = set()
@@ -206,6 +209,31 @@ class MemoryDatabase:
         else:
             end = bucket_ceil(until_ms)
         return self.rollups.rebuild(rollup_bucket_ms(since_ms), end)
+
+    async def recompute_tier(self, name: str, buckets: Iterable[BucketKey]) -> int:
+        coarse = self._coarse(name)
+        return coarse.recompute(coarser_buckets(buckets, coarse.tier))
+
+    async def rebuild_tier(self, name: str, since_ms: int, until_ms: int) -> int:
+        coarse = self._coarse(name)
+        width = coarse.tier.width_ms
+        return coarse.rebuild(coarse.tier.bucket(since_ms), bucket_ceil(until_ms, width))
+
+    def _coarse(self, name: str) -> MemoryTier:
+        tier(name)  # an unknown name: the same error as PostgreSQL's adapter
+        found = self.tiers.get(name)
+        if found is None:
+            raise ValueError(f"tier {name} is recomputed from readings: use the 1-minute methods")
+        return found
+
+    async def drop_expired_rollups(
+        self, now_ms: int, retention_days: Mapping[str, int]
+    ) -> dict[str, int]:
+        deleted = {}
+        for name, days in retention_days.items():
+            rows = self.rollups if tier(name).name == "1m" else self.tiers[name]
+            deleted[name] = rows.drop_before(retention_cutoff_ms(now_ms, days))
+        return deleted
 
     async def buckets_between(self, since_ms: int, until_ms: int) -> list[BucketKey]:
         return sorted(

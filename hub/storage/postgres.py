@@ -14,13 +14,13 @@ Anything else (a constraint violation, bad SQL, a value out of range) will fail 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
 
-from hub.storage import migrations, partitions
+from hub.storage import migrations, partitions, tiers
 from hub.storage.model import (
     ALERT_STATES,
     DEVICE_STATES,
@@ -197,6 +197,40 @@ ORDER BY 1, 2, 3
 {_ROLLUP_UPSERT}
 """
 
+# The hourly and daily tiers (hub.storage.tiers), each bucket from its rows of the tier below:
+# count summed, avg weighted by count, last at the newest last_ts. {table} and {source} are
+# only ever the fixed names of `TIERS`, never input.
+_TIER_AGGREGATES = """
+sum(s.count)::integer AS count, min(s.min) AS min, max(s.max) AS max,
+sum(s.avg * s.count) / sum(s.count) AS avg,
+(array_agg(s.last ORDER BY s.last_ts DESC))[1] AS last, max(s.last_ts) AS last_ts
+"""
+_RECOMPUTE_TIER = f"""
+INSERT INTO {{table}} AS r1 ({_ROLLUP_COLUMNS})
+SELECT w.device_id, w.metric, w.bucket, a.count, a.min, a.max, a.avg, a.last, a.last_ts
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS w(device_id, metric, bucket)
+CROSS JOIN LATERAL (
+    SELECT {_TIER_AGGREGATES}
+    FROM {{source}} s
+    WHERE s.device_id = w.device_id AND s.metric = w.metric
+      AND s.bucket >= w.bucket AND s.bucket < w.bucket + $4::interval
+) a
+WHERE a.count > 0
+ORDER BY 1, 2, 3
+{_ROLLUP_UPSERT}
+"""
+_REBUILD_TIER = f"""
+INSERT INTO {{table}} AS r1 ({_ROLLUP_COLUMNS})
+SELECT s.device_id, s.metric,
+       date_bin($3::interval, s.bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
+       {_TIER_AGGREGATES}
+FROM {{source}} s
+WHERE s.bucket >= $1 AND s.bucket < $2
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
+{_ROLLUP_UPSERT}
+"""
+
 # The conflict target is the partial unique index alerts_one_active_idx (db/0001_init.sql).
 # A repeat counts only when newer than anything applied: a replayed transition (same ts) or a
 # late one changes nothing, so at-least-once delivery of transitions does not inflate the count.
@@ -250,6 +284,13 @@ def _direct_records(
             ts = stamps[ts_ms] = ms_to_datetime(ts_ms)
         out.append((device_id, metric, ts, value, seq))
     return out
+
+
+def _coarse(name: str) -> tiers.Tier:
+    t = tiers.tier(name)
+    if t not in tiers.COARSE_TIERS:
+        raise ValueError(f"tier {name} is recomputed from readings: use the 1-minute methods")
+    return t
 
 
 def _status_count(status: str) -> int:
@@ -455,6 +496,54 @@ class Database:
             ms_to_datetime(until_ms),
         )
         return [(r["device_id"], r["metric"], datetime_to_ms(r["bucket"])) for r in records]
+
+    async def recompute_tier(self, name: str, buckets: Iterable[tuple[str, str, int]]) -> int:
+        """Recompute the given (device_id, metric, any ms in the bucket) buckets of the hourly
+        or daily tier from the tier below; returns the rows written (unchanged ones are left
+        alone and not counted)."""
+        t = _coarse(name)
+        wanted = tiers.coarser_buckets(buckets, t)
+        if not wanted:
+            return 0
+        status = await self._pool.execute(
+            _RECOMPUTE_TIER.format(table=t.table, source=t.source),
+            [d for d, _, _ in wanted],
+            [m for _, m, _ in wanted],
+            [ms_to_datetime(ms) for _, _, ms in wanted],
+            timedelta(milliseconds=t.width_ms),
+        )
+        return _status_count(status)
+
+    async def rebuild_tier(self, name: str, since_ms: int, until_ms: int) -> int:
+        """Recompute every bucket of the hourly or daily tier in ``[since_ms, until_ms)``,
+        widened to whole buckets, from the tier below, in one statement. Returns the rows
+        written."""
+        t = _coarse(name)
+        start, end = t.bucket(since_ms), bucket_ceil(until_ms, t.width_ms)
+        if start >= end:
+            return 0
+        status = await self._pool.execute(
+            _REBUILD_TIER.format(table=t.table, source=t.source),
+            ms_to_datetime(start),
+            ms_to_datetime(end),
+            timedelta(milliseconds=t.width_ms),
+        )
+        return _status_count(status)
+
+    async def drop_expired_rollups(
+        self, now_ms: int, retention_days: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Delete the rows of each tier named in ``retention_days`` whose bucket starts before
+        the UTC day that many days ago; rows deleted per tier."""
+        deleted = {}
+        for name, days in retention_days.items():
+            table = tiers.tier(name).table
+            cutoff = tiers.retention_cutoff_ms(now_ms, days)
+            status = await self._pool.execute(
+                f"DELETE FROM {table} WHERE bucket < $1", ms_to_datetime(cutoff)
+            )
+            deleted[name] = _status_count(status)
+        return deleted
 
     # --- alerts ---------------------------------------------------------------------------
 

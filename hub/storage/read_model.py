@@ -7,7 +7,8 @@ raise: the dashboard stays useful with PostgreSQL alone. A list reads Redis in o
 round trip for the whole page, never one per device.
 
 Series: a range scan of `readings`' primary key within the day partitions the range touches, or
-of `readings_1m`, as `hub.storage.series` decides.
+of one rollup tier's (`readings_1m`, `readings_1h`, `readings_1d`), as `hub.storage.series`
+decides.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from hub.storage.postgres import alert_row
 from hub.storage.redis_keys import ALERTS_CHANNEL, GATEWAYS_KEY, latest_key, text
 from hub.storage.redis_values import LatestValues, decode_gateway_health, decode_latest
 from hub.storage.series import RollupRow, read_series
+from hub.storage.tiers import TIERS, Tier
 from hub.storage.web_model import (
     AlertFilter,
     AlertRow,
@@ -84,12 +86,16 @@ WHERE device_id = $1 AND metric = $2 AND ts >= $3 AND ts < $4
 ORDER BY ts
 LIMIT $5
 """
-_ROLLUPS = f"""
+# One query per tier, over its fixed table name (hub.storage.tiers.TIERS).
+_ROLLUPS: Final = {
+    t.name: f"""
 SELECT {_EPOCH_MS.format(col="bucket")} AS ts, min, max
-FROM readings_1m
+FROM {t.table}
 WHERE device_id = $1 AND metric = $2 AND bucket >= $3 AND bucket < $4
 ORDER BY bucket
 """
+    for t in TIERS
+}
 
 # A filter adds only the conditions it sets, so that the planner sees plain predicates and
 # can pick the matching index (a generic "$1 IS NULL OR col = $1" defeats that).
@@ -317,9 +323,9 @@ class PostgresReadModel:
                 )
                 return [r["ts"] for r in rows], [r["value"] for r in rows]
 
-            async def rollups(lo: int, hi: int) -> Sequence[RollupRow]:
+            async def rollups(tier: Tier, lo: int, hi: int) -> Sequence[RollupRow]:
                 rows: list[RollupRow] = await conn.fetch(
-                    _ROLLUPS, device_id, metric, ms_to_datetime(lo), ms_to_datetime(hi)
+                    _ROLLUPS[tier.name], device_id, metric, ms_to_datetime(lo), ms_to_datetime(hi)
                 )
                 return rows
 

@@ -106,11 +106,15 @@ class GatewayView(GatewayHealth):
         return cls(**health.model_dump(), state=state)
 
 
+# Where a series came from: `readings`, or a rollup tier (readings_1m, readings_1h, readings_1d).
+SeriesSource = Literal["raw", "1m", "1h", "1d"]
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     device_id: str
     metric: str
-    source: Literal["raw", "1m"]  # readings or readings_1m
+    source: SeriesSource
     start: int
     end: int
     ts: list[int]

@@ -13,19 +13,14 @@ from typing import Protocol
 
 import faust
 
-from hub.agents.aggregate import (
-    RollupCounters,
-    RollupScheduler,
-    RollupStore,
-    rebuild_isolated,
-    startup_rebuild_since_ms,
-)
+from hub.agents.aggregate import RollupCounters, RollupScheduler, startup_rebuild_since_ms
 from hub.agents.alerts import AlertPipeline, AlertStore
 from hub.agents.ingest import ReadingWriter
 from hub.agents.maintenance import SchemaStore, prepare_schema
 from hub.agents.records import TsBound, wall_clock_ms
 from hub.agents.retry import Retrier, is_record_error
 from hub.agents.status import DeviceStateWriter
+from hub.agents.tier_rollups import TierStore, rebuild_tiers, tiers_from
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
@@ -35,7 +30,7 @@ from protocol import topics
 log = logging.getLogger("hub.app")
 
 
-class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, RollupStore, SchemaStore, Protocol):
+class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, TierStore, SchemaStore, Protocol):
     """Everything the worker needs from PostgreSQL (`hub.storage.postgres.Database`)."""
 
     async def ping(self) -> None: ...
@@ -166,21 +161,9 @@ class WorkerRuntime:
         alerts = self._alert_pipeline(db, live)
         restored = await alerts.restore(self.clock_ms())
         grace_ms = round(settings.rollup_grace_s * 1000)
-        now = self.clock_ms()
-        since = startup_rebuild_since_ms(now, grace_ms)
-        # Up to the newest ts ingest accepts; a minute that cannot be computed is skipped, so a
-        # poisoned minute cannot turn every restart into another crash.
+        since = startup_rebuild_since_ms(self.clock_ms(), grace_ms)
         rollup_counters = RollupCounters()
-        rebuilt = await self.retrier.db(
-            lambda: rebuild_isolated(
-                db,
-                since,
-                now + self.bound.max_future_ms,
-                rollup_counters,
-                is_poison=is_record_error,
-            ),
-            what="startup_rollup_rebuild",
-        )
+        rebuilt = await self._rebuild_recent_rollups(db, since, rollup_counters)
         log.info(
             "worker_ready",
             extra={
@@ -198,6 +181,21 @@ class WorkerRuntime:
             rollup_counters=rollup_counters,
             dead_letters=FaustDeadLetters(self._app, settings.dlq_topic),
         )
+
+    async def _rebuild_recent_rollups(
+        self, db: HubDatabase, since: int, counters: RollupCounters
+    ) -> int:
+        """Every tier from ``since`` up to the newest ts ingest accepts: the minutes marked
+        before a crash, and their hours and days. A minute that cannot be computed is skipped,
+        so a poisoned minute cannot turn every restart into another crash."""
+        until = self.clock_ms() + self.bound.max_future_ms
+        written = await self.retrier.db(
+            lambda: rebuild_tiers(
+                db, tiers_from("all"), since, until, counters, is_poison=is_record_error
+            ),
+            what="startup_rollup_rebuild",
+        )
+        return sum(written.values())
 
     def _alert_pipeline(self, db: HubDatabase, live: LiveStore) -> AlertPipeline:
         """The worker's one alert engine, and where its transitions go."""

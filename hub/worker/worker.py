@@ -13,12 +13,14 @@ import faust
 
 from hub.agents.aggregate import recompute_isolated
 from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
-from hub.agents.maintenance import maintain_partitions
+from hub.agents.maintenance import maintain_partitions, maintain_rollups
 from hub.agents.poison import describe_error
 from hub.agents.retry import is_record_error, is_transient_db_error
 from hub.agents.status import StatusCounters, handle_edge_metrics, handle_statuses
+from hub.agents.tier_rollups import recompute_coarse_isolated
 from hub.ownership import ownership_of
 from hub.settings import HubSettings
+from hub.storage.tiers import recomputable_since
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
 from protocol import NormalisedReading
@@ -195,12 +197,22 @@ class Worker:
         await shared.alerts.tick(self._runtime.clock_ms())
 
     async def rollups(self, shared: Shared) -> None:
-        buckets = shared.rollups.take(self._runtime.clock_ms())
+        now_ms = self._runtime.clock_ms()
+        buckets = shared.rollups.take(now_ms)
         if not buckets:
             return
         try:
             await recompute_isolated(
                 shared.db, buckets, shared.rollup_counters, is_poison=is_record_error
+            )
+            # Their hours and days, from the minutes just written (but none whose rows below
+            # are past their retention).
+            await recompute_coarse_isolated(
+                shared.db,
+                buckets,
+                shared.rollup_counters,
+                is_poison=is_record_error,
+                since=recomputable_since(now_ms, self._settings.rollup_retention),
             )
         except Exception as exc:
             if not is_transient_db_error(exc):
@@ -212,11 +224,15 @@ class Worker:
             )
 
     async def partitions(self, shared: Shared) -> None:
+        now_ms = self._runtime.clock_ms()
         await maintain_partitions(
             shared.db,
-            now_ms=self._runtime.clock_ms(),
+            now_ms=now_ms,
             ahead_days=self._settings.partitions_ahead_days,
             retention_days=self._settings.retention_days,
+        )
+        await maintain_rollups(
+            shared.db, now_ms=now_ms, retention_days=self._settings.rollup_retention
         )
 
     async def log_stats(self) -> None:

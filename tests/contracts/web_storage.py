@@ -27,6 +27,8 @@ from tests.support.readings import make_edge_metrics, make_reading
 from tests.support.waiting import async_wait_until
 
 MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 ACTOR = Actor("contract", "pytest")
 PASSWORD = "correct horse battery"
 
@@ -41,6 +43,7 @@ class Feed(Protocol):
     async def write_readings(self, readings: Sequence[NormalisedReading]) -> WriteResult: ...
     async def mark_presence(self, device_id: str, state: str, ts_ms: int) -> bool: ...
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int: ...
+    async def rebuild_tier(self, name: str, since_ms: int, until_ms: int) -> int: ...
     async def apply_alert(self, t: AlertTransition) -> AlertRow | None: ...
     async def update_latest(self, readings: Sequence[NormalisedReading]) -> bool: ...
     async def set_gateway_state(self, health: GatewayHealth) -> bool: ...
@@ -253,6 +256,34 @@ class WebStorageContract:
             (ts, v) for ts, v in zip(series.ts, series.values, strict=True) if ts >= rolled_until
         ]
         assert tail == [(r.ts, r.metrics["temp"]) for r in readings if r.ts >= rolled_until]
+
+    @pytest.mark.parametrize(
+        ("days", "max_points", "tier"), [(7, 1000, "1h"), (30, 1000, "1h"), (365, 1000, "1d")]
+    )
+    async def test_a_long_range_reads_the_coarsest_tier_it_needs(
+        self, stores: Stores, days: int, max_points: int, tier: str
+    ) -> None:
+        end = now_ms() // MINUTE * MINUTE
+        start = end - days * DAY
+        # One reading an hour, a spike in the middle, then a raw tail nothing rolled up yet.
+        stamps = list(range(start - start % HOUR + HOUR, end - 10 * MINUTE, HOUR))
+        values = [float(i % 5) for i in range(len(stamps))]
+        values[len(values) // 2] = 99.0
+        readings = [
+            make_reading("cnc-01", t, {"temp": v}) for t, v in zip(stamps, values, strict=True)
+        ]
+        await stores.feed.write_readings(readings)
+        await stores.feed.rebuild_rollups(start, end - 10 * MINUTE)
+        await stores.feed.rebuild_tier("1h", start, end - 10 * MINUTE)
+        await stores.feed.rebuild_tier("1d", start, end - 10 * MINUTE)
+        tail = [make_reading("cnc-01", end - 5 * MINUTE, {"temp": -7.0})]
+        await stores.feed.write_readings(tail)
+        series = await stores.reads.series("cnc-01", "temp", start, end, max_points)
+        assert series.source == tier
+        assert len(series.ts) <= max_points
+        assert (max(series.values), min(series.values)) == (99.0, -7.0)
+        assert series.ts[-1] == end - 5 * MINUTE  # from the raw readings, not rolled up yet
+        assert all(start <= t < end for t in series.ts)
 
     async def test_a_series_of_nothing_is_empty_and_bad_ranges_are_refused(
         self, stores: Stores

@@ -25,6 +25,7 @@ from hub.worker.runtime import HubDatabase
 from tests.support.readings import make_reading
 
 MINUTE = 60_000
+HOUR = 60 * MINUTE
 
 
 def recent_minute() -> int:
@@ -37,7 +38,7 @@ class Peek(Protocol):
     """What the port does not read back, read from the adapter's own records."""
 
     async def device(self, device_id: str) -> DeviceRecord | None: ...
-    async def rollups(self) -> dict[BucketKey, Rollup]: ...
+    async def rollups(self, tier: str = "1m") -> dict[BucketKey, Rollup]: ...
 
 
 @dataclass
@@ -212,6 +213,63 @@ class WorkerStorageContract:
             2, -1.0, 1.0, 0.0, 1.0, t0 + MINUTE + 30_000
         )
         assert await db.rebuild_rollups(t0 + 10 * MINUTE, t0 + 10 * MINUTE) == 0
+
+    async def test_hours_and_days_are_recomputed_from_the_tier_below(
+        self, worker_stores: WorkerStores
+    ) -> None:
+        db, peek = worker_stores.db, worker_stores.peek
+        day = recent_minute() - 3 * DAY_MS
+        day -= day % DAY_MS
+        points = {day + 30_000: 4.0, day + MINUTE + 1: 1.0, day + HOUR + 5: 2.0, day + 2: 7.0}
+        await db.write_readings([make_reading("d1", ts, {"temp": v}) for ts, v in points.items()])
+        await db.rebuild_rollups(day, day + DAY_MS)
+        # Any ms of an hour names it; repeats count once; nothing below writes nothing.
+        asked = [("d1", "temp", day + 59 * MINUTE), ("d1", "temp", day), ("d1", "temp", day + 1)]
+        assert await db.recompute_tier("1h", [*asked, ("d1", "temp", day + 5 * HOUR)]) == 1
+        assert await db.recompute_tier("1h", asked) == 0  # unchanged: not rewritten
+        assert await db.rebuild_tier("1h", day + HOUR + 1, day + HOUR + 2) == 1  # whole hour
+        assert await db.recompute_tier("1d", [("d1", "temp", day + 7 * HOUR)]) == 1
+        hours, days = await peek.rollups("1h"), await peek.rollups("1d")
+        first = hours["d1", "temp", day]
+        assert (first.count, first.min, first.max, first.last, first.last_ts) == (
+            3, 1.0, 7.0, 1.0, day + MINUTE + 1
+        )  # fmt: skip
+        assert first.avg == pytest.approx(4.0, rel=1e-12)
+        assert hours.keys() == {("d1", "temp", day), ("d1", "temp", day + HOUR)}
+        whole = days["d1", "temp", day]
+        assert (whole.count, whole.min, whole.max, whole.last, whole.last_ts) == (
+            4, 1.0, 7.0, 2.0, day + HOUR + 5
+        )  # fmt: skip
+        assert whole.avg == pytest.approx(3.5, rel=1e-12)
+        # A late reading: its minute, then its hour and day again.
+        await db.write_readings([make_reading("d1", day + 10 * MINUTE, {"temp": -3.0})])
+        await db.recompute_rollups([("d1", "temp", day + 10 * MINUTE)])
+        assert await db.recompute_tier("1h", [("d1", "temp", day + 10 * MINUTE)]) == 1
+        assert await db.rebuild_tier("1d", day, day + DAY_MS) == 1
+        assert (await peek.rollups("1d"))["d1", "temp", day].min == -3.0
+        for bad in ("1m", "1w"):
+            with pytest.raises(ValueError, match="tier"):
+                await db.recompute_tier(bad, asked)
+
+    async def test_each_tier_is_kept_for_its_own_retention(
+        self, worker_stores: WorkerStores
+    ) -> None:
+        db, peek = worker_stores.db, worker_stores.peek
+        now = recent_minute()
+        today = now - now % DAY_MS
+        stamps = [today - 40 * DAY_MS + 1_000, today - 5 * DAY_MS + 1_000, now]
+        await db.write_readings([make_reading("d1", ts, {"temp": 1.0}) for ts in stamps])
+        for ts in stamps:
+            await db.recompute_rollups([("d1", "temp", ts)])
+            await db.recompute_tier("1h", [("d1", "temp", ts)])
+            await db.recompute_tier("1d", [("d1", "temp", ts)])
+        retention = {"1m": 5, "1h": 30, "1d": 400}
+        # Whole UTC days: the bucket 5 days ago at midnight is the first one kept.
+        assert await db.drop_expired_rollups(now, retention) == {"1m": 1, "1h": 1, "1d": 0}
+        assert await db.drop_expired_rollups(now, retention) == {"1m": 0, "1h": 0, "1d": 0}
+        assert len(await peek.rollups("1m")) == 2
+        assert len(await peek.rollups("1h")) == 2
+        assert len(await peek.rollups("1d")) == 3
 
     # -- alerts ----------------------------------------------------------------------------------
 

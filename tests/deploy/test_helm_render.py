@@ -104,6 +104,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
         {"config": {"HUB_LOG_LEVEL": "VERBOSE"}},
         ("at '/config/HUB_LOG_LEVEL'", "value must be one of"),
     ),
+    "rollup-retention-not-pairs": (
+        {"config": {"HUB_ROLLUP_RETENTION_DAYS": "90 days"}},
+        ("at '/config/HUB_ROLLUP_RETENTION_DAYS'", "does not match pattern"),
+    ),
     "setting-without-prefix": (
         {"config": {"LOG_LEVEL": "INFO"}},
         ("at '/config'", "additional properties 'LOG_LEVEL'"),

@@ -184,4 +184,6 @@ async def reset_data(conn: asyncpg.Connection) -> None:
     )
     for row in tables:
         await conn.execute(f'DROP TABLE "{row["relname"]}"')
-    await conn.execute("TRUNCATE devices, readings_1m, alerts RESTART IDENTITY")
+    await conn.execute(
+        "TRUNCATE devices, readings_1m, readings_1h, readings_1d, alerts RESTART IDENTITY"
+    )

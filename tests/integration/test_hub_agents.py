@@ -8,10 +8,12 @@ positioned at the end of every topic the worker reads, and device ids of its own
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -384,5 +386,28 @@ async def test_rollups_equal_sql_aggregates_of_the_readings(
         "SELECT count(DISTINCT bucket) FROM readings_1m WHERE device_id = $1", devices[0]
     )
     assert buckets >= 5
+
+    # The hours and days, recomputed from the minutes, hold the same aggregates of the readings
+    # (avg to rounding: there it is a weighted mean of means).
+    expected_tier_sql = """
+        SELECT device_id, metric, date_bin($2::interval, ts, TIMESTAMPTZ '1970-01-01') AS b,
+               count(*)::integer, min(value), max(value), round(avg(value)::numeric, 9),
+               (array_agg(value ORDER BY ts DESC))[1]
+        FROM readings WHERE device_id = ANY($1) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+    tier_sql = """
+        SELECT device_id, metric, bucket, count, min, max, round(avg::numeric, 9), last
+        FROM {table} WHERE device_id = ANY($1) ORDER BY 1, 2, 3"""
+
+    async def tier_matches(table: str, width: timedelta) -> bool:
+        expected = await db.fetch(expected_tier_sql, devices, width)
+        got = await db.fetch(tier_sql.format(table=table), devices)
+        return [tuple(r) for r in expected] == [tuple(r) for r in got]
+
+    for table, width in (("readings_1h", timedelta(hours=1)), ("readings_1d", timedelta(days=1))):
+        await async_wait_until(
+            functools.partial(tier_matches, table, width),
+            60,
+            f"{table} matching readings ({worker.log_path})",
+        )
     assert await worker.stop() == 0
     assert not worker.errors()

@@ -94,6 +94,35 @@ async def test_rollup_rebuild_skips_a_minute_it_cannot_compute(
     skipped = [line for line in result.stderr.splitlines() if "event=rollup_skipped" in line]
     assert len(skipped) == 1
     assert "device_id=bad metric=t bucket_ms=1796025600000 " in skipped[0]
-    assert "rows_written=2 buckets_skipped=1" in result.stderr
+    assert "rows_written=5 rows_1m=2 rows_1h=2 rows_1d=1 buckets_skipped=1" in result.stderr
     rolled = await pg.fetch("SELECT device_id FROM readings_1m ORDER BY bucket")
     assert [r["device_id"] for r in rolled] == ["fine", "fine"]
+
+
+async def test_rollup_rebuild_of_a_coarse_tier_reads_the_tier_below(
+    postgres: str, pg: asyncpg.Connection
+) -> None:
+    """`--tier 1h` leaves the minutes alone and remakes the hours from them, then the days;
+    progress is logged per tier."""
+    await pg.executemany(
+        "INSERT INTO readings_1m (device_id, metric, bucket, count, min, max, avg, last, last_ts) "
+        "VALUES ('d', 't', $1::text::timestamptz, $2, $3, $4, $5, $6, $7::text::timestamptz)",
+        [
+            ("2026-11-30T08:00:00Z", 2, 1.0, 3.0, 2.0, 3.0, "2026-11-30T08:00:30Z"),
+            ("2026-11-30T08:59:00Z", 1, 7.0, 7.0, 7.0, 7.0, "2026-11-30T08:59:10Z"),
+            ("2026-11-30T10:00:00Z", 1, 0.0, 0.0, 0.0, 0.0, "2026-11-30T10:00:10Z"),
+        ],
+    )
+    result = await asyncio.to_thread(
+        iot_hub, "rollups", "rebuild", "--tier", "1h", "--since", "2026-11-30",
+        "--until", "2026-12-01", database_url=postgres,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "rows_written=3 rows_1h=2 rows_1d=1 buckets_skipped=0" in result.stderr
+    progress = [s for s in result.stderr.splitlines() if "event=rollup_rebuild_progress" in s]
+    assert [line.split("tier=")[1].split()[0] for line in progress] == ["1h", "1d"]
+    hours = await pg.fetch("SELECT count, min, max, avg, last FROM readings_1h ORDER BY bucket")
+    assert [tuple(r) for r in hours] == [(3, 1.0, 7.0, 11.0 / 3, 7.0), (1, 0.0, 0.0, 0.0, 0.0)]
+    day = await pg.fetchrow("SELECT count, min, max, last FROM readings_1d")
+    assert tuple(day) == (4, 0.0, 7.0, 0.0)
+    assert await pg.fetchval("SELECT count(*) FROM readings_1m") == 3  # untouched

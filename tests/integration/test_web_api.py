@@ -415,6 +415,21 @@ async def test_readings_of_a_metric_over_a_range(
     assert series["values"] == values
     assert series["downsampled"] is False
     assert series["end"] - series["start"] == 3_600_000
+    assert resp.headers["X-Readings-Source"] == "raw"
+
+    # A year reads the daily rollups (built by the worker; here by the rebuild), and says so;
+    # today, still open, comes from the finer tiers.
+    await database.rebuild_rollups(t0, t0 + 3_600_000)
+    for tier in ("1h", "1d"):
+        await database.rebuild_tier(tier, t0, t0 + 3_600_000)
+    year = await client.get(
+        url,
+        headers=headers,
+        params={"metric": "spindle_temp_c", "start": t0 + 3_600_000 - 365 * 86_400_000,
+                "end": t0 + 3_600_000},
+    )  # fmt: skip
+    assert (year.json()["source"], year.headers["X-Readings-Source"]) == ("1d", "1d")
+    assert (min(year.json()["values"]), max(year.json()["values"])) == (50.0, 109.0)
 
     ranged = await client.get(
         url,

@@ -42,6 +42,9 @@ class WorkerFeed:
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int:
         return await self._database.rebuild_rollups(since_ms, until_ms)
 
+    async def rebuild_tier(self, name: str, since_ms: int, until_ms: int) -> int:
+        return await self._database.rebuild_tier(name, since_ms, until_ms)
+
     async def apply_alert(self, t: AlertTransitionLike) -> AlertRow | None:
         return await self._database.apply_alert(t)
 

@@ -41,8 +41,8 @@ class PostgresPeek:
             state_ts=_ms(r["state_ts"]),
         )
 
-    async def rollups(self) -> dict[BucketKey, Rollup]:
-        rows = await self._conn.fetch("SELECT * FROM readings_1m")
+    async def rollups(self, tier: str = "1m") -> dict[BucketKey, Rollup]:
+        rows = await self._conn.fetch(f"SELECT * FROM readings_{tier}")
         return {
             (r["device_id"], r["metric"], datetime_to_ms(r["bucket"])): Rollup(
                 count=r["count"],

@@ -57,7 +57,11 @@ class HubFeed:
             await self.live.publish_readings(readings)
 
     async def rollups(self, since_ms: int) -> None:
+        """Every tier from ``since_ms``, as the worker keeps them: minutes, hours, days."""
         await self.database.rebuild_rollups(since_ms)
+        until = now_ms() + 1
+        for tier in ("1h", "1d"):
+            await self.database.rebuild_tier(tier, since_ms, until)
 
     async def raise_alert(
         self,

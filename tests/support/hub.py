@@ -99,6 +99,17 @@ class RedisBackedDb:
     async def rebuild_rollups(self, since_ms: int, until_ms: int | None = None) -> int:
         return 0
 
+    async def recompute_tier(self, name: str, buckets: Iterable[tuple[str, str, int]]) -> int:
+        return 0
+
+    async def rebuild_tier(self, name: str, since_ms: int, until_ms: int) -> int:
+        return 0
+
+    async def drop_expired_rollups(
+        self, now_ms: int, retention_days: Mapping[str, int]
+    ) -> dict[str, int]:
+        return {}
+
     async def buckets_between(self, since_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
         return []
 

@@ -82,6 +82,21 @@ def test_rollup_rebuild_since(text: str, expected: datetime) -> None:
     assert args.since == expected
 
 
+def test_rollup_rebuild_takes_a_tier_and_an_end() -> None:
+    args = build_parser().parse_args(["rollups", "rebuild", "--since", "2026-11-27"])
+    assert (args.tier, args.until) == ("all", None)
+    args = build_parser().parse_args(
+        ["rollup", "rebuild", "--since", "2026-11-27", "--until", "2026-11-28", "--tier", "1h"]
+    )
+    assert (args.tier, args.until) == ("1h", datetime(2026, 11, 28, tzinfo=UTC))
+
+
+def test_rollup_rebuild_rejects_an_unknown_tier(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rollup", "rebuild", "--since", "2026-11-27", "--tier", "1w"])
+    assert "invalid choice: '1w'" in capsys.readouterr().err
+
+
 def test_rollup_rebuild_rejects_a_bad_since(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rollup", "rebuild", "--since", "yesterday"])

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from hub.web.model import DeviceFilter, DeviceView, LiveReading
+from hub.web.model import DeviceFilter, DeviceView, LiveReading, Series
 from hub.web.views.links import device_href
 from hub.web.views.overview import RowState, by_device, could_match
 from hub.web.views.pacing import RefreshPacing
+from hub.web.views.sources import source_label
 
 
 def view(last_seen: int | None, latest_ts: int | None, **latest: float | bool) -> DeviceView:
@@ -134,3 +135,14 @@ def test_a_gateways_runway_in_words() -> None:
     assert runway_text(2520.0, online=False) == "runway: full in 42 min (at last heartbeat)"
     assert runway_alarming(10.0)
     assert not runway_alarming(None)
+
+
+def _series(source: str) -> Series:
+    return Series("d", "m", source, 0, 1, [], [], False)  # type: ignore[arg-type]
+
+
+def test_the_status_line_names_the_coarsest_source() -> None:
+    assert source_label([]) == "raw readings"
+    assert source_label([_series("raw"), _series("1m")]) == "1-minute rollups"
+    assert source_label([_series("1d"), _series("1h")]) == "daily rollups"
+    assert source_label([_series("1h")]) == "hourly rollups"

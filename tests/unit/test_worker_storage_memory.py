@@ -21,8 +21,8 @@ class MemoryPeek:
     async def device(self, device_id: str) -> DeviceRecord | None:
         return self._db.devices.get(device_id)
 
-    async def rollups(self) -> dict[BucketKey, Rollup]:
-        return self._db.rollups.all()
+    async def rollups(self, tier: str = "1m") -> dict[BucketKey, Rollup]:
+        return (self._db.rollups if tier == "1m" else self._db.tiers[tier]).all()
 
 
 class TestMemoryWorkerStorage(WorkerStorageContract):

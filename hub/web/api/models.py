@@ -57,7 +57,10 @@ class DevicePage(BaseModel):
 class SeriesOut(BaseModel):
     device_id: str
     metric: str
-    source: Literal["raw", "1m"] = Field(description="raw readings, or 1-minute rollups")
+    source: Literal["raw", "1m", "1h", "1d"] = Field(
+        description="where the points came from: raw readings, or the 1-minute, hourly or "
+        "daily rollups (the finest tier within max(3000, max_points) buckets over the range)"
+    )
     start: int
     end: int
     ts: list[int]

@@ -158,13 +158,17 @@ async def get_device(principal: Viewer, services: Services, device_id: DeviceId)
     tags=["devices"],
     summary="One metric of a device over a time range, downsampled to max_points",
     description="Readings in [start, end), from the raw table for ranges up to 6 hours and "
-    "from 1-minute rollups (each minute's min and max) beyond; downsampled to about max_points "
-    "with every pixel column's min and max kept. start must be before end (422 otherwise); "
-    "an unknown device or a metric the device never reported is 404.",
+    "beyond from the finest rollup tier (1 minute, 1 hour, 1 day) with at most max(3000, "
+    "max_points) buckets over the range, each bucket as its min and max; the end of the range "
+    "that tier does not hold yet comes from the finer tiers and the raw table. `source` (and "
+    "the X-Readings-Source header) names the tier used. Downsampled to about max_points with "
+    "every pixel column's min and max kept. start must be before end (422 otherwise); an "
+    "unknown device or a metric the device never reported is 404.",
 )
 async def get_readings(
     principal: Viewer,
     services: Services,
+    response: Response,
     device_id: DeviceId,
     metric: Annotated[
         str, Query(min_length=1, max_length=MAX_TEXT, description="one of the device's metrics")
@@ -192,6 +196,7 @@ async def get_readings(
         series = await services.reads.series(device_id, metric, start_ms, end_ms, max_points)
     except ValueError as exc:
         raise invalid(str(exc)) from exc
+    response.headers["X-Readings-Source"] = series.source
     return series.to_json()
 
 

@@ -1,8 +1,9 @@
 """`/device/{device_id}`: a Plotly chart per metric over a chosen time range, live by default.
 
 Ranges: live (the last 15 minutes, then every reading appended within a tick of its arrival),
-15 min, 1 h, 24 h, 7 days and custom. Each range is read with `ReadModel.series`, which picks raw
-readings or the 1-minute rollups and downsamples, keeping minima and maxima, to `max_points`:
+15 min, 1 h, 24 h, 7 days, 30 days, 90 days, 1 year and custom. Each range is read with
+`ReadModel.series`, which picks raw readings or a rollup tier (1-minute, hourly, daily: the
+status line names it) and downsamples, keeping minima and maxima, to `max_points`:
 the chart's width in pixels as the browser reports it. Alert markers come from
 `ReadModel.alert_markers` and, live, from the alert events. "CSV" downloads the points shown.
 """
@@ -28,6 +29,7 @@ from hub.web.pages.layout import PageFrame, page_frame
 from hub.web.views.export import csv_export, safe_filename
 from hub.web.views.links import device_href
 from hub.web.views.numbers import format_age, is_flag, metric_value, unit_of
+from hub.web.views.sources import source_label
 from hub.web.views.times import (
     CUSTOM,
     LIVE,
@@ -258,7 +260,7 @@ class DevicePage:
         if not series or self.range is None:
             self.status.text = ""
             return
-        source = "1-minute rollups" if any(s.source == "1m" for s in series) else "raw readings"
+        source = source_label(series)
         points = sum(len(s.ts) for s in series)
         thinned = ", min/max-downsampled" if any(s.downsampled for s in series) else ""
         tz = self.frame.tz

@@ -24,9 +24,14 @@ RANGE_SPANS_MS: Final[dict[str, int]] = {
     "1 h": HOUR_MS,
     "24 h": DAY_MS,
     "7 days": 7 * DAY_MS,
+    "30 days": 30 * DAY_MS,
+    "90 days": 90 * DAY_MS,
+    "1 year": 365 * DAY_MS,
 }
 RANGE_CHOICES: Final[tuple[str, ...]] = (*RANGE_SPANS_MS, CUSTOM)
-MAX_CUSTOM_SPAN_MS: Final = 31 * DAY_MS
+# Long ranges read the hourly or daily rollups (hub.storage.tiers), so even years are cheap;
+# the bound only keeps a typo in the year from asking for centuries.
+MAX_CUSTOM_SPAN_MS: Final = 10 * 366 * DAY_MS
 
 
 def zone(name: str | None) -> ZoneInfo:

@@ -143,6 +143,15 @@ async def test_long_ranges_read_rollups_and_custom_ranges_are_checked(
     assert min(values) == 40.0
     assert max(values) == 69.0  # the extremes survive the downsampling
 
+    toggle.value = "1 year"
+
+    async def daily_shown() -> bool:
+        return "daily rollups" in label_text(user, "status")
+
+    await async_wait_until(daily_shown, timeout=10, what="the 1 year range from readings_1d")
+    values = line(plot)["y"]
+    assert (min(values), max(values)) == (40.0, 69.0)  # today from the finer tiers
+
     toggle.value = "custom"
     await user.should_see(marker="custom-start")
     user.find(marker="custom-start").clear().type("2026-01-02T10:00")
