@@ -57,7 +57,7 @@ bench: $(STAMP) ## benchmarks (print figures; not part of the test run)
 	$(BIN)/python -m bench.hub_ingest
 	$(BIN)/python -m bench.web_live
 
-schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
+schema: $(STAMP) ## regenerate the JSON Schemas in docs/ (devices, iot.telemetry values)
 	$(BIN)/python -m protocol.schema docs
 
 demo: $(STAMP) ## local services, hub worker, dashboard, and the edge with five simulators

@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 from aiokafka import AIOKafkaConsumer
 
+from protocol import decode_telemetry_value
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import ensure_topics, partitions_of
 from tests.support.process import ROOT, free_port
@@ -319,9 +320,9 @@ async def latency(
         now = time.monotonic()
         for batch in batches.values():
             for r in batch:
-                body = json.loads(r.value)
-                if body["site"] == site:
-                    latencies.append((now - sent[int(body["metrics"]["i"])]) * 1000)
+                for reading in decode_telemetry_value(r.value):
+                    if reading.site == site:
+                        latencies.append((now - sent[int(reading.metrics["i"])]) * 1000)
     await producer
     pub.close()
     await consumer.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import NormalisedReading, topics
+from protocol import NormalisedReading, decode_telemetry_value, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import KafkaTail, Record
 from tests.support.mqtt import Publisher
@@ -50,11 +50,11 @@ def first_occurrences(records: list[Record], site: str) -> dict[str, list[Normal
     for r in records:
         if r.topic != topics.TELEMETRY:
             continue
-        reading = NormalisedReading.model_validate_json(r.value)
-        if reading.site != site or (reading.device_id, reading.seq) in seen:
-            continue
-        seen.add((reading.device_id, reading.seq))
-        out[reading.device_id].append(reading)
+        for reading in decode_telemetry_value(r.value):
+            if reading.site != site or (reading.device_id, reading.seq) in seen:
+                continue
+            seen.add((reading.device_id, reading.seq))
+            out[reading.device_id].append(reading)
     return out
 
 
