@@ -2,9 +2,15 @@
 second, end to end) against a raw COPY of the same rows into a table of the same shape; and
 alert latency, a breaching reading produced to Kafka -> its alert row committed.
 
-The readings are produced to `iot.telemetry` first, under device ids of this run only; the
-worker's consumer group is positioned at the offsets where they begin (a new group would read the
-topic's whole history), and it writes into a database of this run only, dropped at the end.
+The readings are produced to `iot.telemetry` first, under device ids of this run only, as
+version 2 values of `--per-value` readings of one device each (what the edge forwarder sends by
+default; `--per-value 1` sends version 1 values, one reading each); the workers' consumer group is
+positioned at the offsets where they begin (a new group would read the topic's whole history), and
+they write into a database of this run only, dropped at the end. `--workers 2` runs two worker
+processes in one group, as two replicas would.
+
+The rate is measured from the first committed row (steady state; start-up, joining the group
+and the first batch are printed apart: they are a constant, not a rate).
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 
@@ -23,7 +29,7 @@ import asyncpg
 
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.migrations import migrate
-from protocol import NormalisedReading, encode, topics
+from protocol import NormalisedReading, encode, encode_telemetry_batch, topics
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group, produce
 from tests.support.kafka import ensure_topics
 from tests.support.services import kafka_bootstrap, run_services
@@ -92,52 +98,87 @@ async def count_rows(conn: asyncpg.Connection, prefix: str) -> int:
     return n
 
 
+def kafka_values(readings: list[NormalisedReading], per_value: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) as the edge forwarder sends them: with `per_value` > 1, each device's
+    readings in order, `per_value` to a version 2 value."""
+    if per_value == 1:
+        return [(r.device_id.encode(), encode(r)) for r in readings]
+    by_device: dict[str, list[bytes]] = {}
+    for r in readings:
+        by_device.setdefault(r.device_id, []).append(encode(r))
+    return [
+        (device.encode(), encode_telemetry_batch(values[i : i + per_value]))
+        for device, values in by_device.items()
+        for i in range(0, len(values), per_value)
+    ]
+
+
 async def ingest(
-    kafka: str, dsn: str, workdir: Path, readings: list[NormalisedReading], tag: str
-) -> tuple[HubWorkerProcess, float]:
-    """Returns the worker (still running) and its end-to-end rate in rows/s."""
+    kafka: str,
+    dsn: str,
+    workdir: Path,
+    readings: list[NormalisedReading],
+    tag: str,
+    *,
+    per_value: int,
+    workers: int,
+) -> tuple[list[HubWorkerProcess], float]:
+    """Returns the workers (still running) and their steady rate in rows/s."""
     total = sum(len(r.metrics) for r in readings)
     start = await end_offsets(kafka)
     t = time.monotonic()
-    await produce(kafka, [(r.device_id.encode(), encode(r)) for r in readings])
-    log(f"produced {len(readings):,} readings in {time.monotonic() - t:.1f} s")
-
-    worker = HubWorkerProcess(
-        workdir,
-        kafka,
-        REDIS_URL,
-        database_url=dsn,
-        env={
-            "HUB_INGEST_BATCH_MAX": "2000",
-            "HUB_LOG_LEVEL": "WARNING",
-        },
+    records = kafka_values(readings, per_value)
+    await produce(kafka, records)
+    log(
+        f"produced {len(readings):,} readings in {len(records):,} Kafka records "
+        f"({per_value} per value) in {time.monotonic() - t:.1f} s"
     )
-    await position_group(kafka, worker.group, start)
+    group = f"hub-bench-{tag}"
+    procs = [
+        HubWorkerProcess(
+            workdir,
+            kafka,
+            REDIS_URL,
+            database_url=dsn,
+            group=group,
+            name=f"worker-{n}",
+            env={"HUB_INGEST_BATCH_MAX": "2000", "HUB_LOG_LEVEL": "WARNING"},
+        )
+        for n in range(workers)
+    ]
+    await position_group(kafka, group, start)
+    t0 = time.monotonic()
+    for proc in procs:
+        proc.start()
+    first, done = await wait_rows(dsn, f"bench-{tag}-", total, procs)
+    steady = (total - first[1]) / (done - first[0])
+    log(
+        f"hub ingest, {workers} worker(s): {total:,} rows, {steady:,.0f} rows/s "
+        f"({steady / 5:,.0f} readings/s) from the first committed row; "
+        f"start-up, group join and first batch {first[0] - t0:.1f} s; "
+        f"{total / (done - t0):,.0f} rows/s counting those"
+    )
+    return procs, steady
+
+
+async def wait_rows(
+    dsn: str, prefix: str, total: int, procs: list[HubWorkerProcess]
+) -> tuple[tuple[float, int], float]:
+    """(time, rows) when rows first appeared, and the time all `total` were there."""
     conn = await asyncpg.connect(dsn)
     try:
-        t0 = time.monotonic()
-        worker.start()
         first = None
-        while (n := await count_rows(conn, f"bench-{tag}-")) < total:
-            if not worker.running():
-                raise RuntimeError(f"worker exited; see {worker.log_path}")
+        while (n := await count_rows(conn, prefix)) < total:
+            for proc in procs:
+                if not proc.running():
+                    raise RuntimeError(f"worker exited; see {proc.log_path}")
             if n and first is None:
                 first = (time.monotonic(), n)
             await asyncio.sleep(0.05)
         done = time.monotonic()
     finally:
         await conn.close()
-    log(
-        f"hub ingest: {total:,} rows in {done - t0:.1f} s from worker start = "
-        f"{total / (done - t0):,.0f} rows/s ({len(readings) / (done - t0):,.0f} readings/s)"
-    )
-    if first is not None and done > first[0]:
-        steady = (total - first[1]) / (done - first[0])
-        log(
-            f"  from the first committed row: {steady:,.0f} rows/s "
-            f"(start-up, group join and first batch took {first[0] - t0:.1f} s)"
-        )
-    return worker, total / (done - t0)
+    return first or (done, 0), done
 
 
 async def reference_copy(dsn: str, readings: list[NormalisedReading]) -> float:
@@ -201,39 +242,46 @@ async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
     )
 
 
-async def main_async(readings_count: int, alert_samples: int) -> None:
+async def main_async(args: argparse.Namespace) -> None:
     kafka = kafka_bootstrap()
     await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
     tag = uuid.uuid4().hex[:6]
     name = f"iot_bench_{tag}"
     dsn = await create_database(name)
-    worker: HubWorkerProcess | None = None
+    workers: list[HubWorkerProcess] = []
     try:
         t0_ms = (int(time.time()) - 3600) * 1000
-        readings = make_readings(tag, readings_count, t0_ms)
+        readings = make_readings(tag, args.readings, t0_ms)
         with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
-            worker, hub_rate = await ingest(kafka, dsn, Path(tmp), readings, tag)
+            workers, hub_rate = await ingest(
+                kafka, dsn, Path(tmp), readings, tag, per_value=args.per_value, workers=args.workers
+            )
             ref_rate = await reference_copy(dsn, readings)
             log(f"ratio hub / raw COPY: {hub_rate / ref_rate:.2f}")
-            if alert_samples:
-                await alert_latency(kafka, dsn, tag, alert_samples)
-            code = await worker.stop(120)
-            log(f"worker stopped with exit code {code}")
-            worker.cleanup()
-            worker = None
+            if args.alert_samples:
+                await alert_latency(kafka, dsn, tag, args.alert_samples)
+            codes = [await worker.stop(120) for worker in workers]
+            log(f"worker(s) stopped with exit code(s) {codes}")
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.cleanup()
         await drop_database(name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--readings", type=int, default=50_000, help="readings of 5 metrics each")
+    parser.add_argument("--readings", type=int, default=100_000, help="readings of 5 metrics each")
+    parser.add_argument(
+        "--per-value",
+        type=int,
+        default=10,
+        help="readings per Kafka record (a version 2 value); 1: version 1 values",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in one group")
     parser.add_argument("--alert-samples", type=int, default=50)
     args = parser.parse_args()
     run_services("start", "kafka", "postgres", "redis")
-    asyncio.run(main_async(args.readings, args.alert_samples))
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
