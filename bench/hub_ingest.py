@@ -22,10 +22,12 @@ import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.migrations import migrate
@@ -151,20 +153,42 @@ async def ingest(
     for proc in procs:
         proc.start()
     first, done = await wait_rows(dsn, f"bench-{tag}-", total, procs)
-    steady = (total - first[1]) / (done - first[0])
+    steady = (total - first.rows) / (done.at - first.at)
+    cpu_s = done.cpu_s - first.cpu_s
     log(
         f"hub ingest, {workers} worker(s): {total:,} rows, {steady:,.0f} rows/s "
         f"({steady / 5:,.0f} readings/s) from the first committed row; "
-        f"start-up, group join and first batch {first[0] - t0:.1f} s; "
-        f"{total / (done - t0):,.0f} rows/s counting those"
+        f"start-up, group join and first batch {first.at - t0:.1f} s; "
+        f"{total / (done.at - t0):,.0f} rows/s counting those"
+    )
+    log(
+        f"  worker CPU meanwhile: {cpu_s:.1f} s, {(total - first.rows) / cpu_s:,.0f} rows "
+        f"({(total - first.rows) / 5 / cpu_s:,.0f} readings) per CPU second; "
+        f"{cpu_s / (done.at - first.at):.2f} cores busy"
     )
     return procs, steady
 
 
+@dataclass(frozen=True)
+class Mark:
+    at: float  # monotonic
+    rows: int
+    cpu_s: float  # user + system of every worker process so far
+
+
+def mark(rows: int, procs: list[HubWorkerProcess]) -> Mark:
+    cpu = 0.0
+    for proc in procs:
+        assert proc.proc is not None
+        times = psutil.Process(proc.proc.pid).cpu_times()
+        cpu += times.user + times.system
+    return Mark(time.monotonic(), rows, cpu)
+
+
 async def wait_rows(
     dsn: str, prefix: str, total: int, procs: list[HubWorkerProcess]
-) -> tuple[tuple[float, int], float]:
-    """(time, rows) when rows first appeared, and the time all `total` were there."""
+) -> tuple[Mark, Mark]:
+    """When rows first appeared, and when all `total` were there."""
     conn = await asyncpg.connect(dsn)
     try:
         first = None
@@ -173,12 +197,12 @@ async def wait_rows(
                 if not proc.running():
                     raise RuntimeError(f"worker exited; see {proc.log_path}")
             if n and first is None:
-                first = (time.monotonic(), n)
+                first = mark(n, procs)
             await asyncio.sleep(0.05)
-        done = time.monotonic()
+        done = mark(total, procs)
     finally:
         await conn.close()
-    return first or (done, 0), done
+    return first or done, done
 
 
 async def reference_copy(dsn: str, readings: list[NormalisedReading]) -> float:
