@@ -76,7 +76,10 @@ class Outgoing:
 
 
 def outgoing(
-    batch: Sequence[StoredRecord], value_version: int, max_bytes: int = PACK_MAX_BYTES
+    batch: Sequence[StoredRecord],
+    value_version: int,
+    max_bytes: int = PACK_MAX_BYTES,
+    telemetry_topic: str = topics.TELEMETRY,
 ) -> list[Outgoing]:
     """The Kafka records for one leased batch. Version 2: each device's telemetry, in order,
     packed into values of at most `max_bytes` (version 2 values even for one reading, so a hub
@@ -88,7 +91,7 @@ def outgoing(
         one = Outgoing(
             [stored.id], r.topic, r.key, [r.value], list(r.headers) or None, r.created_ms
         )
-        if value_version == 1 or r.topic != topics.TELEMETRY or r.key is None or r.headers:
+        if value_version == 1 or r.topic != telemetry_topic or r.key is None or r.headers:
             out.append(one)
             continue
         pack = open_packs.get(r.key)
