@@ -127,9 +127,7 @@ class Worker:
             # here they would make devices known again that then fall silent.
             owner = self._ownership
             if owner is not None:
-                # Once per device, not per reading: the partitioner's hash is pure Python.
-                owned = {d for d in {r.device_id for r in readings} if owner.owns_device(d)}
-                readings = [r for r in readings if r.device_id in owned]
+                readings = [r for r in readings if owner.owns_device(r.device_id)]
             await shared.alerts.observe_readings(readings, self._runtime.clock_ms())
 
         try:
