@@ -14,12 +14,10 @@ retries), nor for one bad record (it dead-letters it). Order of effects:
 4. `after_commit` with the batch's readings (the worker marks rollup buckets and feeds the
    alert engine there), so whatever derives from readings sees only committed ones.
 
-Steps 1 and 2 are `write_batch`, 3 and 4 `publish_batch`, so the worker can write the next
-batch while it publishes this one; `ingest_batch` runs both. Step 2, and steps 3 and 4, each run
-under `isolate_poison`: if they fail for a reason a retry cannot outlast (the database refuses a
-row, a bug meets an odd value), the batch is bisected, the readings that fail alone go to the
-dead-letter topic as `unprocessable` (as above, a reading out of a version 2 value alone), and
-the others go on.
+Steps 2 to 4 run under `isolate_poison`: if they fail for a reason a retry cannot outlast (the
+database refuses a row, a bug meets an odd value), the batch is bisected, the readings that
+fail alone go to the dead-letter topic as `unprocessable` (as above, a reading out of a version 2
+value alone), and the others are written.
 """
 
 from __future__ import annotations
@@ -101,9 +99,6 @@ def decode_batch(
     return good, invalid
 
 
-AfterCommit = Callable[[Sequence[NormalisedReading]], Awaitable[None]]
-
-
 async def ingest_batch(
     raw_values: Sequence[bytes],
     *,
@@ -113,44 +108,17 @@ async def ingest_batch(
     counters: IngestCounters,
     retrier: Retrier,
     bound: TsBound | None = None,
-    after_commit: AfterCommit | None = None,
+    after_commit: Callable[[Sequence[NormalisedReading]], Awaitable[None]] | None = None,
 ) -> None:
-    """One batch, all steps: `write_batch`, then `publish_batch`."""
-    written = await write_batch(
-        raw_values,
-        db=db,
-        dlq_producer=dlq_producer,
-        counters=counters,
-        retrier=retrier,
-        bound=bound,
-    )
-    await publish_batch(
-        written,
-        live=live,
-        dlq_producer=dlq_producer,
-        counters=counters,
-        retrier=retrier,
-        after_commit=after_commit,
-    )
-
-
-async def write_batch(
-    raw_values: Sequence[bytes],
-    *,
-    db: ReadingWriter,
-    dlq_producer: DeadLetterSink,
-    counters: IngestCounters,
-    retrier: Retrier,
-    bound: TsBound | None = None,
-) -> list[Decoded]:
-    """Steps 1 and 2: decode, dead-letter what is bad, write the rest to PostgreSQL. Returns
-    the readings committed, in order, for `publish_batch`."""
     decoded, invalid = decode_batch(raw_values, bound)
+
+    def dlq_retried() -> None:
+        counters.dlq_retries_total += 1
 
     def db_retried() -> None:
         counters.db_retries_total += 1
 
-    async def write(chunk: Sequence[Decoded]) -> None:
+    async def process(chunk: Sequence[Decoded]) -> None:
         readings = [reading for _, reading in chunk]
         await retrier.db(
             lambda: db.write_readings(readings),
@@ -158,67 +126,31 @@ async def write_batch(
             on_retry=db_retried,
             extra={"readings": len(readings)},
         )
-
-    dead_letters = _dead_letters(dlq_producer, retrier, counters)
-    await dead_letters.send(invalid, what="undecodable_readings")
-    counters.dead_lettered_total.update(reason_of(error) for _, error in invalid)
-    # Transient errors never reach the isolation: `write` waits them out itself.
-    poison = await isolate_poison(decoded, write, is_poison=is_record_error)
-    await _send_poison(dead_letters, poison, counters)
-    counters.batches_total += 1
-    counters.records_total += len(raw_values)
-    refused = {id(item) for item, _ in poison}
-    return [item for item in decoded if id(item) not in refused]
-
-
-async def publish_batch(
-    written: Sequence[Decoded],
-    *,
-    live: LiveSink,
-    dlq_producer: DeadLetterSink,
-    counters: IngestCounters,
-    retrier: Retrier,
-    after_commit: AfterCommit | None = None,
-) -> None:
-    """Steps 3 and 4, for readings `write_batch` committed: Redis, then `after_commit`."""
-
-    async def publish(chunk: Sequence[Decoded]) -> None:
-        readings = [reading for _, reading in chunk]
         # Best effort: LiveStore swallows and counts its own outages.
         await live.update_latest(readings)
         await live.publish_readings(readings)
         if after_commit is not None:
             await after_commit(readings)
+        counters.readings_total += len(readings)
 
-    poison = await isolate_poison(written, publish, is_poison=is_record_error)
-    await _send_poison(_dead_letters(dlq_producer, retrier, counters), poison, counters)
-    counters.readings_total += len(written) - len(poison)
-
-
-def _dead_letters(sink: DeadLetterSink, retrier: Retrier, counters: IngestCounters) -> DeadLetters:
-    def dlq_retried() -> None:
-        counters.dlq_retries_total += 1
-
-    return DeadLetters(sink, retrier, on_retry=dlq_retried)
-
-
-async def _send_poison(
-    dead_letters: DeadLetters,
-    poison: Sequence[tuple[Decoded, Exception]],
-    counters: IngestCounters,
-) -> None:
+    dead_letters = DeadLetters(dlq_producer, retrier, on_retry=dlq_retried)
+    await dead_letters.send(invalid, what="undecodable_readings")
+    counters.dead_lettered_total.update(reason_of(error) for _, error in invalid)
+    # Transient errors never reach the isolation: `process` waits them out itself.
+    poison = await isolate_poison(decoded, process, is_poison=is_record_error)
     await dead_letters.send_poison(
         [((raw or encode(reading), reading), exc) for (raw, reading), exc in poison],
         what="reading",
     )
     if poison:
         counters.dead_lettered_total[UNPROCESSABLE] += len(poison)
+    counters.batches_total += 1
+    counters.records_total += len(raw_values)
 
 
 class OneAhead:
     """Runs one job at a time in the background, in submission order: the agent collects the
-    next batch while the previous one is written. `submit` waits for the job before.
-    Two in a row make a pipeline: batch N+1 is written while batch N is published."""
+    next batch while the previous one is written. `submit` waits for the job before."""
 
     def __init__(self) -> None:
         self._job: asyncio.Future[None] | None = None

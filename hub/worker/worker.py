@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
 import faust
 
 from hub.agents.aggregate import recompute_isolated
-from hub.agents.ingest import Decoded, IngestCounters, OneAhead, publish_batch, write_batch
+from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
 from hub.agents.maintenance import maintain_partitions
 from hub.agents.poison import describe_error
 from hub.agents.retry import is_record_error, is_transient_db_error
 from hub.agents.status import StatusCounters, handle_edge_metrics, handle_statuses
-from hub.ownership import Ownership, ownership_of
+from hub.ownership import ownership_of
 from hub.settings import HubSettings
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
@@ -48,8 +48,6 @@ class Worker:
         self._runtime = runtime
         self.counters = IngestCounters()
         self.status_counters = StatusCounters()
-        # The latest partition assignment: None until the first one.
-        self._ownership: Ownership | None = None
 
     def register(self, app: faust.App) -> None:
         """Every topic, agent, timer, signal and probe of the worker, on `app`."""
@@ -80,63 +78,36 @@ class Worker:
     # -- agents ------------------------------------------------------------------------------
 
     async def ingest(self, stream: faust.StreamT[bytes]) -> None:
-        """Readings into PostgreSQL and Redis, batch after batch, in a pipeline: while batch N
-        is published (Redis, rollups, alerts) and then acked, batch N+1 is written to
-        PostgreSQL and batch N+2 collected. Each stage takes the batches in order, so events
-        are acked after their commit, in offset order, and the alert engine sees readings in
-        order, committed."""
+        """Readings into PostgreSQL and Redis, batch after batch; each batch's events acked
+        after its commit, in offset order, while the next batch is collected (`OneAhead`)."""
         try:
             shared = await self._runtime.ready()
-            writing, publishing = OneAhead(), OneAhead()
+            one_ahead = OneAhead()
             async for batch in cast(faust.Stream[bytes], stream).noack_take(
                 self._settings.ingest_batch_max, within=self._settings.ingest_batch_wait_s
             ):
                 # Typed as values, but noack_take yields the events themselves (to ack).
                 events = cast("Events", batch)
-                await writing.submit(self._write(shared, stream, events, publishing))
-            await writing.drain()
-            await publishing.drain()
+                await one_ahead.submit(self._commit(shared, stream, events))
+            await one_ahead.drain()
         except Exception:
             log.critical("ingest_failed", extra=_EXITING, exc_info=True)
             _exit_without_commit()
 
-    async def _write(
-        self, shared: Shared, stream: faust.StreamT[bytes], events: Events, publishing: OneAhead
-    ) -> None:
-        try:
-            written = await write_batch(
-                _as_bytes([event.value for event in events]),
-                db=shared.db,
-                dlq_producer=shared.dead_letters,
-                counters=self.counters,
-                retrier=self._runtime.retrier,
-                bound=self._runtime.bound,
-            )
-            await publishing.submit(self._publish(shared, stream, events, written))
-        except Exception:
-            log.critical("ingest_failed", extra=_EXITING, exc_info=True)
-            _exit_without_commit()
-
-    async def _publish(
-        self, shared: Shared, stream: faust.StreamT[bytes], events: Events, written: list[Decoded]
-    ) -> None:
+    async def _commit(self, shared: Shared, stream: faust.StreamT[bytes], events: Events) -> None:
         async def after_commit(readings: Sequence[NormalisedReading]) -> None:
             shared.rollups.mark_readings(readings, self._runtime.clock_ms())
-            # A batch still in the pipeline when its partitions went to another worker: that
-            # worker evaluates those readings (it reads them again from the committed offset);
-            # here they would make devices known again that then fall silent.
-            owner = self._ownership
-            if owner is not None:
-                readings = [r for r in readings if owner.owns_device(r.device_id)]
             await shared.alerts.observe_readings(readings, self._runtime.clock_ms())
 
         try:
-            await publish_batch(
-                written,
+            await ingest_batch(
+                _as_bytes([event.value for event in events]),
+                db=shared.db,
                 live=shared.live,
                 dlq_producer=shared.dead_letters,
                 counters=self.counters,
                 retrier=self._runtime.retrier,
+                bound=self._runtime.bound,
                 after_commit=after_commit,
             )
             for event in events:
@@ -283,8 +254,9 @@ class Worker:
         log.info("partitions_assigned", extra={"partitions": ",".join(mine) or "-"})
         keyed_by = (topics.TELEMETRY, topics.EDGE_METRICS)
         counts = {topic: self._app.consumer.topic_partitions(topic) for topic in keyed_by}
-        self._ownership = ownership_of(((tp.topic, tp.partition) for tp in assigned), counts)
-        self._runtime.hand_over_ownership(self._ownership)
+        self._runtime.hand_over_ownership(
+            ownership_of(((tp.topic, tp.partition) for tp in assigned), counts)
+        )
 
     async def on_before_shutdown(
         self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any

@@ -10,14 +10,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from hub.agents.ingest import (
-    IngestCounters,
-    OneAhead,
-    decode_batch,
-    ingest_batch,
-    publish_batch,
-    write_batch,
-)
+from hub.agents.ingest import IngestCounters, OneAhead, decode_batch, ingest_batch
 from hub.agents.records import TsBound
 from hub.agents.retry import Retrier, is_transient_db_error, is_transient_kafka_error
 from protocol import NormalisedReading, encode, encode_telemetry_batch
@@ -339,42 +332,3 @@ async def test_a_poison_reading_of_a_version_2_value_is_dead_lettered_alone() ->
     await h.run([packed(reading("a", ts=1), bad, reading("a", ts=3))])
     assert [(value, error.split(":")[0]) for value, error in h.dlq.sent] == [(bad, "unprocessable")]
     assert sorted(r.ts for batch in h.db.batches for r in batch) == [1, 3]
-
-
-async def test_write_then_publish_in_two_steps_publishes_only_what_was_committed() -> None:
-    class Picky(FakeDb):
-        async def write_readings(self, readings: Sequence[NormalisedReading]) -> object:
-            if any(r.device_id == "bad" for r in readings):
-                raise asyncpg.NumericValueOutOfRangeError("value out of range")
-            return await super().write_readings(readings)
-
-    h = Harness()
-    h.db = Picky(h.events)
-    retrier = Retrier(sleep=h.sleep)
-    written = await write_batch(
-        [reading("a"), reading("bad"), reading("b")],
-        db=h.db,
-        dlq_producer=h.dlq,
-        counters=h.counters,
-        retrier=retrier,
-    )
-    assert [r.device_id for _, r in written] == ["a", "b"]
-    assert not any(e.startswith("latest") for e in h.events)  # nothing published yet
-    assert h.counters.readings_total == 0
-    seen: list[str] = []
-
-    async def after_commit(readings: Sequence[NormalisedReading]) -> None:
-        seen.extend(r.device_id for r in readings)
-
-    await publish_batch(
-        written,
-        live=h.live,
-        dlq_producer=h.dlq,
-        counters=h.counters,
-        retrier=retrier,
-        after_commit=after_commit,
-    )
-    assert seen == ["a", "b"]
-    assert h.events[-2:] == ["latest:2", "publish:2"]
-    assert h.counters.readings_total == 2
-    assert h.counters.dead_lettered_total == {"unprocessable": 1}
