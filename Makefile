@@ -63,7 +63,7 @@ bench: $(STAMP) ## benchmarks (print figures, then a summary table; not part of 
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.rollup_query
 	$(BIN)/python -m bench.summary $(BENCH_RESULTS)
 
-schema: $(STAMP) ## regenerate the device JSON Schemas in docs/
+schema: $(STAMP) ## regenerate the JSON Schemas in docs/ (devices, iot.telemetry values)
 	$(BIN)/python -m protocol.schema docs
 
 demo: $(STAMP) ## local services, hub worker, dashboard, and the edge with five simulators

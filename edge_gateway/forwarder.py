@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -30,6 +30,7 @@ from edge_gateway.settings import EdgeSettings
 from edge_gateway.stats import GatewayCounters
 from iot_common.backoff import Backoff
 from iot_common.kafka_diagnosis import KafkaFailure, classify, diagnose
+from protocol import encode_telemetry_batch, topics
 
 log = logging.getLogger("edge.forwarder")
 
@@ -48,6 +49,63 @@ _IDLE_PROBE_S = 5.0
 _ANSWER_TIMEOUT_FACTOR = 3
 _MAX_REQUEST_BYTES = 2 * 1024 * 1024
 PASSWORD_IN_CLEAR_HINT = "SASL PLAIN without TLS sends the password as it is: use SASL_SSL"
+# A packed value grows past this only with its first reading, so packing never makes a record
+# larger than one big reading alone would be (nor than a broker that takes those refuses).
+PACK_MAX_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One Kafka record to produce, and the buffer records it carries."""
+
+    ids: list[int]
+    topic: str
+    key: bytes | None
+    values: list[bytes]
+    headers: list[tuple[str, bytes]] | None
+    timestamp_ms: int
+    packed: bool = False
+    size: int = 0  # bytes of `values`
+
+    def __post_init__(self) -> None:
+        self.size = sum(map(len, self.values))
+
+    @property
+    def value(self) -> bytes:
+        return encode_telemetry_batch(self.values) if self.packed else self.values[0]
+
+
+def outgoing(
+    batch: Sequence[StoredRecord],
+    value_version: int,
+    max_bytes: int = PACK_MAX_BYTES,
+    telemetry_topic: str = topics.TELEMETRY,
+) -> list[Outgoing]:
+    """The Kafka records for one leased batch. Version 2: each device's telemetry, in order,
+    packed into values of at most `max_bytes` (version 2 values even for one reading, so a hub
+    that cannot read them shows at once, not only under load); everything else as it is."""
+    out: list[Outgoing] = []
+    open_packs: dict[bytes, Outgoing] = {}
+    for stored in batch:
+        r = stored.record
+        one = Outgoing(
+            [stored.id], r.topic, r.key, [r.value], list(r.headers) or None, r.created_ms
+        )
+        if value_version == 1 or r.topic != telemetry_topic or r.key is None or r.headers:
+            out.append(one)
+            continue
+        pack = open_packs.get(r.key)
+        if pack is not None and pack.size + len(r.value) > max_bytes:
+            out.append(open_packs.pop(r.key))
+            pack = None
+        if pack is None:
+            one.packed = True
+            open_packs[r.key] = one
+        else:
+            pack.ids.append(stored.id)
+            pack.values.append(r.value)
+            pack.size += len(r.value)
+    return out + list(open_packs.values())
 
 
 def make_producer(settings: EdgeSettings) -> AIOKafkaProducer:
@@ -173,36 +231,38 @@ class Forwarder:
         assert self._producer is not None
         producer = self._producer
         result = SendResult()
-        futures: list[tuple[int, asyncio.Future[object]]] = []
-        for stored in batch:
-            r = stored.record
+        futures: list[tuple[list[int], asyncio.Future[object]]] = []
+        telemetry = topics.topic_name(topics.TELEMETRY, self._settings.kafka_topic_prefix)
+        for record in outgoing(
+            batch, self._settings.kafka_value_version, telemetry_topic=telemetry
+        ):
             try:
                 fut = await producer.send(
-                    r.topic,
-                    r.value,
-                    key=r.key,
-                    headers=list(r.headers) or None,
-                    timestamp_ms=r.created_ms,
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    timestamp_ms=record.timestamp_ms,
                 )
             except PERMANENT_ERRORS as exc:
-                result.rejected.append(stored.id)
-                self._reject(stored.id, exc)
+                result.rejected += record.ids
+                self._reject(record.ids, exc)
                 continue
             except KafkaError as exc:
                 result.failure = exc
                 break
-            futures.append((stored.id, fut))
+            futures.append((record.ids, fut))
         answers = await self._answers([f for _, f in futures])
-        for (record_id, _), answer in zip(futures, answers, strict=True):
+        for (record_ids, _), answer in zip(futures, answers, strict=True):
             if not isinstance(answer, BaseException):
-                result.acked.append(record_id)
+                result.acked += record_ids
             elif isinstance(answer, PERMANENT_ERRORS):
-                result.rejected.append(record_id)
-                self._reject(record_id, answer)
+                result.rejected += record_ids
+                self._reject(record_ids, answer)
             else:
-                result.retry.append(record_id)
+                result.retry += record_ids
                 result.failure = result.failure or answer
-        sent_ids = {record_id for record_id, _ in futures} | set(result.rejected)
+        sent_ids = {i for record_ids, _ in futures for i in record_ids} | set(result.rejected)
         result.retry += [s.id for s in batch if s.id not in sent_ids]
         return result
 
@@ -267,9 +327,16 @@ class Forwarder:
         if errors:
             log.info("buffer_recovered", extra={"errors": errors})
 
-    def _reject(self, record_id: int, exc: BaseException) -> None:
-        self._counters.kafka_rejected_total += 1
-        log.error("kafka_rejected_record", extra={"record": record_id, "error": type(exc).__name__})
+    def _reject(self, record_ids: list[int], exc: BaseException) -> None:
+        self._counters.kafka_rejected_total += len(record_ids)
+        log.error(
+            "kafka_rejected_record",
+            extra={
+                "record": record_ids[0],
+                "records": len(record_ids),
+                "error": type(exc).__name__,
+            },
+        )
 
     async def _connect(self) -> bool:
         producer = self._producer_factory(self._settings)

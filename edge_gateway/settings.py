@@ -83,6 +83,9 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
     kafka_topic_prefix: str = Field(default="", pattern=f"^{TOPIC_PREFIX_PATTERN}$")
     # TLS and SASL: the EDGE_KAFKA_SECURITY_* / _SASL_* / _SSL_* fields of KafkaSecurityFields.
     kafka_compression: Compression = "lz4"
+    # iot.telemetry values: 2 packs each device's readings of one send into one record (hubs
+    # read both versions from this release on); 1 for hubs older than this release.
+    kafka_value_version: Literal[1, 2] = 2
     # Also how long a batch can wait on a Kafka that just went away before it is retried.
     kafka_request_timeout_ms: int = Field(default=5_000, ge=1000)
 

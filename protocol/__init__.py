@@ -1,6 +1,14 @@
 """Wire contracts shared by the edge gateway and the hub: models, topic names and the codec."""
 
-from protocol.codec import DecodeError, decode_status, decode_telemetry, encode, parse_topic
+from protocol.codec import (
+    DecodeError,
+    decode_status,
+    decode_telemetry,
+    decode_telemetry_value,
+    encode,
+    encode_telemetry_batch,
+    parse_topic,
+)
 from protocol.models import (
     MAX_METRICS,
     MAX_PAYLOAD_BYTES,
@@ -10,6 +18,7 @@ from protocol.models import (
     EdgeMetrics,
     NormalisedReading,
     StatusPayload,
+    TelemetryBatch,
 )
 from protocol.topics import MqttTopic, TopicError, parse_mqtt_topic, status_topic, telemetry_topic
 
@@ -24,10 +33,13 @@ __all__ = [
     "MqttTopic",
     "NormalisedReading",
     "StatusPayload",
+    "TelemetryBatch",
     "TopicError",
     "decode_status",
     "decode_telemetry",
+    "decode_telemetry_value",
     "encode",
+    "encode_telemetry_batch",
     "parse_mqtt_topic",
     "parse_topic",
     "status_topic",

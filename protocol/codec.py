@@ -6,21 +6,27 @@ payload on the dead-letter topic with `str(error)` as its `error` header.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+from pydantic_core import ErrorDetails
 
 from protocol.models import (
+    MAX_BATCH_BYTES,
     MAX_EPOCH_MS,
     MAX_METRIC_MAGNITUDE,
     MAX_METRICS,
     MAX_PAYLOAD_BYTES,
     METRIC_NAME_PATTERN,
+    SCHEMA_VERSION,
+    TELEMETRY_VERSIONS,
     DevicePayload,
     DeviceStatus,
     NormalisedReading,
     StatusPayload,
+    TelemetryBatch,
 )
 from protocol.topics import MqttTopic, TopicError, parse_mqtt_topic
 
@@ -65,7 +71,22 @@ def parse_topic(topic: str) -> MqttTopic:
 
 
 def _classify(exc: ValidationError) -> DecodeError:
+    return _classify_errors(exc.errors(include_url=False, include_input=False))
+
+
+def _classify_batch(exc: ValidationError) -> DecodeError:
+    """`_classify` for a version 2 value: an error inside one reading gets that reading's
+    reason, as if it had come alone, and says which reading it was."""
     errors = exc.errors(include_url=False, include_input=False)
+    loc = errors[0]["loc"]
+    if len(loc) < 3 or loc[0] != "readings":
+        return _classify_errors(errors)
+    same = [{**err, "loc": err["loc"][2:]} for err in errors if err["loc"][:2] == loc[:2]]
+    inner = _classify_errors(same)  # type: ignore[arg-type]
+    return DecodeError(inner.reason, f"readings.{loc[1]}: {inner.detail}")
+
+
+def _classify_errors(errors: list[ErrorDetails]) -> DecodeError:
     # A union reports one error per branch, so look for the most specific cause first.
     for err in errors:
         kind, loc = err["type"], err["loc"]
@@ -101,21 +122,69 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "payload"
 
 
+def _check_size(payload: bytes, limit: int) -> None:
+    if len(payload) > limit:
+        raise DecodeError("payload_too_large", f"{len(payload)} bytes, at most {limit} allowed")
+
+
+def _text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid_utf8", f"byte {exc.start}: {exc.reason}") from None
+
+
 def decode_record(model: type[M], payload: bytes) -> M:
     """One wire model from raw bytes (a device payload, or a Kafka record read as untrusted),
     or `DecodeError` with the reason."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise DecodeError(
-            "payload_too_large", f"{len(payload)} bytes, at most {MAX_PAYLOAD_BYTES} allowed"
-        )
+    _check_size(payload, MAX_PAYLOAD_BYTES)
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DecodeError("invalid_utf8", f"byte {exc.start}: {exc.reason}") from None
-    try:
-        return model.model_validate_json(text)
+        return model.model_validate_json(_text(payload))
     except ValidationError as exc:
         raise _classify(exc) from None
+
+
+class _Versioned(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    v: StrictInt = SCHEMA_VERSION
+
+
+def telemetry_version(text: str) -> int:
+    """The `v` of an `iot.telemetry` value (1 when absent), or `DecodeError`."""
+    # What the edge writes starts like this: no second parse for it.
+    for version in TELEMETRY_VERSIONS:
+        if text.startswith(f'{{"v":{version},'):
+            return version
+    try:
+        version = _Versioned.model_validate_json(text).v
+    except ValidationError as exc:
+        raise _classify(exc) from None
+    if version not in TELEMETRY_VERSIONS:
+        raise DecodeError(
+            "wrong_shape", f"v {version} is not a version this reader knows {TELEMETRY_VERSIONS}"
+        )
+    return version
+
+
+def decode_telemetry_value(payload: bytes) -> list[NormalisedReading]:
+    """The readings of one `iot.telemetry` value of either version, read as untrusted: a
+    version 1 value is one reading (at most 64 KiB), a version 2 value several readings of
+    one device (at most 1 MiB); anything else raises `DecodeError` with the reason."""
+    _check_size(payload, MAX_BATCH_BYTES)
+    text = _text(payload)
+    if telemetry_version(text) == 1:
+        return [decode_record(NormalisedReading, payload)]
+    try:
+        return TelemetryBatch.model_validate_json(text).readings
+    except ValidationError as exc:
+        raise _classify_batch(exc) from None
+
+
+def encode_telemetry_batch(values: Sequence[bytes]) -> bytes:
+    """A version 2 `iot.telemetry` value from version 1 values of one device, oldest first,
+    without decoding them: the same bytes as `encode(TelemetryBatch(readings=...))`."""
+    return b'{"v":2,"readings":[' + b",".join(values) + b"]}"
 
 
 def resolve_ts(

@@ -12,6 +12,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    model_validator,
 )
 
 from protocol.topics import IDENTIFIER_PATTERN
@@ -20,6 +21,11 @@ MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_METRICS: Final = 256
 METRIC_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 SCHEMA_VERSION: Final = 1
+# `iot.telemetry` values: version 1 is one reading, version 2 several readings of one device.
+TELEMETRY_VERSIONS: Final = (1, 2)
+MAX_BATCH_READINGS: Final = 10_000
+# A version 2 value at most: Kafka's default max.message.bytes (1 MiB) would refuse more anyway.
+MAX_BATCH_BYTES: Final = 1024 * 1024
 # Plant values are far smaller; the bound keeps sums and averages over any number of readings
 # (PostgreSQL's avg, rate-of-change rules) finite, where 1e308 would overflow them.
 MAX_METRIC_MAGNITUDE: Final = 1e15
@@ -91,7 +97,7 @@ class StatusPayload(_Wire):
 
 
 class NormalisedReading(_Wire):
-    """Value of `iot.telemetry`, keyed by device_id."""
+    """Value of `iot.telemetry` version 1, keyed by device_id: one reading."""
 
     v: Literal[1] = SCHEMA_VERSION
     site: Identifier
@@ -102,6 +108,23 @@ class NormalisedReading(_Wire):
     metrics: Metrics
     gateway_id: Identifier
     received_ts: EpochMs
+
+
+class TelemetryBatch(_Wire):
+    """Value of `iot.telemetry` version 2, keyed by device_id: several readings of that one
+    device, oldest first, each exactly a version 1 value. The edge packs them to cut the hub's
+    cost per Kafka record; the hub reads both versions."""
+
+    v: Literal[2] = 2
+    readings: Annotated[list[NormalisedReading], Field(min_length=1, max_length=MAX_BATCH_READINGS)]
+
+    @model_validator(mode="after")
+    def _one_device(self) -> TelemetryBatch:
+        # One key, one partition, one order: a value mixing devices would break all three.
+        first = self.readings[0].device_id
+        if any(r.device_id != first for r in self.readings):
+            raise ValueError("readings of more than one device_id in one value")
+        return self
 
 
 class DeviceStatus(_Wire):

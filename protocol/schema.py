@@ -1,24 +1,36 @@
-"""Export the device-facing JSON Schemas for integrators: `python -m protocol.schema [DIR]`."""
+"""Export the JSON Schemas for integrators, the devices' payloads and the values gateways write
+to `iot.telemetry` (either version): `python -m protocol.schema [DIR]`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import Field, TypeAdapter
 
-from protocol.models import DevicePayload, StatusPayload
+from protocol.models import DevicePayload, NormalisedReading, StatusPayload, TelemetryBatch
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-SCHEMAS: dict[str, type[BaseModel]] = {
+TelemetryValue = Annotated[
+    NormalisedReading | TelemetryBatch,
+    Field(
+        title="KafkaTelemetryValue",
+        description="Value of a record on iot.telemetry, keyed by device_id: version 1 (one "
+        "reading) or version 2 (several readings of that device, oldest first). Hubs read "
+        "both; gateways write version EDGE_KAFKA_VALUE_VERSION.",
+    ),
+]
+SCHEMAS: dict[str, Any] = {
     "device-telemetry.schema.json": DevicePayload,
     "device-status.schema.json": StatusPayload,
+    "kafka-telemetry.schema.json": TelemetryValue,
 }
 
 
-def render(model: type[BaseModel]) -> str:
-    schema = {"$schema": DRAFT, **model.model_json_schema()}
+def render(model: Any) -> str:
+    schema = {"$schema": DRAFT, **TypeAdapter(model).json_schema()}
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 

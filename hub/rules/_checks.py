@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Final
 
 from hub.rules.model import (
@@ -35,11 +35,25 @@ def fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-@dataclass(frozen=True, slots=True)
 class Verdict:
-    severity: Severity | None
-    value: float | None
-    message: str  # without the device suffix
+    """The severity a sample deserves, and why. Every sample gets one but few turn into a
+    transition, so `message` (without the device suffix) may be given as a function, worded
+    only when read."""
+
+    __slots__ = ("_message", "severity", "value")
+
+    def __init__(
+        self, severity: Severity | None, value: float | None, message: str | Callable[[], str]
+    ) -> None:
+        self.severity = severity
+        self.value = value
+        self._message = message
+
+    @property
+    def message(self) -> str:
+        if not isinstance(self._message, str):
+            self._message = self._message()
+        return self._message
 
 
 class ThresholdCheck:
@@ -60,12 +74,17 @@ class ThresholdCheck:
             level = self._level(value, eased=True, max_rank=severity_rank(active))
         metric = self.rule.metric
         if level is None:
-            return Verdict(None, value, f"{metric} {fmt(value)} back to normal")
+            return Verdict(None, value, lambda: f"{metric} {fmt(value)} back to normal")
         severity, limit, side = level
-        text = f"{metric} {fmt(value)} {side} {severity} {fmt(limit)}"
         if level != raw:
-            text = f"{metric} {fmt(value)} still within hysteresis of {severity} {fmt(limit)}"
-        return Verdict(severity, value, text)
+            return Verdict(
+                severity,
+                value,
+                lambda: f"{metric} {fmt(value)} still within hysteresis of {severity} {fmt(limit)}",
+            )
+        return Verdict(
+            severity, value, lambda: f"{metric} {fmt(value)} {side} {severity} {fmt(limit)}"
+        )
 
     def _level(
         self, value: float, *, eased: bool, max_rank: int
@@ -96,10 +115,12 @@ class FlagCheck:
         pass
 
     def update(self, ts: int, value: bool, active: Severity | None) -> Verdict:
-        text = f"{self.rule.metric} is {str(value).lower()}"
+        metric = self.rule.metric
         if value == self.rule.equals:
-            return Verdict(self.rule.severity, float(value), text)
-        return Verdict(None, float(value), f"{text} again")
+            return Verdict(
+                self.rule.severity, float(value), lambda: f"{metric} is {str(value).lower()}"
+            )
+        return Verdict(None, float(value), lambda: f"{metric} is {str(value).lower()} again")
 
 
 class FlatlineCheck:
@@ -124,10 +145,14 @@ class FlatlineCheck:
             self._run += 1
         else:
             self._value, self._run = value, 1
-        if self._run >= self.rule.samples:
-            text = f"{metric} unchanged at {fmt(value)} for {self._run} samples"
-            return Verdict(self.rule.severity, value, text)
-        return Verdict(None, value, f"{metric} changing again ({fmt(value)})")
+        run = self._run
+        if run >= self.rule.samples:
+            return Verdict(
+                self.rule.severity,
+                value,
+                lambda: f"{metric} unchanged at {fmt(value)} for {run} samples",
+            )
+        return Verdict(None, value, lambda: f"{metric} changing again ({fmt(value)})")
 
 
 class RateCheck:
@@ -166,14 +191,17 @@ class RateCheck:
         signed = {"rising": rate, "falling": -rate, "both": abs(rate)}[rule.direction]
         limit = rule.max_per_s
         edge = limit - rule.hysteresis.margin(limit) if active is not None else limit
-        verb = "rising" if rate >= 0 else "falling"
-        text = (
-            f"{rule.metric} {verb} {fmt(abs(rate))}/s over {fmt(round(span_s, 3))} s, "
-            f"limit {fmt(limit)}/s"
-        )
         if signed > edge:
-            return Verdict(rule.severity, value, text)
-        return Verdict(None, value, f"{rule.metric} rate back to {fmt(rate)}/s")
+            verb = "rising" if rate >= 0 else "falling"
+            return Verdict(
+                rule.severity,
+                value,
+                lambda: (
+                    f"{rule.metric} {verb} {fmt(abs(rate))}/s over {fmt(round(span_s, 3))} s, "
+                    f"limit {fmt(limit)}/s"
+                ),
+            )
+        return Verdict(None, value, lambda: f"{rule.metric} rate back to {fmt(rate)}/s")
 
 
 Check = ThresholdCheck | FlagCheck | FlatlineCheck | RateCheck

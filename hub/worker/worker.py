@@ -242,6 +242,7 @@ class Worker:
             "ingest_stats",
             extra={
                 "batches_total": counters.batches_total,
+                "records_total": counters.records_total,
                 "readings_total": counters.readings_total,
                 "dead_lettered_total": sum(counters.dead_lettered_total.values()),
                 "status_dead_lettered_total": statuses.dead_lettered_total,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import NormalisedReading, topics
+from protocol import decode_telemetry_value, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import KafkaTail
 from tests.support.mqtt import Publisher
@@ -121,6 +121,9 @@ async def test_embedded_broker_password_file(kafka: str, tmp_path: Path) -> None
         finally:
             assert await asyncio.to_thread(gw.terminate) == 0
     reading = next(
-        NormalisedReading.model_validate_json(r.value) for r in records if site.encode() in r.value
+        reading
+        for r in records
+        if site.encode() in r.value
+        for reading in decode_telemetry_value(r.value)
     )
     assert reading.metrics == {"ram_pressure_bar": 180.0}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, topics
+from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, decode_telemetry_value, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import KafkaTail, Record
 from tests.support.process import ROOT, free_port
@@ -29,8 +29,9 @@ def unique(prefix: str) -> str:
 def readings_of(records: list[Record], site: str) -> list[NormalisedReading]:
     out = []
     for r in records:
-        if r.topic == topics.TELEMETRY:
-            reading = NormalisedReading.model_validate_json(r.value)
+        if r.topic != topics.TELEMETRY:
+            continue
+        for reading in decode_telemetry_value(r.value):
             if reading.site == site:
                 assert r.key == reading.device_id.encode()
                 out.append(reading)

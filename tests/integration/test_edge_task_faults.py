@@ -26,7 +26,7 @@ from edge_gateway.app import EdgeGateway
 from edge_gateway.buffer import Buffer, SqliteBuffer, StoredRecord
 from edge_gateway.settings import EdgeSettings
 from iot_common.logs import LogfmtFormatter
-from protocol import NormalisedReading, topics
+from protocol import decode_telemetry_value, topics
 from tests.support.kafka import KafkaTail, Record
 from tests.support.mqtt import Publisher
 from tests.support.process import free_port
@@ -142,8 +142,9 @@ def seen(records: list[Record], site: str) -> Counter[tuple[str, int | None]]:
     """How often each (device, seq) of `site` reached Kafka."""
     counts: Counter[tuple[str, int | None]] = Counter()
     for r in records:
-        if r.topic == topics.TELEMETRY:
-            reading = NormalisedReading.model_validate_json(r.value)
+        if r.topic != topics.TELEMETRY:
+            continue
+        for reading in decode_telemetry_value(r.value):
             if reading.site == site:
                 assert reading.metrics == {"value": (reading.seq or 0) * 0.5}
                 counts[(reading.device_id, reading.seq)] += 1

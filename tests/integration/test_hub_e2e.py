@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from edge_gateway.simulators.catalog import DEVICE_ID_PREFIX
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.redis_keys import LAST_SEEN_KEY, latest_key
-from protocol import NormalisedReading, topics
+from protocol import NormalisedReading, decode_telemetry_value, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import (
     HubWorkerProcess,
@@ -41,9 +41,10 @@ def reading_keys(readings: list[NormalisedReading]) -> set[Key]:
 
 def telemetry_of(records: list[Record]) -> list[NormalisedReading]:
     return [
-        NormalisedReading.model_validate_json(r.value)
+        reading
         for r in records
         if r.topic == topics.TELEMETRY
+        for reading in decode_telemetry_value(r.value)
     ]
 
 

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from protocol import NormalisedReading, topics
+from protocol import decode_telemetry_value, topics
 from protocol.codec import encode
 from tests.support.certs import CertAuthority
 from tests.support.gateway import GatewayProcess
@@ -110,9 +110,9 @@ class Edge:
 def seqs_of(records: list[Record], site: str) -> set[int]:
     found = set()
     for r in records:
-        reading = NormalisedReading.model_validate_json(r.value)
-        if reading.site == site and reading.seq is not None:
-            found.add(reading.seq)
+        for reading in decode_telemetry_value(r.value):
+            if reading.site == site and reading.seq is not None:
+                found.add(reading.seq)
     return found
 
 

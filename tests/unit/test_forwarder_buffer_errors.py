@@ -85,7 +85,11 @@ async def forward_all(
     buffer: FlakyBuffer, n: int, *, kafka_timeouts: int = 0, batch_max: int = 4
 ) -> tuple[list[bytes], GatewayCounters]:
     """Append n records, run the forwarder until the buffer is empty, return what Kafka got."""
-    settings = EdgeSettings(forward_backoff_max_s=0.02, forward_batch_max=batch_max)
+    # Version 1: the values here are opaque bytes, one Kafka record each (packing:
+    # test_forwarder_packing.py).
+    settings = EdgeSettings(
+        forward_backoff_max_s=0.02, forward_batch_max=batch_max, kafka_value_version=1
+    )
     counters = GatewayCounters()
     sent: list[bytes] = []
     producer = FakeProducer(sent, kafka_timeouts)

@@ -39,7 +39,9 @@ async def test_an_unanswered_batch_fails_reports_kafka_down_and_is_sent_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge.forwarder")
-    settings = EdgeSettings(kafka_request_timeout_ms=1000, forward_backoff_max_s=0.05)
+    settings = EdgeSettings(
+        kafka_request_timeout_ms=1000, forward_backoff_max_s=0.05, kafka_value_version=1
+    )
     buffer, counters = MemoryBuffer(max_bytes=10_000_000), GatewayCounters()
     sent: list[bytes] = []
     producers: list[SilentThenFine] = []

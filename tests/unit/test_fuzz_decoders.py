@@ -39,7 +39,7 @@ NOW = T0 + 3_600_000
 TELEMETRY = parse_topic("plant/site-1/cnc-1/telemetry")
 STATUS = parse_topic("plant/site-1/cnc-1/status")
 NAME = re.compile(METRIC_NAME_PATTERN)
-IDENTIFIER = re.compile(f"^{IDENTIFIER_PATTERN}$")
+IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 def assert_storable(reading: NormalisedReading) -> None:
@@ -53,7 +53,7 @@ def assert_storable(reading: NormalisedReading) -> None:
             assert math.isfinite(value)
             assert abs(value) <= MAX_METRIC_MAGNITUDE
     for ident in (reading.site, reading.device_id, reading.gateway_id):
-        assert IDENTIFIER.match(ident), ident
+        assert IDENTIFIER.fullmatch(ident), ident
     assert reading.type is None or NAME.match(reading.type)
     json.dumps(reading.metrics, allow_nan=False)
 
@@ -132,7 +132,7 @@ def test_a_heartbeat_the_hub_accepts_can_be_shown(fields: dict[str, object]) -> 
     base = json.loads(encode(make_edge_metrics("gw-1", T0)))
     good, _ = decode_records([dumps(base | fields)], EdgeMetrics)
     for _, metrics in good:
-        assert IDENTIFIER.match(metrics.gateway_id)
+        assert IDENTIFIER.fullmatch(metrics.gateway_id)
         # allow_nan=False: raises on a non-finite number
         encode_gateway_health(GatewayHealth.received(metrics, NOW))
 
@@ -141,7 +141,7 @@ def test_a_heartbeat_the_hub_accepts_can_be_shown(fields: dict[str, object]) -> 
 @given(NASTY_TEXT, NASTY_TEXT)
 def test_topics_are_parsed_or_refused_with_bad_topic(site: str, device: str) -> None:
     topic = f"plant/{site}/{device}/telemetry"
-    if IDENTIFIER.match(site) and IDENTIFIER.match(device):
+    if IDENTIFIER.fullmatch(site) and IDENTIFIER.fullmatch(device):
         assert parse_topic(topic) == MqttTopic(site, device, "telemetry")
         return
     with pytest.raises(DecodeError) as info:

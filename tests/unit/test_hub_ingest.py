@@ -11,8 +11,10 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from hub.agents.ingest import IngestCounters, OneAhead, decode_batch, ingest_batch
+from hub.agents.records import TsBound
 from hub.agents.retry import Retrier, is_transient_db_error, is_transient_kafka_error
-from protocol import NormalisedReading, encode
+from protocol import NormalisedReading, encode, encode_telemetry_batch
+from protocol.models import MAX_BATCH_BYTES
 
 
 def reading(device_id: str = "press-01", ts: int = 1_764_268_800_000, **metrics: float) -> bytes:
@@ -264,3 +266,69 @@ async def test_one_ahead_drain_raises_what_the_job_raised() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         await one_ahead.drain()
     await one_ahead.drain()  # nothing left in flight
+
+
+# -- version 2 values: several readings of one device in one Kafka record ------------------------
+
+
+def packed(*values: bytes) -> bytes:
+    return encode_telemetry_batch(values)
+
+
+async def test_both_versions_are_read_in_one_batch_in_order() -> None:
+    h = Harness()
+    await h.run([reading("a", ts=1), packed(reading("b", ts=1), reading("b", ts=2)), reading("c")])
+    ((a, b1, b2, c),) = h.db.batches
+    assert [(r.device_id, r.ts) for r in (a, b1, b2)] == [("a", 1), ("b", 1), ("b", 2)]
+    assert c.device_id == "c"
+    assert h.counters.readings_total == 4
+    assert h.counters.records_total == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        # One bad reading refuses the whole value, with the reason it would have alone.
+        (
+            packed(reading("a"), reading("a", bad=2.0).replace(b"2.0", b"1e999")),
+            "non_finite_number",
+        ),
+        (packed(reading("a"), reading("b")), "wrong_shape"),  # two devices in one value
+        (b'{"v":2,"readings":[]}', "wrong_shape"),
+        (b'{"v":3,"readings":[]}', "wrong_shape"),  # a version this hub does not know
+        (b'{"v":2,"readings":[' + b"1" * MAX_BATCH_BYTES + b"]}", "payload_too_large"),
+    ],
+)
+async def test_a_bad_version_2_value_is_dead_lettered_whole(value: bytes, reason: str) -> None:
+    h = Harness()
+    await h.run([value, reading("ok")])
+    assert h.dlq.sent == [(value, h.dlq.sent[0][1])]
+    assert h.dlq.sent[0][1].startswith(f"{reason}: ")
+    assert h.counters.dead_lettered_total == {reason: 1}
+    assert [r.device_id for r in h.db.batches[0]] == ["ok"]
+
+
+def test_a_reading_too_far_ahead_leaves_its_value_alone_as_a_version_1_value() -> None:
+    bound = TsBound(max_future_ms=1_000, clock_ms=lambda: 10_000)
+    ahead = reading("a", ts=20_000)
+    good, invalid = decode_batch([packed(reading("a", ts=9_000), ahead)], bound)
+    assert [r.ts for _, r in good] == [9_000]
+    assert good[0][0] is None  # no value of its own: made when it is dead-lettered
+    ((value, error),) = invalid
+    assert value == ahead
+    assert error.startswith("ts_out_of_range: ")
+
+
+async def test_a_poison_reading_of_a_version_2_value_is_dead_lettered_alone() -> None:
+    class Picky(FakeDb):
+        async def write_readings(self, readings: Sequence[NormalisedReading]) -> object:
+            if any(r.device_id == "a" and r.ts == 2 for r in readings):
+                raise asyncpg.NumericValueOutOfRangeError("value out of range")
+            return await super().write_readings(readings)
+
+    h = Harness()
+    h.db = Picky(h.events)
+    bad = reading("a", ts=2)
+    await h.run([packed(reading("a", ts=1), bad, reading("a", ts=3))])
+    assert [(value, error.split(":")[0]) for value, error in h.dlq.sent] == [(bad, "unprocessable")]
+    assert sorted(r.ts for batch in h.db.batches for r in batch) == [1, 3]
