@@ -117,7 +117,8 @@ def make_producer(settings: EdgeSettings) -> AIOKafkaProducer:
         compression_type=None
         if settings.kafka_compression == "none"
         else settings.kafka_compression,
-        linger_ms=5,
+        # No wait: a batch is what the buffer leased, sent at once (5 ms cost 6 ms at p50).
+        linger_ms=0,
         max_batch_size=512 * 1024,
         max_request_size=_MAX_REQUEST_BYTES,
         request_timeout_ms=settings.kafka_request_timeout_ms,
