@@ -17,7 +17,7 @@ from edge_gateway.broker_intake import BrokerIntake
 from edge_gateway.buffer import Buffer, SqliteBuffer
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
-from edge_gateway.intake import now_ms
+from edge_gateway.intake import IntakeTarget, now_ms
 from edge_gateway.mqtt_security import MqttSecurity, anonymous_beyond_loopback, load_mqtt_security
 from edge_gateway.routing import MessageRouter
 from edge_gateway.runway import RunwayMeter
@@ -147,17 +147,18 @@ class EdgeGateway:
         log.info("http_listening", extra={"port": self._server.port})
         loop = asyncio.get_running_loop()
         forwarder = self.forwarder = Forwarder(s, self.buffer, self.counters)
+        target = IntakeTarget(
+            self.buffer,
+            self.router,
+            self.counters,
+            batch_max=s.bridge_batch_max,
+            on_appended=lambda: _notify(loop, forwarder),
+        )
         if s.embedded_broker:
-            await self._start_embedded(security, lambda: _notify(loop, forwarder))
+            await self._start_embedded(security, target)
         else:
             self.bridge = Bridge(
-                s,
-                self.buffer,
-                self.router,
-                self.counters,
-                on_appended=lambda: _notify(loop, forwarder),
-                endpoint=security.gateway_endpoint(s),
-                tls_context=security.client_tls,
+                s, target, endpoint=security.gateway_endpoint(s), tls_context=security.client_tls
             )
             self.bridge.start()
         self.tasks.spawn("forwarder", forwarder.run(self._stop_forwarder))
@@ -165,10 +166,9 @@ class EdgeGateway:
         if self._simulator_types:
             self.tasks.spawn("simulators", self._simulate())
 
-    async def _start_embedded(self, security: MqttSecurity, notify: Callable[[], None]) -> None:
+    async def _start_embedded(self, security: MqttSecurity, target: IntakeTarget) -> None:
         s = self.settings
-        assert self.buffer is not None
-        self.intake = BrokerIntake(s, self.buffer, self.router, self.counters, on_appended=notify)
+        self.intake = BrokerIntake(target)
         self.intake.start(asyncio.get_running_loop())
         self.broker = EmbeddedBroker(
             s.mqtt_bind,

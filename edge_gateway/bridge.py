@@ -8,18 +8,14 @@ import logging
 import ssl
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_gateway.buffer import Buffer
-from edge_gateway.intake import Inbound, Intake, now_ms
-from edge_gateway.routing import MessageRouter
+from edge_gateway.intake import Inbound, IntakeTarget, now_ms
 from edge_gateway.settings import EdgeSettings, MqttEndpoint
-from edge_gateway.stats import GatewayCounters
 from protocol import topics
 
 log = logging.getLogger("edge.bridge")
@@ -29,28 +25,18 @@ class Bridge:
     def __init__(
         self,
         settings: EdgeSettings,
-        buffer: Buffer,
-        router: MessageRouter,
-        counters: GatewayCounters,
+        target: IntakeTarget,
         *,
-        on_appended: Callable[[], None] = lambda: None,
         endpoint: MqttEndpoint | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         """`endpoint`: where and as whom to connect (default: as the settings say);
         `tls_context`: for an mqtts:// endpoint, from edge_gateway.mqtt_tls."""
         self._settings = settings
-        self._counters = counters
+        self._counters = target.counters
         self._stopping = threading.Event()
         self.subscribed = threading.Event()
-        self._intake = Intake(
-            buffer,
-            router,
-            counters,
-            batch_max=settings.bridge_batch_max,
-            on_durable=self._ack,
-            on_appended=on_appended,
-        )
+        self._intake = target.intake(on_durable=self._ack)
         endpoint = endpoint or settings.mqtt_endpoint()
         if endpoint.tls and tls_context is None:
             raise ValueError(f"{endpoint.url} needs a TLS context")  # never plaintext instead

@@ -13,18 +13,14 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.publish import PublishPacket
 
-from edge_gateway.buffer import Buffer
-from edge_gateway.intake import Inbound, Intake, now_ms
-from edge_gateway.routing import MessageRouter
-from edge_gateway.settings import EdgeSettings
-from edge_gateway.stats import GatewayCounters
+from edge_gateway.intake import Inbound, IntakeTarget, now_ms
 from protocol import topics
 
 log = logging.getLogger("edge.broker_intake")
@@ -143,23 +139,8 @@ class SessionIntake:
 class BrokerIntake:
     """The embedded broker's sessions -> the intake -> PUBACKs back on the event loop."""
 
-    def __init__(
-        self,
-        settings: EdgeSettings,
-        buffer: Buffer,
-        router: MessageRouter,
-        counters: GatewayCounters,
-        *,
-        on_appended: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._intake = Intake(
-            buffer,
-            router,
-            counters,
-            batch_max=settings.bridge_batch_max,
-            on_durable=self._durable,
-            on_appended=on_appended,
-        )
+    def __init__(self, target: IntakeTarget) -> None:
+        self._intake = target.intake(on_durable=self._durable)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subscribed = threading.Event()  # the intake takes messages (as the bridge's is)
 

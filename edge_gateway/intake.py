@@ -44,6 +44,28 @@ class Inbound:
 DurableCallback = Callable[[list[object]], None]
 
 
+@dataclass(frozen=True)
+class IntakeTarget:
+    """Where a source's messages go: routed into the buffer, counted; `on_appended` after each
+    commit (the forwarder's wake-up)."""
+
+    buffer: Buffer
+    router: MessageRouter
+    counters: GatewayCounters
+    batch_max: int
+    on_appended: Callable[[], None] = lambda: None
+
+    def intake(self, on_durable: DurableCallback) -> Intake:
+        return Intake(
+            self.buffer,
+            self.router,
+            self.counters,
+            batch_max=self.batch_max,
+            on_durable=on_durable,
+            on_appended=self.on_appended,
+        )
+
+
 class Intake:
     def __init__(
         self,

@@ -11,8 +11,8 @@ pass, never fatal (a batch for a missing day creates its partition on demand any
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeVar
 
 import asyncpg
 
@@ -20,6 +20,8 @@ from hub.agents.poison import describe_error
 from hub.agents.retry import Retrier, is_transient_db_error
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SchemaStore(Protocol):
@@ -61,26 +63,42 @@ async def maintain_partitions(
 ) -> bool:
     """One hourly pass; True when it completed. Database errors are logged, not raised: the
     next pass tries again (a lock timeout behind a long query is the common one)."""
-    try:
+
+    async def attempt() -> tuple[list[str], list[str]]:
         created = await db.ensure_partitions(now_ms, ahead_days)
-        dropped = await db.drop_expired_partitions(now_ms, retention_days)
-    except asyncpg.PostgresError as exc:
-        # Not transient (permissions, a broken partition): still no reason to stop ingesting,
-        # but an operator must look.
-        level = logging.WARNING if is_transient(exc) else logging.ERROR
-        log.log(level, "partition_maintenance_failed", extra={"error": describe_error(exc)})
+        return created, await db.drop_expired_partitions(now_ms, retention_days)
+
+    done = await _housekeeping("partition_maintenance_failed", attempt, is_transient)
+    if done is None:
         return False
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        log.warning("partition_maintenance_failed", extra={"error": describe_error(exc)})
-        return False
+    created, dropped = done
     if created or dropped:
         log.info(
             "partition_maintenance_done",
             extra={"created": ",".join(created) or "-", "dropped": ",".join(dropped) or "-"},
         )
     return True
+
+
+async def _housekeeping(
+    failed_event: str,
+    attempt: Callable[[], Awaitable[T]],
+    is_transient: Callable[[BaseException], bool],
+) -> T | None:
+    """`attempt()`, or None after logging why it failed. A database error that is not
+    transient (permissions, a broken partition) is no reason to stop ingesting either, but an
+    operator must look: it is logged as an error."""
+    try:
+        return await attempt()
+    except asyncpg.PostgresError as exc:
+        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        log.log(level, failed_event, extra={"error": describe_error(exc)})
+        return None
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning(failed_event, extra={"error": describe_error(exc)})
+        return None
 
 
 class RollupRetentionStore(Protocol):
@@ -98,16 +116,12 @@ async def maintain_rollups(
 ) -> bool:
     """Delete each tier's rows past its retention; True when it completed. Errors are logged as
     for the partitions: the next pass tries again."""
-    try:
-        deleted = await db.drop_expired_rollups(now_ms, retention_days)
-    except asyncpg.PostgresError as exc:
-        level = logging.WARNING if is_transient(exc) else logging.ERROR
-        log.log(level, "rollup_retention_failed", extra={"error": describe_error(exc)})
-        return False
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        log.warning("rollup_retention_failed", extra={"error": describe_error(exc)})
+    deleted = await _housekeeping(
+        "rollup_retention_failed",
+        lambda: db.drop_expired_rollups(now_ms, retention_days),
+        is_transient,
+    )
+    if deleted is None:
         return False
     if any(deleted.values()):
         log.info("rollup_retention_done", extra={f"deleted_{k}": v for k, v in deleted.items()})

@@ -263,7 +263,10 @@ class WebStorageContract:
     async def test_a_long_range_reads_the_coarsest_tier_it_needs(
         self, stores: Stores, days: int, max_points: int, tier: str
     ) -> None:
-        end = now_ms() // MINUTE * MINUTE
+        # Half past an hour, so the raw tail below falls in the range's open hour whatever the
+        # clock says (at 13:04, `now - 5 min` would be in the closed 12:00 hour, whose rollup
+        # the test does not rebuild after writing it).
+        end = now_ms() // HOUR * HOUR - 30 * MINUTE
         start = end - days * DAY
         # One reading an hour, a spike in the middle, then a raw tail nothing rolled up yet.
         stamps = list(range(start - start % HOUR + HOUR, end - 10 * MINUTE, HOUR))

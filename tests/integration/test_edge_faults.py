@@ -155,23 +155,22 @@ async def test_kafka_outage_mid_stream_loses_nothing(
     assert status["kafka"]["connected"] is True
 
 
-async def test_sigkill_mid_stream_loses_nothing_acknowledged(
-    kafka: str, mosquitto: tuple[str, int], tmp_path: Path
-) -> None:
-    host, port = mosquitto
-    site, gateway_id = unique("site"), unique("gw")
-    devices = ["dev-1", "dev-2", "dev-3"]
-    per_device = 1000
-    msgs = interleaved(site, devices, per_device)
-    env = {
-        "EDGE_GATEWAY_ID": gateway_id,
-        "EDGE_KAFKA_BOOTSTRAP": kafka,
-        "EDGE_MQTT_URL": f"mqtt://{host}:{port}",
-    }
+DEVICES = ["dev-1", "dev-2", "dev-3"]
+PER_DEVICE = 1000
+
+
+async def kill_mid_stream(
+    kafka: str, tmp_path: Path, env: dict[str, str], mqtt: tuple[str, int]
+) -> dict[str, list[NormalisedReading]]:
+    """Three devices publish 1,000 readings each at 600/s to `mqtt`; the gateway is SIGKILLed
+    mid-stream and started again on the same buffer. Returns what reached Kafka, per device."""
+    site = unique("site")
+    msgs = interleaved(site, DEVICES, PER_DEVICE)
+    env = {"EDGE_GATEWAY_ID": unique("gw"), "EDGE_KAFKA_BOOTSTRAP": kafka, **env}
     async with KafkaTail(kafka, [topics.TELEMETRY]) as tail:
         gw = GatewayProcess(tmp_path, env)
         await asyncio.to_thread(gw.start)
-        pub = Publisher(host, port)
+        pub = Publisher(*mqtt)
         try:
             pub.wait_connected()
             sender = publish_in_background(pub, msgs, rate_hz=600)
@@ -182,52 +181,6 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(
                 "gateway mid-stream",
             )
             await asyncio.to_thread(gw.kill)
-            # Mosquitto queues the persistent session's messages meanwhile.
-            gw = GatewayProcess(tmp_path, {**env, "EDGE_HTTP_PORT": str(free_port())})
-            await asyncio.to_thread(gw.start)
-            await asyncio.to_thread(sender.join, 120)
-            await asyncio.to_thread(pub.wait_acked)
-            records = await tail.collect_until(
-                lambda r: count_site(r, site) >= len(msgs), 120, "every acknowledged reading"
-            )
-        finally:
-            pub.close()
-            await asyncio.to_thread(gw.terminate)
-    assert_intact(first_occurrences(records, site), devices, per_device)
-
-
-async def test_sigkill_with_the_embedded_broker_loses_nothing_acknowledged(
-    kafka: str, tmp_path: Path
-) -> None:
-    """The embedded broker acknowledges a publish only once it is in the buffer, so a device
-    that sends again what was not acknowledged loses nothing to a SIGKILL of the gateway."""
-    site, gateway_id = unique("site"), unique("gw")
-    devices = ["dev-1", "dev-2", "dev-3"]
-    per_device = 1000
-    msgs = interleaved(site, devices, per_device)
-    mqtt_port = free_port()
-    env = {
-        "EDGE_GATEWAY_ID": gateway_id,
-        "EDGE_KAFKA_BOOTSTRAP": kafka,
-        "EDGE_MQTT_PORT": str(mqtt_port),
-        "EDGE_MQTT_BIND": "127.0.0.1",
-        "EDGE_MQTT_ALLOW_ANONYMOUS": "true",
-    }
-    async with KafkaTail(kafka, [topics.TELEMETRY]) as tail:
-        gw = GatewayProcess(tmp_path, env)
-        await asyncio.to_thread(gw.start)
-        pub = Publisher("127.0.0.1", mqtt_port)
-        try:
-            pub.wait_connected()
-            sender = publish_in_background(pub, msgs, rate_hz=600)
-            await asyncio.to_thread(
-                wait_until,
-                lambda: gw.status()["counters"]["received_total"] >= 800,
-                60,
-                "gateway mid-stream",
-            )
-            await asyncio.to_thread(gw.kill)
-            # The publisher keeps what was not acknowledged, and sends it again on reconnect.
             gw = GatewayProcess(tmp_path, {**env, "EDGE_HTTP_PORT": str(free_port())})
             await asyncio.to_thread(gw.start)
             await asyncio.to_thread(sender.join, 120)
@@ -238,9 +191,34 @@ async def test_sigkill_with_the_embedded_broker_loses_nothing_acknowledged(
         finally:
             pub.close()
             await asyncio.to_thread(gw.terminate)
+    return first_occurrences(records, site)
+
+
+async def test_sigkill_mid_stream_loses_nothing_acknowledged(
+    kafka: str, mosquitto: tuple[str, int], tmp_path: Path
+) -> None:
+    """Mosquitto queues the bridge's persistent session while the gateway is down."""
+    host, port = mosquitto
+    env = {"EDGE_MQTT_URL": f"mqtt://{host}:{port}"}
+    readings = await kill_mid_stream(kafka, tmp_path, env, mosquitto)
+    assert_intact(readings, DEVICES, PER_DEVICE)
+
+
+async def test_sigkill_with_the_embedded_broker_loses_nothing_acknowledged(
+    kafka: str, tmp_path: Path
+) -> None:
+    """The embedded broker acknowledges a publish only once it is in the buffer, so a device
+    that sends again what was not acknowledged loses nothing to a SIGKILL of the gateway."""
+    mqtt_port = free_port()
+    env = {
+        "EDGE_MQTT_PORT": str(mqtt_port),
+        "EDGE_MQTT_BIND": "127.0.0.1",
+        "EDGE_MQTT_ALLOW_ANONYMOUS": "true",
+    }
+    readings = await kill_mid_stream(kafka, tmp_path, env, ("127.0.0.1", mqtt_port))
     # Unordered: on reconnect paho sends new messages before the unacknowledged ones it resends
     # (behind Mosquitto, which stays up, the publisher never reconnects).
-    assert_intact(first_occurrences(records, site), devices, per_device, ordered=False)
+    assert_intact(readings, DEVICES, PER_DEVICE, ordered=False)
 
 
 async def test_full_buffer_drops_the_oldest_and_counts_them(kafka: str, tmp_path: Path) -> None:
