@@ -24,7 +24,7 @@ under `isolate_poison`, and such a bucket or minute is skipped, logged and count
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -103,17 +103,32 @@ async def recompute_isolated(
 ) -> None:
     """Recompute `buckets`; one that fails alone is skipped, logged and counted. Any other
     error propagates (the caller gives the buckets back for the next pass)."""
+    await recompute_logged(store.recompute_rollups, buckets, counters, is_poison=is_poison)
+
+
+async def recompute_logged(
+    recompute_chunk: Callable[[Sequence[BucketKey]], Awaitable[int]],
+    buckets: Sequence[BucketKey],
+    counters: RollupCounters,
+    *,
+    is_poison: Callable[[Exception], bool],
+    tier: str | None = None,
+) -> None:
+    """`recompute_chunk` over `buckets`, poison isolated: each bucket that fails alone is
+    skipped, counted and logged (with its `tier`, for the hourly and daily ones)."""
 
     async def recompute(chunk: Sequence[BucketKey]) -> None:
-        counters.written_total += await store.recompute_rollups(chunk)
+        counters.written_total += await recompute_chunk(chunk)
 
     for (device_id, metric, start), exc in await isolate_poison(
         buckets, recompute, is_poison=is_poison
     ):
         counters.skipped_total += 1
+        where = {"tier": tier} if tier is not None else {}
         log.error(
             "rollup_skipped",
             extra={
+                **where,
                 "device_id": device_id,
                 "metric": metric,
                 "bucket_ms": start,

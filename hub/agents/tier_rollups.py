@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from hub.agents.aggregate import RollupCounters, RollupStore, rebuild_isolated
-from hub.agents.poison import describe_error, isolate_poison
+from hub.agents.aggregate import RollupCounters, RollupStore, rebuild_isolated, recompute_logged
 from hub.storage.tiers import COARSE_TIERS, DAY_MS, TIERS, Tier, coarser_buckets, tier
 from hub.windows import BucketKey
 
@@ -65,23 +64,13 @@ async def _recompute_tier(
     *,
     is_poison: Callable[[Exception], bool],
 ) -> None:
-    async def recompute(chunk: Sequence[BucketKey]) -> None:
-        counters.written_total += await store.recompute_tier(coarse.name, chunk)
-
-    for (device_id, metric, start), exc in await isolate_poison(
-        buckets, recompute, is_poison=is_poison
-    ):
-        counters.skipped_total += 1
-        log.error(
-            "rollup_skipped",
-            extra={
-                "tier": coarse.name,
-                "device_id": device_id,
-                "metric": metric,
-                "bucket_ms": start,
-                "error": describe_error(exc),
-            },
-        )
+    await recompute_logged(
+        lambda chunk: store.recompute_tier(coarse.name, chunk),
+        buckets,
+        counters,
+        is_poison=is_poison,
+        tier=coarse.name,
+    )
 
 
 @dataclass(frozen=True)
