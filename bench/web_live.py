@@ -9,10 +9,12 @@ its publish time (epoch ms): a client's latency for a reading is its receive tim
 (one machine, one clock). Clients subscribe to everything, as the dashboard's overview does, and
 keep only this run's site; readings other processes publish meanwhile only add load.
 
-The worker's batching sets the floor: `HUB_INGEST_BATCH_WAIT_S` is how long it waits to fill an
-ingest batch; the benchmark runs the setting's default unless `--batch-wait` says otherwise, and
-prints which. The worker writes into a database of this run only, dropped at the end, over
-the bench's own topics and a redis-server of this run's own (`bench.isolation`).
+The worker writes a batch as soon as the previous one is written (no batching timer), so the
+floor is the pipeline's own work: the edge's buffer commit and forwarding, Kafka, the worker's
+PostgreSQL commit and Redis publish, the web fan-out. A plain Kafka consumer and a plain Redis
+subscriber beside the web process measure the same readings at those two points, which splits
+the latency between the edge, the hub worker and the web process; the CPU of each process over
+the window is printed too.
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -33,16 +36,17 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import psutil
+from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 
 from bench.hub_ingest import create_database, drop_database
 from bench.isolation import TOPICS, isolate_children, own_redis
 from bench.results import Figure, record
-from hub.settings import HubSettings
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_model import Actor
 from hub.storage.redis_keys import READINGS_CHANNEL
 from iot_common.prometheus import parse as parse_metrics
+from protocol.codec import decode_telemetry_value
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, position_group_at_end
 from tests.support.kafka import ensure_topics
@@ -162,6 +166,41 @@ class RedisTap:
             await client.aclose()
 
 
+class KafkaTap:
+    """A plain consumer of the bench's telemetry topic: the same readings' latency up to Kafka
+    (what the edge gateway adds), so the table splits edge, hub worker and web process."""
+
+    def __init__(self, site: str, bootstrap: str) -> None:
+        self.site = site
+        self.bootstrap = bootstrap
+        self.latencies: list[float] = []
+        self.recording = False
+
+    async def run(self, ready: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            TOPICS.telemetry, bootstrap_servers=self.bootstrap, auto_offset_reset="latest",
+            fetch_max_wait_ms=10,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            await consumer.getmany(timeout_ms=1000)  # joined: positions at the end
+            ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                received = time.time() * 1000
+                if not self.recording:
+                    continue
+                for records in batches.values():
+                    for rec in records:
+                        self.latencies += [
+                            received - r.ts
+                            for r in decode_telemetry_value(rec.value or b"")
+                            if r.site == self.site
+                        ]
+        finally:
+            await consumer.stop()
+
+
 @dataclass
 class Result:
     clients: int
@@ -174,6 +213,10 @@ class Result:
     dropped: int
     redis_p50: float
     redis_p99: float
+    kafka_p50: float
+    kafka_p99: float
+    worker_cpu_pct: float
+    gateway_cpu_pct: float
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -185,17 +228,29 @@ async def fetch_dropped(session: aiohttp.ClientSession, web: WebProcess) -> int:
         return int(parse_metrics(await resp.text())["hub_web_live_dropped_total"])
 
 
-async def measure(
-    web: WebProcess, token: str, site: str, n: int, warmup_s: float, seconds: float
-) -> Result:
+@dataclass
+class Pipeline:
+    web: WebProcess
+    worker_pid: int
+    gateway_pid: int
+    kafka: str
+    token: str
+    site: str
+
+
+async def measure(p: Pipeline, n: int, warmup_s: float, seconds: float) -> Result:
+    web, site = p.web, p.site
     clients = [Client(site) for _ in range(n)]
     tap = RedisTap(site, web.env["HUB_REDIS_URL"])
     tap_ready = asyncio.Event()
+    ktap = KafkaTap(site, p.kafka)
+    ktap_ready = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         dropped_before = await fetch_dropped(session, web)
-        tasks = [asyncio.create_task(c.run(session, web.ws_url, token)) for c in clients]
+        tasks = [asyncio.create_task(c.run(session, web.ws_url, p.token)) for c in clients]
         tasks.append(asyncio.create_task(tap.run(tap_ready)))
+        tasks.append(asyncio.create_task(ktap.run(ktap_ready)))
         try:
             deadline = time.monotonic() + 120
             while not all(c.receiving for c in clients):
@@ -207,16 +262,20 @@ async def measure(
                 await asyncio.sleep(0.1)  # bench polling interval
             await asyncio.sleep(warmup_s)  # let the connection ramp-up settle
             proc = psutil.Process(web.proc.pid if web.proc else 0)
-            proc.cpu_percent()  # starts the interval
+            others = [psutil.Process(p.worker_pid), psutil.Process(p.gateway_pid)]
+            for each in (proc, *others):
+                each.cpu_percent()  # starts the interval
             await asyncio.wait_for(tap_ready.wait(), 10)
+            await asyncio.wait_for(ktap_ready.wait(), 30)
             for c in clients:
                 c.recording = True
-            tap.recording = True
+            tap.recording = ktap.recording = True
             await asyncio.sleep(seconds)  # the measuring window
-            tap.recording = False
+            tap.recording = ktap.recording = False
             for c in clients:
                 c.recording = False
             cpu = proc.cpu_percent()
+            worker_cpu, gateway_cpu = (each.cpu_percent() for each in others)
             rss = proc.memory_info().rss / 2**20
             dropped = await fetch_dropped(session, web) - dropped_before
         finally:
@@ -225,7 +284,8 @@ async def measure(
             await asyncio.gather(*tasks, return_exceptions=True)
     latencies = sorted(x for c in clients for x in c.latencies)
     reference = sorted(tap.latencies)
-    if not latencies or not reference:
+    at_kafka = sorted(ktap.latencies)
+    if not latencies or not reference or not at_kafka:
         raise RuntimeError("no readings received while measuring")
     return Result(
         clients=n,
@@ -238,7 +298,17 @@ async def measure(
         dropped=dropped,
         redis_p50=statistics.median(reference),
         redis_p99=quantile(reference, 0.99),
+        kafka_p50=statistics.median(at_kafka),
+        kafka_p99=quantile(at_kafka, 0.99),
+        worker_cpu_pct=worker_cpu,
+        gateway_cpu_pct=gateway_cpu,
     )
+
+
+def pid_of(proc: subprocess.Popen[bytes] | None) -> int:
+    if proc is None:
+        raise RuntimeError("the process is not running")
+    return proc.pid
 
 
 async def create_token(dsn: str) -> str:
@@ -286,7 +356,6 @@ async def run_pipeline(
             database_url=dsn,
             env={
                 "HUB_INGEST_BATCH_MAX": "2000",
-                "HUB_INGEST_BATCH_WAIT_S": str(args.batch_wait),
                 "HUB_LOG_LEVEL": "WARNING",
             },
         )
@@ -321,15 +390,18 @@ async def run_pipeline(
         stack.callback(publisher.stop)
         log(
             f"pipeline: {args.rate:,.0f} readings/s over {DEVICES} devices, MQTT -> edge gateway "
-            f"-> Kafka -> hub worker (HUB_INGEST_BATCH_WAIT_S={args.batch_wait}) -> Redis -> web"
+            f"-> Kafka -> hub worker -> Redis -> web"
         )
         for n in args.clients:
             log(f"{n} WebSocket client(s): {args.seconds:.0f} s ...")
-            result = await measure(web, token, site, n, args.warmup, args.seconds)
+            pipeline = Pipeline(web, pid_of(worker.proc), pid_of(gateway.proc), kafka, token, site)
+            result = await measure(pipeline, n, args.warmup, args.seconds)
             log(
                 f"  {result.readings:,} readings received, p50 {result.p50:.0f} ms, "
                 f"p99 {result.p99:.0f} ms (at Redis: p50 {result.redis_p50:.0f} ms, "
-                f"p99 {result.redis_p99:.0f} ms), web CPU {result.cpu_pct:.0f}%"
+                f"p99 {result.redis_p99:.0f} ms; at Kafka: p50 {result.kafka_p50:.0f} ms, "
+                f"p99 {result.kafka_p99:.0f} ms), CPU: web {result.cpu_pct:.0f}%, "
+                f"worker {result.worker_cpu_pct:.0f}%, gateway {result.gateway_cpu_pct:.0f}%"
             )
             results.append(result)
             record(Figure("web_live", f"publish -> WebSocket p99, {n} client(s)", result.p99,
@@ -346,12 +418,6 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20, help="measuring window per run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds before measuring")
-    parser.add_argument(
-        "--batch-wait",
-        type=float,
-        default=HubSettings().ingest_batch_wait_s,
-        help="HUB_INGEST_BATCH_WAIT_S (default: the setting's default)",
-    )
     args = parser.parse_args()
     run_services("start", "kafka", "postgres", "redis")
     isolate_children()  # the gateway and worker of this run use TOPICS, not the demo's topics
@@ -360,22 +426,24 @@ def main() -> None:
     log("")
     log(
         f"== web live benchmark: MQTT publish -> WebSocket client, {args.rate:,.0f} readings/s, "
-        f"HUB_INGEST_BATCH_WAIT_S={args.batch_wait}, {cores} cores =="
+        f"{cores} cores =="
     )
     log(
         "clients  readings recv   p50 ms   p99 ms   max ms   web CPU   web RSS   dropped"
-        "   at Redis: p50 ms  p99 ms"
+        "   at Redis: p50 ms  p99 ms   at Kafka: p50 ms  p99 ms   worker CPU"
     )
     for r in results:
         log(
             f"{r.clients:7d}  {r.readings:13,d}  {r.p50:7.0f}  {r.p99:7.0f}  {r.max:7.0f}  "
             f"{r.cpu_pct:7.0f}%  {r.rss_mib:5.0f} MiB  {r.dropped:8d}"
             f"             {r.redis_p50:6.0f}  {r.redis_p99:6.0f}"
+            f"             {r.kafka_p50:6.0f}  {r.kafka_p99:6.0f}   {r.worker_cpu_pct:9.0f}%"
         )
     log(
         "(latency per reading, over all clients; web CPU: % of one core over the window; "
         "'at Redis': the same readings at a plain subscriber of iot:live:readings, i.e. "
-        "the pipeline before the web process)"
+        "the pipeline before the web process; 'at Kafka': at a plain consumer of the telemetry "
+        "topic, i.e. what the edge gateway adds)"
     )
 
 
