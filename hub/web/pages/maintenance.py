@@ -111,7 +111,9 @@ class MaintenancePage:
         self.list_box.clear()
         with self.list_box:
             if not windows:
-                ui.label("No maintenance windows.").classes("p-4 opacity-70").mark("no-windows")
+                ui.label("No maintenance windows.").classes("p-4 opacity-70").mark(
+                    "no-windows"
+                ).props("data-testid=no-windows")
             for w in windows:
                 self._render(w, now)
 
