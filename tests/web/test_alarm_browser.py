@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from hub.storage.postgres import Database
 from tests.support.feed import PASSWORD, HubFeed, now_ms, reading
 from tests.web.browser import Page
 
@@ -17,12 +19,17 @@ pytestmark = pytest.mark.integration
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+def pool(feed: HubFeed) -> asyncpg.Pool:
+    assert isinstance(feed.database, Database)  # these tests run on the real stores
+    return feed.database.pool
+
+
 @pytest.fixture
 async def no_windows(feed: HubFeed) -> AsyncIterator[HubFeed]:
     """The stores without maintenance windows (the shared fixtures do not know the table)."""
-    await feed.database.pool.execute("TRUNCATE maintenance_windows RESTART IDENTITY")
+    await pool(feed).execute("TRUNCATE maintenance_windows RESTART IDENTITY")
     yield feed
-    await feed.database.pool.execute("TRUNCATE maintenance_windows RESTART IDENTITY")
+    await pool(feed).execute("TRUNCATE maintenance_windows RESTART IDENTITY")
 
 
 async def test_an_operator_shelves_an_alert(page: Page, feed: HubFeed) -> None:
@@ -81,7 +88,7 @@ async def test_an_admin_creates_a_window_that_shows_as_active(
     badge = page.find("window-active-badge")
     assert "active until" in badge.text
     page.text_shown("Hall B hydraulics service")
-    windows = await feed.database.pool.fetch("SELECT name, scope FROM maintenance_windows")
+    windows = await pool(feed).fetch("SELECT name, scope FROM maintenance_windows")
     assert [w["name"] for w in windows] == ["Hall B hydraulics service"]
     assert page.driver.save_screenshot(str(SHOTS / "maintenance.png"))
 
