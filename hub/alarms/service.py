@@ -148,15 +148,26 @@ class AlarmService:
         result = BulkResult(action)
         rows = await self._select(ids, where, result)
         for row in rows:
-            if action == "shelve":
-                await self._shelve(row.id, by, reason, until, client)
-            elif row.acknowledged:
+            if action == "acknowledge" and row.acknowledged:
                 result.skipped[row.id] = "already acknowledged"
                 continue
+            if action == "shelve":
+                done = await self._shelve(row.id, by, reason, until, client)
             else:
-                await self._alerts.acknowledge(row.id, by, comment, client=client)
-            result.applied.append(row.id)
-        log.info("alerts_bulk", extra={"action": action, "by": by.name, "applied": len(rows)})
+                done = await self._alerts.acknowledge(row.id, by, comment, client=client)
+            if done is None:  # gone since it was selected
+                result.skipped[row.id] = "no such alert"
+            else:
+                result.applied.append(row.id)
+        log.info(
+            "alerts_bulk",
+            extra={
+                "action": action,
+                "by": by.name,
+                "applied": len(result.applied),
+                "skipped": len(result.skipped),
+            },
+        )
         return result
 
     async def _select(

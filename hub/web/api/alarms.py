@@ -201,6 +201,8 @@ async def bulk_alerts(
 
 
 class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     kind: Literal["once", "weekly"]
     start: int | str = Field(description="once: epoch ms; weekly: local time 'HH:MM'")
     end: int | None = Field(default=None, description="once: epoch ms, exclusive")
@@ -210,6 +212,8 @@ class ScheduleIn(BaseModel):
 
 
 class ScopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     sites: list[str] = []
     gateways: list[str] = []
     device_types: list[str] = []

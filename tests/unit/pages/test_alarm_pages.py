@@ -7,7 +7,7 @@ from nicegui import ElementFilter, ui
 from nicegui.testing.user import User
 
 from hub.alarms.memory import MemoryAlarmStore
-from hub.alarms.windows import Once, Scope, WindowSpec
+from hub.alarms.windows import Once, Scope, Weekly, WindowSpec
 from tests.support.feed import HubFeed, now_ms, reading
 from tests.support.pages import login, web_services
 from tests.support.waiting import async_wait_until
@@ -153,3 +153,41 @@ async def test_a_viewer_sees_windows_but_cannot_change_them(user: User, feed: Hu
     await user.should_not_see(marker="window-edit-1")
     user.find(marker="window-new").trigger("click")
     await user.should_see("Only admins create, edit and delete maintenance windows.", retries=30)
+
+
+def element(user: User, marker: str) -> ui.element:
+    return user.find(marker=marker).elements.pop()
+
+
+async def test_an_admin_makes_a_window_weekly_then_deletes_it(user: User, feed: HubFeed) -> None:
+    store = web_services().alarms.store
+    spec = WindowSpec(
+        "Boiler inspection", "notifications", Once(now_ms() - HOUR, now_ms() + HOUR), Scope(("x",))
+    )
+    window = await store.create_window(spec, "ada")
+    await feed.add_user("ada", "admin")
+    await login(user, "ada")
+    await user.open("/maintenance")
+    await user.should_see(marker=f"window-edit-{window.id}", retries=30)
+    user.find(marker=f"window-edit-{window.id}").click()
+    await dialog_opened(user)
+    with user:
+        element(user, "window-kind").value = "weekly"  # type: ignore[attr-defined]
+        element(user, "window-weekdays").value = [6, 5]  # type: ignore[attr-defined]
+        element(user, "window-at").value = "23:30"  # type: ignore[attr-defined]
+        element(user, "window-minutes").value = 90  # type: ignore[attr-defined]
+        element(user, "window-zone").value = "Mars/Olympus"  # type: ignore[attr-defined]
+    user.find(marker="window-save").click()
+    await user.should_see("schedule.timezone must be an IANA time zone name", retries=30)
+    with user:
+        element(user, "window-zone").value = "Europe/Berlin"  # type: ignore[attr-defined]
+    user.find(marker="window-save").click()
+    await user.should_see("weekly, Sat, Sun at 23:30 (Europe/Berlin) for 1 h 30 min", retries=30)
+    saved = await store.window(window.id)
+    assert saved is not None
+    assert saved.spec.schedule == Weekly((5, 6), "23:30", 90, "Europe/Berlin")
+    assert (saved.created_by, saved.updated_by) == ("ada", "ada")
+
+    user.find(marker=f"window-delete-{window.id}").click()
+    await user.should_see(marker="no-windows", retries=30)
+    assert await store.windows() == []
