@@ -53,6 +53,14 @@ class MemoryAlarmStore:
                 )
         return self._db.alerts[alert_id]
 
+    async def shelves_ended(self, after_ms: int, until_ms: int) -> list[AlertRow]:
+        ended = [
+            a
+            for a in self._db.alerts.values()
+            if a.shelved_until is not None and after_ms < a.shelved_until <= until_ms
+        ]
+        return sorted(ended, key=lambda a: a.id)[:1000]
+
     async def device_ref(self, device_id: str) -> DeviceRef | None:
         d = self._db.devices.get(device_id)
         return None if d is None else DeviceRef(d.device_id, d.gateway_id, d.site, d.type)

@@ -35,6 +35,10 @@ class AlarmStore(Protocol):
         if no such id."""
         ...
 
+    async def shelves_ended(self, after_ms: int, until_ms: int) -> list[AlertRow]:
+        """The alerts whose shelf ran out in ``(after_ms, until_ms]``, by id (at most 1000)."""
+        ...
+
     async def device_ref(self, device_id: str) -> DeviceRef | None:
         """The device's site, type and gateway as last seen; None if unknown."""
         ...

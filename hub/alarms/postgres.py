@@ -104,6 +104,15 @@ class PostgresAlarmStore:
             record = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
         return None if record is None else alert_row(record)
 
+    async def shelves_ended(self, after_ms: int, until_ms: int) -> list[AlertRow]:
+        records = await self._pool.fetch(
+            "SELECT * FROM alerts WHERE shelved_until > $1 AND shelved_until <= $2 "
+            "ORDER BY id LIMIT 1000",
+            ms_to_datetime(after_ms),
+            ms_to_datetime(until_ms),
+        )
+        return [alert_row(r) for r in records]
+
     async def device_ref(self, device_id: str) -> DeviceRef | None:
         record = await self._pool.fetchrow(
             "SELECT device_id, gateway_id, site, type FROM devices WHERE device_id = $1",

@@ -21,7 +21,9 @@ from hub.agents.records import TsBound, wall_clock_ms
 from hub.agents.retry import Retrier, is_record_error
 from hub.agents.status import DeviceStateWriter
 from hub.agents.tier_rollups import TierStore, rebuild_tiers, tiers_from
+from hub.alarms.expiry import ShelfExpiries
 from hub.alarms.gate import WindowGate
+from hub.alarms.ports import AlarmStore
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
@@ -87,6 +89,7 @@ class Shared:
     dead_letters: FaustDeadLetters
     # Maintenance windows that hold back new alerts; None on a database without them.
     window_gate: WindowGate | None = None
+    shelf_expiries: ShelfExpiries | None = None
 
 
 class WorkerRuntime:
@@ -161,7 +164,8 @@ class WorkerRuntime:
         )
         for name in (settings.dlq_topic, settings.topics.alerts):
             await self._app.topic(name, internal=True).maybe_declare()
-        window_gate = _window_gate(db)
+        alarms = _alarm_store(db)
+        window_gate = None if alarms is None else WindowGate(alarms)
         if window_gate is not None:
             await self.retrier.db(window_gate.reload, what="maintenance_windows_load")
         alerts = self._alert_pipeline(db, live, window_gate)
@@ -187,6 +191,7 @@ class WorkerRuntime:
             rollup_counters=rollup_counters,
             dead_letters=FaustDeadLetters(self._app, settings.dlq_topic),
             window_gate=window_gate,
+            shelf_expiries=None if alarms is None else ShelfExpiries(alarms, live, self.clock_ms),
         )
 
     async def _rebuild_recent_rollups(
@@ -228,11 +233,12 @@ class WorkerRuntime:
         await self._resources.aclose()
 
 
-def _window_gate(db: HubDatabase) -> WindowGate | None:
-    """Over the worker's own pool when it is PostgreSQL (a stand-in database has no windows)."""
+def _alarm_store(db: HubDatabase) -> AlarmStore | None:
+    """Over the worker's own pool when it is PostgreSQL (a stand-in database has no windows and
+    no shelves)."""
     from hub.alarms.postgres import PostgresAlarmStore
     from hub.storage.postgres import Database
 
     if not isinstance(db, Database):
         return None
-    return WindowGate(PostgresAlarmStore(db.pool))
+    return PostgresAlarmStore(db.pool)

@@ -200,6 +200,8 @@ class Worker:
     async def reload_windows(self, shared: Shared) -> None:
         if shared.window_gate is not None:
             await shared.window_gate.reload()
+        if shared.shelf_expiries is not None:
+            await shared.shelf_expiries.publish()
 
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()

@@ -235,3 +235,14 @@ class AlarmStorageContract:
         gateway_alert = await raised(stores, None, rule="gateway_offline")
         assert await suppression.suppressed_because(gateway_alert.id, None, "gw-1", now) is None
         assert await suppression.suppressed_because(alert.id, "d1", "gw-1", now + 2 * HOUR) is None
+
+    async def test_shelves_ended_in_a_span(self, stores: Stores) -> None:
+        now = now_ms()
+        a, b, c = [await raised(stores, f"d{i}") for i in range(3)]
+        await stores.alarms.shelve_alert(a.id, "olga", "x", now - 2000)
+        await stores.alarms.shelve_alert(b.id, "olga", "x", now - 1000)
+        await stores.alarms.shelve_alert(c.id, "olga", "x", now + HOUR)
+        ended = await stores.alarms.shelves_ended(now - 2000, now)
+        assert [r.id for r in ended] == [b.id]
+        assert [r.id for r in await stores.alarms.shelves_ended(now - 5000, now)] == [a.id, b.id]
+        assert await stores.alarms.shelves_ended(now, now + 1000) == []

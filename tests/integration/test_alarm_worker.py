@@ -107,7 +107,15 @@ async def test_a_window_holds_back_new_alerts_until_it_is_deleted(
         return await open_alerts(pool, device) == 1
 
     await async_wait_until(raised, 30, "the alert raised once the window is gone")
-    row = await pool.fetchrow("SELECT rule, shelved_until FROM alerts WHERE device_id = $1", device)
+    row = await pool.fetchrow("SELECT id, rule FROM alerts WHERE device_id = $1", device)
     assert row["rule"] == RULE
+
+    # A shelf that runs out is announced on the live channel by the worker's timer.
+    await store.shelve_alert(row["id"], "olga", "brief", now_ms() + 1500)
+
+    async def expired() -> bool:
+        return worker.count("alert_shelf_expired") >= 1
+
+    await async_wait_until(expired, 15, "the shelf's end to be published")
     assert await worker.stop() == 0
     assert not worker.errors()

@@ -7,6 +7,7 @@ import json
 
 from hub.agents.alerts import AlertPipeline
 from hub.agents.retry import Retrier
+from hub.alarms.expiry import ShelfExpiries
 from hub.alarms.gate import WindowGate
 from hub.alarms.memory import MemoryAlarmStore
 from hub.alarms.windows import Once, Scope, WindowSpec
@@ -145,3 +146,27 @@ async def test_a_window_deleted_takes_effect_at_the_next_reload() -> None:
     await rig.gate.reload()
     await rig.send("cnc-1", 99.0)
     assert rig.open_alerts() == ["cnc-1"]
+
+
+class Live:
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+
+    async def publish_alert(self, event_json: str | bytes) -> bool:
+        self.events.append(json.loads(event_json))
+        return True
+
+
+async def test_a_shelf_that_runs_out_is_published_once() -> None:
+    rig = Rig()
+    await rig.send("cnc-1", 99.0)
+    (alert,) = rig.db.alerts.values()
+    live = Live()
+    expiries = ShelfExpiries(rig.store, live, lambda: rig.clock.ms)
+    await rig.store.shelve_alert(alert.id, "olga", "known", T0 + 60_000)
+    assert await expiries.publish() == 0
+    rig.clock.ms = T0 + 60_000
+    assert await expiries.publish() == 1
+    assert [(e["event"], e["id"]) for e in live.events] == [("shelf_expired", alert.id)]
+    rig.clock.ms += 5000
+    assert await expiries.publish() == 0  # not again
