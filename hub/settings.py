@@ -55,6 +55,10 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     gateway_offline_after_s: float = Field(default=30.0, gt=0)
     # A warning while a gateway reports its buffer full sooner than this (0: never).
     buffer_runway_warn_s: float = Field(default=3600.0, ge=0)
+    # Longest an operator may shelve an alert for (docs/alarms.md).
+    shelve_max_hours: float = Field(default=24.0, gt=0, le=8760)
+    # How often each worker re-reads the maintenance windows from PostgreSQL.
+    windows_reload_s: float = Field(default=5.0, gt=0, le=300)
 
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
 

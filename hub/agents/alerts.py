@@ -98,6 +98,14 @@ def open_alerts(rows: Iterable[AlertRow]) -> list[OpenAlert]:
     ]
 
 
+class RaiseGate(Protocol):
+    """Holds back new alerts while a maintenance window suppresses them (`hub.alarms.gate`)."""
+
+    async def holds_back(self, t: AlertTransitionLike) -> str | None:
+        """Why ``t`` is not to be raised now (the windows' names), or None."""
+        ...
+
+
 class Ownership(Protocol):
     """Which devices and gateways this worker owns: those whose partitions it is assigned."""
 
@@ -118,8 +126,11 @@ class AlertPipeline:
         producer: EventProducer,
         retrier: Retrier,
         counters: AlertCounters | None = None,
+        gate: RaiseGate | None = None,
     ) -> None:
         self.engine = engine
+        self._gate = gate
+        self._held: set[tuple[str | None, str | None, str]] = set()  # logged once per hold
         self._store = store
         self._channel = channel
         self._producer = producer
@@ -167,7 +178,8 @@ class AlertPipeline:
         async with self._lock:
             for transition in evaluate(self.engine):
                 try:
-                    await self._emit(transition)
+                    if not await self._held_back(transition):
+                        await self._emit(transition)
                 # The poison boundary of alerting (`_emit` waits out outages itself).
                 except Exception as exc:  # noqa: BLE001 - logged and counted
                     self.counters.failed_total += 1
@@ -196,6 +208,32 @@ class AlertPipeline:
 
     async def tick(self, now_ms: int) -> None:
         await self.feed(lambda engine: engine.tick(now_ms))
+
+    async def _held_back(self, t: AlertTransition) -> bool:
+        """A new alert a maintenance window suppresses: not raised, and forgotten by the
+        engine, so it is raised on the first sample after the window if it still holds."""
+        if self._gate is None:
+            return False
+        key = (t.device_id, t.gateway_id, t.rule)
+        windows = await self._retrier.db(
+            functools.partial(self._gate.holds_back, t), what="window_check"
+        )
+        if windows is None:
+            self._held.discard(key)
+            return False
+        self.engine.forget(t.device_id, t.rule, gateway_id=t.gateway_id)
+        if key not in self._held and len(self._held) < RESTORE_LIMIT * 100:
+            self._held.add(key)
+            log.info(
+                "alert_held_back",
+                extra={
+                    "device_id": t.device_id,
+                    "gateway_id": t.gateway_id,
+                    "rule": t.rule,
+                    "windows": windows,
+                },
+            )
+        return True
 
     async def _emit(self, t: AlertTransition) -> None:
         self.counters.transitions_total += 1

@@ -280,8 +280,26 @@ class MemoryDatabase:
             message=t.message, raised_at=t.ts, updated_at=t.ts, cleared_at=None,
             cleared_by=None, occurrences=1,
         )  # fmt: skip
+        shelf = self._live_shelf(_alert_key(t.device_id, t.gateway_id, t.rule))
+        if shelf is not None:  # as the trigger of db/0006: the shelf is the alarm's
+            row = dataclasses.replace(
+                row,
+                shelved_by=shelf.shelved_by,
+                shelved_at=shelf.shelved_at,
+                shelved_until=shelf.shelved_until,
+                shelve_reason=shelf.shelve_reason,
+            )
         self.alerts[row.id] = row
         return row
+
+    def _live_shelf(self, key: tuple[str, str, str]) -> AlertRow | None:
+        now = self.now_ms()
+        shelved = [
+            a
+            for a in self.alerts.values()
+            if a.shelved(now) and _alert_key(a.device_id, a.gateway_id, a.rule) == key
+        ]
+        return max(shelved, key=lambda a: a.shelved_until or 0, default=None)
 
     def open_alert(
         self, device_id: str | None, gateway_id: str | None, rule: str

@@ -124,6 +124,14 @@ class AlertRow:
     cleared_at: int | None
     cleared_by: str | None
     occurrences: int
+    # Set while shelved by hand (db/0006): shelved means shelved_until > now (docs/alarms.md).
+    shelved_by: str | None = None
+    shelved_at: int | None = None
+    shelved_until: int | None = None
+    shelve_reason: str | None = None
+
+    def shelved(self, now_ms: int) -> bool:
+        return self.shelved_until is not None and self.shelved_until > now_ms
 
     def to_json(self) -> dict[str, Any]:
         """Every field by name, in order: the `iot.alerts` event's body, and what the API's

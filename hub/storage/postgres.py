@@ -323,6 +323,10 @@ def alert_row(record: Any) -> AlertRow:
         cleared_at=_ms(record["cleared_at"]),
         cleared_by=record["cleared_by"],
         occurrences=record["occurrences"],
+        shelved_by=record["shelved_by"],
+        shelved_at=_ms(record["shelved_at"]),
+        shelved_until=_ms(record["shelved_until"]),
+        shelve_reason=record["shelve_reason"],
     )
 
 
@@ -332,6 +336,11 @@ class Database:
     def __init__(self, pool: asyncpg.Pool) -> None:
         """Use ``connect``: the pool's connections need the staging table it sets up."""
         self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """For the worker's other stores on the same connections (`hub.alarms.postgres`)."""
+        return self._pool
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 4) -> Database:

@@ -18,6 +18,7 @@ from hub.storage.web_ports import AuditTrail, ReadModel
 from hub.web.metrics import WebMetrics
 
 if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
+    from hub.alarms.service import AlarmService
     from hub.web.fanout import LiveFanout
     from hub.web.services import AlertService, AuthService
 
@@ -33,6 +34,7 @@ class WebServices:
     audit: AuditTrail
     fanout: LiveFanout
     metrics: WebMetrics
+    alarms: AlarmService  # shelving, bulk actions, maintenance windows (hub.alarms)
     # Opens what the stores need (pools, connections, the live subscription) and pushes their
     # closing onto the stack; run at the app's startup.
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]

@@ -21,6 +21,10 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from nicegui import app, ui
 
+from hub.alarms.memory import MemoryAlarmStore
+from hub.alarms.ports import AlarmStore
+from hub.alarms.postgres import PostgresAlarmStore
+from hub.alarms.service import AlarmService
 from hub.settings import HubSettings
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_log import PostgresAuditLog
@@ -85,6 +89,7 @@ class Stores:
     accounts: Accounts
     audit: AuditTrail
     throttle: ThrottleStore
+    alarms: AlarmStore
 
 
 def assemble(
@@ -95,10 +100,11 @@ def assemble(
 ) -> WebServices:
     """The app's services over ``stores``; ``opener`` opens what they need at startup."""
     metrics = WebMetrics()
+    alerts = AlertService(stores.alerts, stores.events, stores.audit)
     return WebServices(
         settings=settings,
         reads=stores.reads,
-        alerts=AlertService(stores.alerts, stores.events, stores.audit),
+        alerts=alerts,
         auth=AuthService(
             stores.accounts,
             build_throttle(settings, stores.throttle),
@@ -109,6 +115,14 @@ def assemble(
         audit=stores.audit,
         fanout=fanout,
         metrics=metrics,
+        alarms=AlarmService(
+            stores.alarms,
+            reads=stores.reads,
+            alerts=alerts,
+            events=stores.events,
+            audit=stores.audit,
+            shelve_max_hours=settings.shelve_max_hours,
+        ),
         opener=opener,
     )
 
@@ -136,6 +150,7 @@ def postgres_services(settings: HubSettings) -> WebServices:
         accounts=PostgresAccounts(pool),
         audit=PostgresAuditLog(pool),
         throttle=RedisThrottleStore(redis),
+        alarms=PostgresAlarmStore(pool),
     )
     return assemble(settings, stores, fanout, opener)
 
@@ -159,6 +174,7 @@ def memory_services(
         accounts=accounts,
         audit=audit,
         throttle=MemoryThrottleStore(),
+        alarms=MemoryAlarmStore(hub.database),
     )
     return assemble(settings, stores, fanout, opener)
 

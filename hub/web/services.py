@@ -49,6 +49,16 @@ class AlertService:
         self._events = events
         self._audit = audit
 
+    @staticmethod
+    def check_comment(comment: str | None) -> str | None:
+        """The comment stripped (None if empty); ValueError if too long."""
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise ValueError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+        if comment is not None and "\x00" in comment:
+            raise ValueError("comment must not contain NUL characters")
+        return comment
+
     async def acknowledge(
         self, alert_id: int, by: Principal, comment: str | None, *, client: str | None = None
     ) -> AlertRow | None:
@@ -56,9 +66,7 @@ class AlertService:
         comment (at most MAX_COMMENT_CHARS); None if no such alert. Published live and audited
         (with ``client``, the address the request came from)."""
         _require_acknowledge(by)
-        comment = (comment or "").strip() or None
-        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
-            raise ValueError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+        comment = self.check_comment(comment)
         row = await self._writes.acknowledge_alert(alert_id, by.name, comment)
         if row is not None:
             alert_log.info("alert_acknowledged", extra=_alert_fields(row, by))

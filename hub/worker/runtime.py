@@ -21,6 +21,9 @@ from hub.agents.records import TsBound, wall_clock_ms
 from hub.agents.retry import Retrier, is_record_error
 from hub.agents.status import DeviceStateWriter
 from hub.agents.tier_rollups import TierStore, rebuild_tiers, tiers_from
+from hub.alarms.expiry import ShelfExpiries
+from hub.alarms.gate import WindowGate
+from hub.alarms.ports import AlarmStore
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
@@ -84,6 +87,9 @@ class Shared:
     rollups: RollupScheduler
     rollup_counters: RollupCounters
     dead_letters: FaustDeadLetters
+    # Maintenance windows that hold back new alerts; None on a database without them.
+    window_gate: WindowGate | None = None
+    shelf_expiries: ShelfExpiries | None = None
 
 
 class WorkerRuntime:
@@ -158,7 +164,11 @@ class WorkerRuntime:
         )
         for name in (settings.dlq_topic, settings.topics.alerts):
             await self._app.topic(name, internal=True).maybe_declare()
-        alerts = self._alert_pipeline(db, live)
+        alarms = _alarm_store(db)
+        window_gate = None if alarms is None else WindowGate(alarms)
+        if window_gate is not None:
+            await self.retrier.db(window_gate.reload, what="maintenance_windows_load")
+        alerts = self._alert_pipeline(db, live, window_gate)
         restored = await alerts.restore(self.clock_ms())
         grace_ms = round(settings.rollup_grace_s * 1000)
         since = startup_rebuild_since_ms(self.clock_ms(), grace_ms)
@@ -180,6 +190,8 @@ class WorkerRuntime:
             rollups=RollupScheduler(grace_ms=grace_ms),
             rollup_counters=rollup_counters,
             dead_letters=FaustDeadLetters(self._app, settings.dlq_topic),
+            window_gate=window_gate,
+            shelf_expiries=None if alarms is None else ShelfExpiries(alarms, live, self.clock_ms),
         )
 
     async def _rebuild_recent_rollups(
@@ -197,7 +209,9 @@ class WorkerRuntime:
         )
         return sum(written.values())
 
-    def _alert_pipeline(self, db: HubDatabase, live: LiveStore) -> AlertPipeline:
+    def _alert_pipeline(
+        self, db: HubDatabase, live: LiveStore, gate: WindowGate | None
+    ) -> AlertPipeline:
         """The worker's one alert engine, and where its transitions go."""
         engine = AlertEngine(
             self._rules,
@@ -211,8 +225,20 @@ class WorkerRuntime:
             channel=live,
             producer=FaustAlertEvents(self._app, self._settings.topics.alerts),
             retrier=self.retrier,
+            gate=gate,
         )
 
     async def close(self) -> None:
         self.closing = True
         await self._resources.aclose()
+
+
+def _alarm_store(db: HubDatabase) -> AlarmStore | None:
+    """Over the worker's own pool when it is PostgreSQL (a stand-in database has no windows and
+    no shelves)."""
+    from hub.alarms.postgres import PostgresAlarmStore
+    from hub.storage.postgres import Database
+
+    if not isinstance(db, Database):
+        return None
+    return PostgresAlarmStore(db.pool)

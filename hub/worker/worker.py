@@ -72,6 +72,7 @@ class Worker:
             (ALERT_TICK_S, "alerts_tick", self.alerts_tick),
             (ROLLUP_INTERVAL_S, "rollups", self.rollups),
             (PARTITION_INTERVAL_S, "partitions", self.partitions),
+            (self._settings.windows_reload_s, "maintenance_windows", self.reload_windows),
         ):
             app.timer(interval_s, name=name)(self._guarded(name, body))
         app.timer(STATS_INTERVAL_S, name="ingest_stats")(self.log_stats)
@@ -193,6 +194,12 @@ class Worker:
             await shared.alerts.retain(ownership)
         await shared.alerts.observe_shared_heartbeats(await shared.live.gateway_heartbeats())
         await shared.alerts.tick(self._runtime.clock_ms())
+
+    async def reload_windows(self, shared: Shared) -> None:
+        if shared.window_gate is not None:
+            await shared.window_gate.reload()
+        if shared.shelf_expiries is not None:
+            await shared.shelf_expiries.publish()
 
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()

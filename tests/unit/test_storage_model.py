@@ -116,6 +116,10 @@ def test_alert_row_to_json_is_json_ready_with_epoch_ms() -> None:
         "cleared_at": T + 3,
         "cleared_by": None,
         "occurrences": 2,
+        "shelved_by": None,
+        "shelved_at": None,
+        "shelved_until": None,
+        "shelve_reason": None,
     }
 
 

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from hub.storage.audit_model import ACTIONS, AuditFilter, Outcome
+from hub.web.api import alarms
 from hub.web.api.deps import (
     API,
     HOUR_MS,
@@ -401,6 +402,10 @@ async def metrics(services: Services) -> Response:
 
 
 router.add_api_websocket_route(f"{API}/live", live)
+
+
+# Routes of their own modules, before the catch-all below.
+router.include_router(alarms.router)  # shelving, bulk actions, maintenance windows
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------

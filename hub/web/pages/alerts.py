@@ -1,6 +1,7 @@
-"""`/alerts`: filter by state, severity and device; acknowledge (with an optional comment) and
-clear; live. A critical alert raised while the page is open stands out (a pulsing red edge and a
-NEW badge) until it is acknowledged.
+"""`/alerts`: filter by state, severity and device; acknowledge (with an optional comment),
+clear, shelve and unshelve; select many (or all matching) to acknowledge or shelve at once
+(`hub.web.pages.alarm_widgets`); live. A critical alert raised while the page is open stands
+out (a pulsing red edge and a NEW badge) until it is acknowledged.
 
 Acknowledging and clearing need the operator or admin role. A viewer's buttons are disabled, and
 the handlers check the role again on the server, at the moment of the click, against the user as
@@ -29,6 +30,7 @@ from hub.web.model import (
     can_acknowledge,
 )
 from hub.web.pages import session
+from hub.web.pages.alarm_widgets import BulkBar, ShelfDialog, shelf_badge, shelf_line, unshelve
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.services import MAX_COMMENT_CHARS
 from hub.web.views.alerts import alert_facts
@@ -96,7 +98,9 @@ class AlertsPage:
         self._pending_ack: int | None = None
         self._pending_clear: int | None = None
         self._highlighted: frozenset[int] = frozenset()
+        self._shelved: frozenset[int] = frozenset()
         self._rendered = False
+        self.bulk: BulkBar | None = None
 
     async def build(self) -> None:
         f = self.filter
@@ -131,6 +135,11 @@ class AlertsPage:
                 ui.label(f"You are signed in as a viewer: {VIEWER_TIP.lower()}.").classes(
                     "text-sm opacity-70"
                 ).mark("viewer-note")
+            self.shelf = ShelfDialog(self.frame.services, self.refresh)
+            if self.frame.can_acknowledge:
+                self.bulk = BulkBar(
+                    self.frame.services, self.shelf, lambda: self.filter, self.refresh
+                )
             self.list_box = (
                 ui.column()
                 .classes("w-full gap-2")
@@ -184,13 +193,22 @@ class AlertsPage:
     async def refresh(self) -> None:
         page = await self.frame.services.reads.alerts(self.filter)
         highlighted = frozenset(self.new_critical)
-        changed = (page.items, highlighted) != (self.alerts, self._highlighted)
+        now = now_ms()
+        shelved = frozenset(a.id for a in page.items if a.shelved(now))  # a shelf ran out
+        changed = (page.items, highlighted, shelved) != (
+            self.alerts,
+            self._highlighted,
+            self._shelved,
+        )
         self.alerts, self.total, self._highlighted = page.items, page.total, highlighted
+        self._shelved = shelved
         self._pacing.refreshed()
         if changed or not self._rendered:
             self._render()  # only when something shown changed: no flicker under a pointer
             self._rendered = True
         show_list_page(page, "alert", self.count_label, self.pager)
+        if self.bulk is not None:
+            self.bulk.shown(page.items, page.total)
 
     def _render(self) -> None:
         self.list_box.clear()
@@ -218,6 +236,8 @@ class AlertsPage:
             card.classes("border-l-4 border-amber-500")
         with card:
             with ui.row().classes("items-center gap-2 w-full flex-wrap"):
+                if self.bulk is not None:
+                    self.bulk.checkbox(a.id)
                 ui.badge(a.severity, color="negative" if critical else "warning").mark("severity")
                 if a.id in self.new_critical and not a.acknowledged:
                     ui.badge("NEW", color="negative").props("outline").mark("new-badge").props(
@@ -230,6 +250,7 @@ class AlertsPage:
                     ui.badge("acknowledged", color="positive").props("outline").mark("acked").props(
                         "data-testid=acked"
                     )
+                shelf_badge(a, tz, now)
                 if a.device_id is not None:
                     ui.link(a.device_id, device_href(a.device_id)).classes(
                         "font-medium break-all"
@@ -243,6 +264,7 @@ class AlertsPage:
                 "data-testid=alert-message"
             )
             ui.label(alert_facts(a, tz, now)).classes("text-xs opacity-70 iot-mono")
+            shelf_line(a, tz, now)
             if a.acknowledged:
                 ack = f"acknowledged by {a.ack_by or '?'} at {format_time(a.ack_at, tz)}"
                 ui.label(ack).classes("text-xs").mark("ack-info")
@@ -265,6 +287,19 @@ class AlertsPage:
             .mark(f"clear-{a.id}")
             .props(f"data-testid=clear-{a.id}")
         )
+        if a.shelved(now_ms()):
+            shelve = ui.button(
+                "Unshelve",
+                icon="notifications_active",
+                on_click=lambda: unshelve(self.frame.services, a, self.refresh),
+            ).mark(f"unshelve-{a.id}")
+            shelve.props(f"dense no-caps outline data-testid=unshelve-{a.id}")
+        else:
+            shelve = ui.button(
+                "Shelve", icon="snooze", on_click=lambda: self.shelf.shelve_one(a)
+            ).mark(f"shelve-{a.id}")
+            shelve.props(f"dense no-caps outline data-testid=shelve-{a.id}")
+        shelve.set_enabled(allowed)
         ack.set_enabled(allowed and not a.acknowledged)
         clear.set_enabled(allowed and a.state == "active")
         if not allowed:

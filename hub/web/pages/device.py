@@ -24,6 +24,7 @@ from nicegui import ui
 from hub.web.container import WebServices
 from hub.web.model import DeviceView, LiveReading, Series
 from hub.web.pages import session
+from hub.web.pages.alarm_widgets import window_banner
 from hub.web.pages.charts import MetricChart
 from hub.web.pages.layout import PageFrame, page_frame
 from hub.web.views.export import csv_export, safe_filename
@@ -78,6 +79,9 @@ def register(services: WebServices) -> None:
                 ui.link("Back to the overview", "/")
             return None
         ui.page_title(f"{device_id} · IoT Hub")
+        with frame.content:
+            windows = await services.alarms.active_windows(device_id, device.gateway_id)
+            window_banner(windows, frame.tz, now_ms())
         page = DevicePage(frame, device, range if range in RANGE_CHOICES else LIVE)
         page.build()
         ui.timer(0.01, page.start, once=True)  # in the page's context, once connected

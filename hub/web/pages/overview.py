@@ -30,6 +30,7 @@ from hub.web.model import (
     Page,
 )
 from hub.web.pages import session
+from hub.web.pages.alarm_widgets import window_banner
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.views.gateways import runway_alarming, runway_text
 from hub.web.views.links import device_href
@@ -79,6 +80,8 @@ def register(services: WebServices) -> None:
         if principal is None:
             return session.login_redirect(request)
         frame = await page_frame(services, principal, "overview", devices=None)
+        with frame.content:
+            window_banner(await services.alarms.active_windows(), frame.tz, now_ms())
         view = OverviewView(
             frame,
             DeviceFilter(
