@@ -49,9 +49,15 @@ from pathlib import Path
 import faust
 
 from hub.rules import RuleSet, load_rules
+from hub.rules.edits import load_seed
 from hub.settings import HubSettings
 from hub.worker.kafka import kafka_brokers, kafka_credentials
-from hub.worker.runtime import DatabaseOpener, WorkerRuntime, open_postgres
+from hub.worker.runtime import (
+    DatabaseOpener,
+    WorkerRuntime,
+    open_postgres,
+    open_postgres_rule_versions,
+)
 from hub.worker.worker import Worker
 
 __all__ = ["create_app", "kafka_brokers", "kafka_credentials"]
@@ -94,6 +100,9 @@ def create_app(
         settings,
         rules if rules is not None else load_rules(settings.rules_file),
         open_database,
+        seed=load_seed(settings.rules_file),
+        # The dashboard's rule edits live in PostgreSQL: followed by a worker on PostgreSQL.
+        open_rule_versions=open_postgres_rule_versions if open_database is open_postgres else None,
     )
     Worker(settings, runtime).register(app)
     return app

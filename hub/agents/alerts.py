@@ -41,7 +41,7 @@ from typing import Final, Protocol
 
 from hub.agents.poison import describe_error
 from hub.agents.retry import Retrier
-from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert
+from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert, RuleSet
 from hub.storage.alert_events import alert_event, encode_event, event_key
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading
@@ -196,6 +196,10 @@ class AlertPipeline:
 
     async def tick(self, now_ms: int) -> None:
         await self.feed(lambda engine: engine.tick(now_ms))
+
+    async def replace_rules(self, rules: RuleSet) -> None:
+        """New rules in the running engine; alerts of rules that no longer apply clear."""
+        await self.feed(lambda engine: engine.replace_rules(rules))
 
     async def _emit(self, t: AlertTransition) -> None:
         self.counters.transitions_total += 1

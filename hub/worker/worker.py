@@ -71,6 +71,7 @@ class Worker:
             (ALERT_TICK_S, "alerts_tick", self.alerts_tick),
             (ROLLUP_INTERVAL_S, "rollups", self.rollups),
             (PARTITION_INTERVAL_S, "partitions", self.partitions),
+            (self._settings.rules_poll_s, "rules_reload", self.rules_reload),
         ):
             app.timer(interval_s, name=name)(self._guarded(name, body))
         app.timer(STATS_INTERVAL_S, name="ingest_stats")(self.log_stats)
@@ -195,6 +196,10 @@ class Worker:
             await shared.alerts.retain(ownership)
         await shared.alerts.observe_shared_heartbeats(await shared.live.gateway_heartbeats())
         await shared.alerts.tick(self._runtime.clock_ms())
+
+    async def rules_reload(self, shared: Shared) -> None:
+        if shared.rules is not None:
+            await shared.rules.poll()
 
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()
