@@ -236,22 +236,43 @@ def _shown(value: Any) -> str:
     return "(unset)" if value is None else json.dumps(value)
 
 
-def _flat(rules: list[EffectiveRule]) -> dict[tuple[str, str, str], Any]:
-    return {
-        (r.scope.label(), r.key, name): value.value
-        for r in rules
-        for name, value in r.fields.items()
-    }
+_Key = tuple[str, str, str]  # (scope label, rule key, field)
+
+
+def _flat(rules: list[EffectiveRule]) -> tuple[dict[_Key, Any], set[_Key], dict[str, str]]:
+    """Every field's value; the fields worth comparing (a device's own, every type's: what a
+    device inherits shows under its type); each device scope's type scope."""
+    values: dict[_Key, Any] = {}
+    compared: set[_Key] = set()
+    types: dict[str, str] = {}
+    for r in rules:
+        scope = r.scope.label()
+        if r.scope.device_id is not None:
+            types[scope] = Scope(r.scope.device_type).label()
+        for name, value in r.fields.items():
+            values[(scope, r.key, name)] = value.value
+            if value.device or r.scope.device_id is None:
+                compared.add((scope, r.key, name))
+    return values, compared, types
 
 
 def diff_documents(seed: Seed, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FieldDiff]:
     """Which field of which rule the move from `old` to `new` edits changes, effective values
-    compared (an edit restating a file's value changes nothing)."""
-    before, after = _flat(effective_rules(seed, old)), _flat(effective_rules(seed, new))
-    return [
-        FieldDiff(
-            scope, rule, name, before.get((scope, rule, name)), after.get((scope, rule, name))
-        )
-        for scope, rule, name in sorted(before.keys() | after.keys())
-        if before.get((scope, rule, name)) != after.get((scope, rule, name))
-    ]
+    compared (an edit restating a file's value changes nothing). A device's field is compared
+    with what the device had on the other side, its type's value if it had no override."""
+    (before, keys_before, types_before) = _flat(effective_rules(seed, old))
+    (after, keys_after, types_after) = _flat(effective_rules(seed, new))
+    types = {**types_before, **types_after}
+
+    def value(values: dict[_Key, Any], key: _Key) -> Any:
+        scope, rule, name = key
+        if key not in values and scope in types:
+            return values.get((types[scope], rule, name))
+        return values.get(key)
+
+    out = []
+    for key in sorted(keys_before | keys_after):
+        old_value, new_value = value(before, key), value(after, key)
+        if old_value != new_value:
+            out.append(FieldDiff(*key, old_value, new_value))
+    return out

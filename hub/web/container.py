@@ -19,6 +19,7 @@ from hub.web.metrics import WebMetrics
 
 if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
     from hub.web.fanout import LiveFanout
+    from hub.web.rules_service import RulesService
     from hub.web.services import AlertService, AuthService
 
 __all__ = ["WebServices", "web_services"]
@@ -33,6 +34,7 @@ class WebServices:
     audit: AuditTrail
     fanout: LiveFanout
     metrics: WebMetrics
+    rules: RulesService
     # Opens what the stores need (pools, connections, the live subscription) and pushes their
     # closing onto the stack; run at the app's startup.
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]

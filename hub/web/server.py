@@ -21,13 +21,16 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from nicegui import app, ui
 
+from hub.rules.edits import load_seed
 from hub.settings import HubSettings
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_log import PostgresAuditLog
+from hub.storage.memory_rule_versions import MemoryRuleVersions
 from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
 from hub.storage.migrations import missing_tables
 from hub.storage.postgres import Database
 from hub.storage.read_model import PoolHandle, PostgresReadModel, RedisAlertEvents, redis_client
+from hub.storage.rule_versions import PostgresRuleVersions, RuleVersions
 from hub.storage.throttle_store import MemoryThrottleStore, RedisThrottleStore
 from hub.storage.web_ports import (
     Accounts,
@@ -41,6 +44,7 @@ from hub.web.container import WebServices, web_services
 from hub.web.fanout import LiveFanout
 from hub.web.headers import SecurityHeadersMiddleware
 from hub.web.metrics import WebMetrics
+from hub.web.rules_service import RulesService
 from hub.web.services import AlertService, AuthService, build_throttle
 
 __all__ = [
@@ -85,6 +89,7 @@ class Stores:
     accounts: Accounts
     audit: AuditTrail
     throttle: ThrottleStore
+    rule_versions: RuleVersions
 
 
 def assemble(
@@ -109,6 +114,8 @@ def assemble(
         audit=stores.audit,
         fanout=fanout,
         metrics=metrics,
+        # The same seed the workers build on: the same HUB_RULES_FILE must reach both.
+        rules=RulesService(stores.rule_versions, load_seed(settings.rules_file), stores.audit),
         opener=opener,
     )
 
@@ -136,12 +143,17 @@ def postgres_services(settings: HubSettings) -> WebServices:
         accounts=PostgresAccounts(pool),
         audit=PostgresAuditLog(pool),
         throttle=RedisThrottleStore(redis),
+        rule_versions=PostgresRuleVersions(pool),
     )
     return assemble(settings, stores, fanout, opener)
 
 
 def memory_services(
-    settings: HubSettings, hub: MemoryHub, accounts: MemoryAccounts, audit: MemoryAuditLog
+    settings: HubSettings,
+    hub: MemoryHub,
+    accounts: MemoryAccounts,
+    audit: MemoryAuditLog,
+    rule_versions: RuleVersions | None = None,
 ) -> WebServices:
     """The services on the in-memory stores (`hub.storage.memory_web`): what ``hub`` publishes
     reaches the live pages and clients once the app has started."""
@@ -159,6 +171,7 @@ def memory_services(
         accounts=accounts,
         audit=audit,
         throttle=MemoryThrottleStore(),
+        rule_versions=rule_versions or MemoryRuleVersions(),
     )
     return assemble(settings, stores, fanout, opener)
 

@@ -184,3 +184,18 @@ def test_diff_names_rule_field_old_and_new(seed: Seed) -> None:
         empty_document(), [RuleChange(SPINDLE_KEY, {"crit_high": 90}, "cnc_spindle")]
     )
     assert diff_documents(seed, empty_document(), same) == []
+
+
+def test_a_device_diff_shows_only_what_its_own_override_changes(seed: Seed) -> None:
+    old = empty_document()
+    new = apply_changes(
+        old,
+        [
+            RuleChange(SPINDLE_KEY, {"warn_high": 70}, "cnc_spindle"),
+            RuleChange(SPINDLE_KEY, {"crit_high": 88}, "cnc_spindle", "cnc-7"),
+        ],
+    )
+    assert [str(d) for d in diff_documents(seed, old, new)] == [
+        "cnc_spindle spindle_temp_c.threshold: warn_high 75 -> 70",
+        "device cnc-7 (cnc_spindle) spindle_temp_c.threshold: crit_high 90 -> 88",
+    ]

@@ -52,6 +52,7 @@ from hub.web.api.models import (
     ReadyOut,
     SeriesOut,
 )
+from hub.web.api.rules import router as rules_router
 from hub.web.container import WebServices
 from hub.web.metrics import CONTENT_TYPE
 from hub.web.model import (
@@ -401,6 +402,7 @@ async def metrics(services: Services) -> Response:
 
 
 router.add_api_websocket_route(f"{API}/live", live)
+router.include_router(rules_router)
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------
