@@ -26,7 +26,7 @@ __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame",
 
 log = logging.getLogger(__name__)
 
-NavItem = Literal["overview", "alerts", "device", "audit"]
+NavItem = Literal["overview", "alerts", "device", "audit", "rules"]
 SESSION_CHECK_S: Final = 5.0
 
 # Auto (the browser's setting) -> dark -> light -> auto.
@@ -114,6 +114,9 @@ class Header:
                 )
                 self.badge.set_visibility(critical > 0)
                 self.badge.tooltip("active critical alerts")
+            _nav_link("Rules", "/rules", active == "rules", "tune").mark("nav-rules").props(
+                "data-testid=nav-rules"
+            )
             if can_administer(principal.role):
                 _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
                     "data-testid=nav-audit"
