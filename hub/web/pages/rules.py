@@ -10,7 +10,6 @@ moment of the click. A saved version reaches every worker within HUB_RULES_POLL_
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Final
 
 from fastapi import Request
@@ -26,6 +25,7 @@ from hub.web.pages.layout import PageFrame, page_frame
 from hub.web.rules_service import MAX_COMMENT_CHARS, RuleEditError
 from hub.web.views.rules import (
     LABELS,
+    SHORT,
     changed_fields,
     form_fields,
     origin_text,
@@ -39,10 +39,7 @@ from hub.web.views.times import format_time
 
 __all__ = ["RulesPage", "register"]
 
-log = logging.getLogger(__name__)
-
 HISTORY_SIZE: Final = 50
-_COLUMNS: Final = ("kind", "metric", *LABELS)
 _HISTORY_COLUMNS: Final = [
     {"name": "version", "label": "Version", "field": "version", "align": "left"},
     {"name": "at", "label": "When", "field": "at", "align": "left"},
@@ -155,14 +152,12 @@ class RulesPage:
                 ui.badge(state, color="positive" if rule.enabled else "grey"),
                 f"rule-state-{slug}",
             )
-            for name in ("kind", "metric", *form_fields(rule)):
+            if values.get("kind"):
+                ui.badge(str(values["kind"]), color="grey-7").props("outline")
+            for name in ("metric", *form_fields(rule)):
                 if values.get(name) is not None:
-                    _tid(
-                        ui.label(f"{LABELS.get(name, name)}: {shown(values[name])}").classes(
-                            "text-sm iot-mono"
-                        ),
-                        f"rule-{slug}-{name}",
-                    )
+                    text = SHORT[name].format(shown(values[name]))
+                    _tid(ui.label(text).classes("text-sm iot-mono"), f"rule-{slug}-{name}")
             ui.space()
             ui.label(origin_text(rule)).classes("text-xs opacity-60")
             if self.admin:

@@ -17,7 +17,7 @@ FORM_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "flag": ("severity",),
     "rate_of_change": ("max_per_s", "hysteresis", "clear_after_s"),
     "flatline": ("samples",),
-    OFFLINE: ("after_s",),
+    OFFLINE: ("after_s", "severity"),
 }
 LABELS: Final = {
     "warn_high": "Warning above",
@@ -30,6 +30,20 @@ LABELS: Final = {
     "samples": "Identical samples",
     "severity": "Severity",
     "after_s": "Offline after (s)",
+}
+# How a rule's row shows each value ("{}" is the value).
+SHORT: Final = {
+    "metric": "{}",
+    "warn_high": "warn above {}",
+    "crit_high": "crit above {}",
+    "warn_low": "warn below {}",
+    "crit_low": "crit below {}",
+    "hysteresis": "hysteresis {}",
+    "clear_after_s": "hold {} s",
+    "max_per_s": "max {}/s",
+    "samples": "{} identical samples",
+    "severity": "{}",
+    "after_s": "after {} s",
 }
 _FIELD_RE: Final = re.compile(r"\b(" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")\b")
 
