@@ -39,13 +39,20 @@ class Seed:
     """The layers under the edits: the packaged defaults and the operator's file, as text."""
 
     layers: tuple[tuple[Origin, str, str], ...]  # (origin, text, source)
+    # Parsed once: the rules page reads them at every view.
+    parsed: tuple[tuple[Origin, Document], ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parsed = tuple((origin, yaml.safe_load(text) or {}) for origin, text, _ in self.layers)
+        object.__setattr__(self, "parsed", parsed)
 
     def documents(self) -> list[tuple[Origin, Document]]:
-        return [(origin, yaml.safe_load(text) or {}) for origin, text, _ in self.layers]
+        return [(origin, copy.deepcopy(document)) for origin, document in self.parsed]
 
 
 def load_seed(rules_file: Path | None = None) -> Seed:
-    """The packaged defaults and HUB_RULES_FILE (RulesError if the file cannot be read)."""
+    """The packaged defaults and HUB_RULES_FILE (RulesError if the file cannot be read, or if
+    it is not a valid rules file: every problem, with its line)."""
     layers: list[tuple[Origin, str, str]] = [("default", packaged_rules_text(), PACKAGED_SOURCE)]
     if rules_file is not None:
         try:
@@ -53,6 +60,7 @@ def load_seed(rules_file: Path | None = None) -> Seed:
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise RulesError([f"{rules_file}: cannot read: {reason}"]) from None
+    parse_layers([(text, source) for _, text, source in layers])
     return Seed(tuple(layers))
 
 

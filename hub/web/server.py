@@ -62,7 +62,15 @@ log = logging.getLogger(__name__)
 
 TITLE: Final = "IoT Hub"
 FAVICON: Final = "📈"
-WEB_TABLES: Final = ("users", "api_tokens", "devices", "alerts", "web_sessions", "audit_log")
+WEB_TABLES: Final = (
+    "users",
+    "api_tokens",
+    "devices",
+    "alerts",
+    "web_sessions",
+    "audit_log",
+    "rule_versions",
+)
 
 
 class SchemaMissingError(RuntimeError):

@@ -199,3 +199,12 @@ def test_a_device_diff_shows_only_what_its_own_override_changes(seed: Seed) -> N
         "cnc_spindle spindle_temp_c.threshold: warn_high 75 -> 70",
         "device cnc-7 (cnc_spindle) spindle_temp_c.threshold: crit_high 90 -> 88",
     ]
+
+
+def test_a_bad_rules_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("types:\n  conveyor: [oops\n", encoding="utf-8")
+    with pytest.raises(RulesError, match=r"rules.yaml:\d+:\d+: invalid YAML"):
+        load_seed(path)
+    with pytest.raises(RulesError, match="cannot read"):
+        load_seed(tmp_path / "missing.yaml")
