@@ -87,6 +87,21 @@ class RulesService:
     async def history(self, limit: int = 100, offset: int = 0) -> list[RuleVersion]:
         return await self._versions.history(limit, offset)
 
+    async def history_with_changes(
+        self, limit: int = 100, offset: int = 0
+    ) -> list[tuple[RuleVersion, list[FieldDiff]]]:
+        """Newest first, each with what it changed from the version before it."""
+        versions = await self._versions.history(limit, offset)
+        if not versions:
+            return []
+        oldest = versions[-1].version
+        before = await self.document(oldest - 1)
+        documents = [v.document for v in versions[1:]] + [before or empty_document()]
+        return [
+            (v, diff_documents(self._seed, previous, v.document))
+            for v, previous in zip(versions, documents, strict=True)
+        ]
+
     async def get(self, version: int) -> RuleVersion | None:
         return await self._versions.get(version)
 

@@ -140,6 +140,11 @@ async def test_edit_history_diff_and_rollback(
     assert (back.json()["version"], back.json()["rollback_of"]) == (3, 1)
     history = (await client.get(f"{API}/rules/versions", headers=viewer)).json()["items"]
     assert [(v["version"], v["rollback_of"]) for v in history] == [(3, 1), (2, None), (1, None)]
+    assert [v["changes"] for v in history] == [
+        [f"device cnc-7 (cnc_spindle) {KEY}: enabled false -> (unset)"],
+        [f"device cnc-7 (cnc_spindle) {KEY}: enabled (unset) -> false"],
+        [f"cnc_spindle {KEY}: clear_after_s 30 -> 10", f"cnc_spindle {KEY}: warn_high 75 -> 70"],
+    ]
     same = await client.get(f"{API}/rules/diff", params={"from": 1, "to": 3}, headers=viewer)
     assert same.json()["changes"] == []
     assert (await client.get(f"{API}/rules/versions/9", headers=viewer)).status_code == 404

@@ -105,6 +105,9 @@ class VersionOut(BaseModel):
     comment: str | None
     rollback_of: int | None
     document: dict[str, Any] = Field(description="the edits, in the rule files' layout")
+    changes: list[str] | None = Field(
+        default=None, description="in lists: what this version changed from the one before"
+    )
 
 
 class VersionsOut(BaseModel):
@@ -216,8 +219,13 @@ async def list_versions(
     limit: Annotated[int, Query(ge=1, le=MAX_VERSIONS_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_VERSION)] = 0,
 ) -> VersionsOut:
-    rows = await services.rules.history(limit, offset)
-    return VersionsOut(items=[_version(r) for r in rows])
+    rows = await services.rules.history_with_changes(limit, offset)
+    return VersionsOut(
+        items=[
+            _version(row).model_copy(update={"changes": [str(d) for d in changes]})
+            for row, changes in rows
+        ]
+    )
 
 
 @router.get(

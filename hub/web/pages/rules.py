@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
-from hub.rules.edits import EffectiveRule, RuleChange, Scope
+from hub.rules.edits import EffectiveRule, FieldDiff, RuleChange, Scope
 from hub.storage.rule_versions import RuleVersion, VersionConflict
 from hub.web.container import WebServices
 from hub.web.model import can_administer
@@ -39,13 +39,15 @@ from hub.web.views.times import format_time
 
 __all__ = ["RulesPage", "register"]
 
-HISTORY_SIZE: Final = 50
+HISTORY_SIZE: Final = 20
 _HISTORY_COLUMNS: Final = [
     {"name": "version", "label": "Version", "field": "version", "align": "left"},
     {"name": "at", "label": "When", "field": "at", "align": "left"},
     {"name": "author", "label": "Who", "field": "author", "align": "left"},
     {"name": "comment", "label": "Comment", "field": "comment", "align": "left"},
+    {"name": "changes", "label": "What changed", "field": "changes", "align": "left"},
 ]
+_MAX_CHANGES_SHOWN: Final = 5
 
 
 def _tid(element: Any, name: str) -> Any:
@@ -306,8 +308,9 @@ class RulesPage:
         self.diff_list = _tid(ui.column().classes("w-full gap-0 iot-mono text-sm"), "rules-diff")
 
     async def refresh_history(self) -> None:
-        versions = await self.frame.services.rules.history(HISTORY_SIZE)
-        self.history_table.rows = [self._history_row(v) for v in versions]
+        history = await self.frame.services.rules.history_with_changes(HISTORY_SIZE)
+        versions = [v for v, _ in history]
+        self.history_table.rows = [self._history_row(v, changes) for v, changes in history]
         self.history_table.update()
         options = {0: "0 (files only)", **{v.version: str(v.version) for v in versions}}
         for select in (self.diff_from, self.diff_to):
@@ -317,7 +320,10 @@ class RulesPage:
             self.diff_from.value = versions[1].version if len(versions) > 1 else 0
             self.diff_to.value = versions[0].version
 
-    def _history_row(self, v: RuleVersion) -> dict[str, Any]:
+    def _history_row(self, v: RuleVersion, changes: list[FieldDiff]) -> dict[str, Any]:
+        shown_changes = "; ".join(str(c) for c in changes[:_MAX_CHANGES_SHOWN])
+        if len(changes) > _MAX_CHANGES_SHOWN:
+            shown_changes += f"; and {len(changes) - _MAX_CHANGES_SHOWN} more"
         comment = v.comment or ""
         if v.rollback_of is not None and f"version {v.rollback_of}" not in comment:
             comment = f"{comment} (rollback to version {v.rollback_of})".strip()
@@ -326,6 +332,7 @@ class RulesPage:
             "at": format_time(v.created_at, self.frame.tz),
             "author": v.author,
             "comment": comment,
+            "changes": shown_changes or "no change in effect",
         }
 
     async def _compare(self) -> None:

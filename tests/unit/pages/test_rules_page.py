@@ -60,6 +60,11 @@ async def test_admin_edit_refused_by_field_then_saved(user: User, feed: HubFeed)
         "warn_high": 70
     }
 
+    (table,) = user.find(marker="rules-history").elements
+    assert isinstance(table, ui.table)
+    assert [(r["version"], r["author"], r["changes"]) for r in table.rows] == [
+        (1, "ada", "cnc_spindle spindle_temp_c.threshold: warn_high 75 -> 70")
+    ]
     user.find(marker="diff-show").click()
     await user.should_see("cnc_spindle spindle_temp_c.threshold: warn_high 75 -> 70", retries=30)
 
