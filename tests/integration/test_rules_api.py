@@ -180,3 +180,6 @@ async def test_bad_requests_name_the_parameter(client: httpx.AsyncClient, tokens
     assert diff.status_code == 422
     assert "'from'" in diff.json()["detail"]
     assert (await client.get(f"{API}/rules")).status_code == 401
+    wrong_method = await client.put(f"{API}/rules/edits", headers=admin)
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["Allow"] == "POST"

@@ -402,7 +402,9 @@ async def metrics(services: Services) -> Response:
 
 
 router.add_api_websocket_route(f"{API}/live", live)
-router.include_router(rules_router)
+# The routes themselves, not `include_router` (which this FastAPI keeps as one nested entry):
+# `unknown_route` below must see every route to answer a wrong method with 405.
+router.routes.extend(rules_router.routes)
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------
