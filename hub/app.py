@@ -34,7 +34,9 @@ scheduler):
 * agent `device_status` (`iot.device-status`) and agent `edge_metrics` (`iot.edge-metrics`):
   presence and heartbeats (`hub.agents.status`);
 * timers: `alerts_tick` every second (offline detection), `rollups` every 5 s
-  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`), stats. A timer
+  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`),
+  `rules_reload` every HUB_RULES_POLL_S (the dashboard's rule edits, `hub.agents.rules_reload`;
+  the newest version is also applied at start-up, before anything is consumed), stats. A timer
   run that fails is logged and makes `/readyz` answer 503 until a run succeeds again.
 
 The alert engine is per process; see `hub.agents.alerts` for what that means with several

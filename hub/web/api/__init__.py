@@ -10,9 +10,10 @@ included.
 
 WebSocket `/api/v1/live?devices=a,b&alerts=true&token=...` (or the Authorization header) sends
 `{"type": "readings", "readings": [...]}` and `{"type": "alert", "alert": {...}}` as the hub
-publishes them (`hub.web.api.live`). Bodies are in `hub.web.api.models`; errors in
-`hub.web.api.errors`; the token's principal and shared parameters in `hub.web.api.deps`; the
-routes in `hub.web.api.routes`.
+publishes them (`hub.web.api.live`). The alert rules, their edits (admin), versions, diffs and
+rollbacks are under `/api/v1/rules` (`hub.web.api.rules`). Bodies are in
+`hub.web.api.models`; errors in `hub.web.api.errors`; the token's principal and shared
+parameters in `hub.web.api.deps`; the routes in `hub.web.api.routes`.
 """
 
 from hub.web.api.errors import ApiError
