@@ -36,7 +36,9 @@ scheduler):
 * agent `device_status` (`iot.device-status`) and agent `edge_metrics` (`iot.edge-metrics`):
   presence and heartbeats (`hub.agents.status`);
 * timers: `alerts_tick` every second (offline detection), `rollups` every 5 s
-  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`), stats. A timer
+  (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`),
+  `rules_reload` every HUB_RULES_POLL_S (the dashboard's rule edits, `hub.agents.rules_reload`;
+  the newest version is also applied at start-up, before anything is consumed), stats. A timer
   run that fails is logged and makes `/readyz` answer 503 until a run succeeds again.
 
 The alert engine is per process; see `hub.agents.alerts` for what that means with several
@@ -51,9 +53,15 @@ from pathlib import Path
 import faust
 
 from hub.rules import RuleSet, load_rules
+from hub.rules.edits import load_seed
 from hub.settings import HubSettings
 from hub.worker.kafka import kafka_brokers, kafka_credentials
-from hub.worker.runtime import DatabaseOpener, WorkerRuntime, open_postgres
+from hub.worker.runtime import (
+    DatabaseOpener,
+    WorkerRuntime,
+    open_postgres,
+    open_postgres_rule_versions,
+)
 from hub.worker.worker import Worker
 
 __all__ = ["create_app", "kafka_brokers", "kafka_credentials"]
@@ -96,6 +104,9 @@ def create_app(
         settings,
         rules if rules is not None else load_rules(settings.rules_file),
         open_database,
+        seed=load_seed(settings.rules_file),
+        # The dashboard's rule edits live in PostgreSQL: followed by a worker on PostgreSQL.
+        open_rule_versions=open_postgres_rule_versions if open_database is open_postgres else None,
     )
     Worker(settings, runtime).register(app)
     return app

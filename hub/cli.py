@@ -366,8 +366,16 @@ def _web(args: argparse.Namespace) -> int:
         )
         return 2
     from hub.agents.retry import Retrier
+    from hub.rules import RulesError
+    from hub.rules.edits import build_rules, empty_document, load_seed
     from hub.web import server  # NiceGUI only for this command
 
+    try:
+        # Dashboard rule edits are checked over HUB_RULES_FILE: it must hold, as for a worker.
+        build_rules(load_seed(settings.rules_file), empty_document())
+    except RulesError as exc:
+        log.error("rules_invalid", extra={"problems": "; ".join(exc.problems)})
+        return 2
     try:
         # PostgreSQL may be away when the web app starts (a restarted cluster, the database's pod
         # still starting): wait for it, as the worker does, rather than exit into a restart loop.

@@ -51,6 +51,8 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     rollup_retention_days: str = format_retention(DEFAULT_RETENTION)
 
     rules_file: Path | None = None
+    # How often each worker checks PostgreSQL for a new version of the dashboard's rule edits.
+    rules_poll_s: float = Field(default=2.0, gt=0, le=300)
     device_offline_after_s: float = Field(default=60.0, gt=0)
     gateway_offline_after_s: float = Field(default=30.0, gt=0)
     # A warning while a gateway reports its buffer full sooner than this (0: never).

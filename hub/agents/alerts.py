@@ -41,7 +41,7 @@ from typing import Final, Protocol
 
 from hub.agents.poison import describe_error
 from hub.agents.retry import Retrier
-from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert
+from hub.rules import DEVICE_OFFLINE, AlertEngine, AlertTransition, OpenAlert, RuleSet
 from hub.storage.alert_events import alert_event, encode_event, event_key
 from hub.storage.model import AlertRow, AlertTransitionLike
 from protocol import NormalisedReading
@@ -234,6 +234,10 @@ class AlertPipeline:
                 },
             )
         return True
+
+    async def replace_rules(self, rules: RuleSet) -> None:
+        """New rules in the running engine; alerts of rules that no longer apply clear."""
+        await self.feed(lambda engine: engine.replace_rules(rules))
 
     async def _emit(self, t: AlertTransition) -> None:
         self.counters.transitions_total += 1

@@ -11,6 +11,7 @@ from hub.rules.loader import (
     RulesError,
     load_rules,
     packaged_rules_text,
+    parse_layers,
     parse_rules,
 )
 from hub.rules.model import (
@@ -18,6 +19,7 @@ from hub.rules.model import (
     DEVICE_OFFLINE,
     GATEWAY_OFFLINE,
     AlertTransition,
+    DeviceRules,
     Direction,
     FlagThreshold,
     Flatline,
@@ -41,6 +43,7 @@ __all__ = [
     "PACKAGED_SOURCE",
     "AlertEngine",
     "AlertTransition",
+    "DeviceRules",
     "Direction",
     "FlagThreshold",
     "Flatline",
@@ -57,6 +60,7 @@ __all__ = [
     "TypeRules",
     "load_rules",
     "packaged_rules_text",
+    "parse_layers",
     "parse_rules",
     "severity_rank",
 ]

@@ -430,6 +430,21 @@ class AlertEngine:
             gateway.owned = owned
         return len(gone_devices), disowned
 
+    def replace_rules(self, rules: RuleSet) -> list[AlertTransition]:
+        """Swap in new rules while running (an edit in the dashboard).
+
+        Unchanged rules keep their state (rate windows, flatline runs, hold timers); an edited
+        rule keeps its open alert, re-judged by the new limits on the device's next sample; a
+        rule that no longer applies (disabled, removed) clears its open alert now.
+        """
+        self._rules = rules
+        out: list[AlertTransition] = []
+        for device in self._devices.values():
+            if device.rules is not None:
+                ts = max(self._clock_ms, device.latest_ts or 0)
+                self._retype(device, device.device_type, ts, out)
+        return out
+
     # -- internals ---------------------------------------------------------------------------
 
     def _device(self, device_id: str, heard_ms: int) -> _Device:
@@ -478,11 +493,17 @@ class AlertEngine:
         self, device: _Device, device_type: str | None, ts: int, out: list[AlertTransition]
     ) -> None:
         """Build the device's rule slots for its (new) type, clearing alerts that lost a rule."""
-        type_rules = self._rules.for_type(device_type)
+        type_rules = self._rules.for_device(device.device_id, device_type)
         keep = {slot.rule.id: slot for slot in device.slots}
         slots: list[_Slot] = []
         for rule in type_rules.rules:
             slot = keep.pop(rule.id, None) or _Slot(rule, make_check(rule))
+            if slot.rule != rule:
+                # Edited: a fresh check under the new limits, but the same open alert, which
+                # the next sample eases, clears or keeps by the new rule.
+                slot = _Slot(
+                    rule, make_check(rule), slot.active, slot.last_ts, None, slot.gateway_id
+                )
             restored = device.restored.pop(rule.id, None)
             if restored is not None:
                 slot.active, slot.gateway_id = restored

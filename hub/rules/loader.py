@@ -17,13 +17,25 @@ names only what it changes (`{crit_high: 90}`), adds rules and types, and disabl
 offline detection with `enabled: false`; `null` unsets a field. A rule whose `kind` changes is
 replaced whole. The rule id is `{type}.{key}` (`default.{key}` in the default section).
 
+Per-device overrides take the same syntax under `devices`, keyed by device id, and name the
+type they are layered over; a device's rules keep their type's ids, so an override changes a
+rule's limits without opening a second alert::
+
+    devices:
+      press-07:
+        type: hydraulic_press
+        rules:
+          ram_pressure_bar.threshold: {warn_high: 245}   # over the type's, whatever file set it
+
+A device section is layered over its type's merged section, whatever the order of the files.
+
 Every problem is reported with its file, line, path and reason, all of them at once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from hub.rules.model import (
+    DeviceRules,
     Direction,
     FlagThreshold,
     Flatline,
@@ -46,10 +59,12 @@ from hub.rules.model import (
     TypeRules,
 )
 from protocol.models import METRIC_NAME_PATTERN
+from protocol.topics import IDENTIFIER_PATTERN
 
 PACKAGED_SOURCE: Final = "hub/rules/defaults.yaml (packaged)"
 
 _TYPE_RE: Final = re.compile(METRIC_NAME_PATTERN)
+_DEVICE_RE: Final = re.compile(f"^{IDENTIFIER_PATTERN}$")
 _KEY_RE: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _PERCENT_RE: Final = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*%\s*$")
 _SCHEMA_CLASS_RE: Final = re.compile(r" or instance of _\w+")
@@ -171,10 +186,15 @@ class _SectionSpec(_Spec):
     rules: dict[str, dict[str, Any]] | None = None
 
 
+class _DeviceSectionSpec(_SectionSpec):
+    type: str | None = None  # the device type its overrides are layered over
+
+
 class _FileSpec(_Spec):
     version: Literal[1] = 1
     default: _SectionSpec | None = None
     types: dict[str, _SectionSpec | None] | None = None
+    devices: dict[str, _DeviceSectionSpec | None] | None = None
 
 
 def _hysteresis(value: Any) -> Hysteresis:
@@ -289,6 +309,17 @@ def _parse(text: str, source: str) -> _File:
             problems.append(
                 _problem(file, ("types", name), "a device type is [a-z][a-z0-9_]{0,63}")
             )
+    for device_id, device in (file.spec.devices or {}).items():
+        if not _DEVICE_RE.match(device_id):
+            problems.append(
+                _problem(file, ("devices", device_id), f"a device id is {IDENTIFIER_PATTERN}")
+            )
+        if device is not None and device.type is not None and not _TYPE_RE.match(device.type):
+            problems.append(
+                _problem(
+                    file, ("devices", device_id, "type"), "a device type is [a-z][a-z0-9_]{0,63}"
+                )
+            )
     for section_path, section in _sections(file.spec):
         for key in (section.rules or {}) if section else {}:
             if not _KEY_RE.match(key):
@@ -309,6 +340,9 @@ def _sections(spec: _FileSpec) -> list[tuple[_Path, _SectionSpec | None]]:
     if spec.default is not None:
         found.append((("default",), spec.default))
     found.extend((("types", name), section) for name, section in (spec.types or {}).items())
+    found.extend(
+        (("devices", device_id), section) for device_id, section in (spec.devices or {}).items()
+    )
     return found
 
 
@@ -327,6 +361,7 @@ class _MergedSection:
     offline: dict[str, Any] | None = None
     offline_blame: _File | None = None
     rules: dict[str, _MergedRule] = field(default_factory=dict)
+    device_type: str | None = None  # a device section's: the type it is layered over
 
 
 def _merge(files: Sequence[_File]) -> dict[_Path, _MergedSection]:
@@ -336,6 +371,8 @@ def _merge(files: Sequence[_File]) -> dict[_Path, _MergedSection]:
             target = merged.setdefault(path, _MergedSection())
             if section is None:
                 continue
+            if isinstance(section, _DeviceSectionSpec) and section.type is not None:
+                target.device_type = section.type
             if section.offline is not None:
                 target.offline = {**(target.offline or {}), **section.offline}
                 target.offline_blame = file
@@ -346,6 +383,60 @@ def _merge(files: Sequence[_File]) -> dict[_Path, _MergedSection]:
                 else:
                     target.rules[key] = _MergedRule({**old.fields, **fields}, file, merged=True)
     return merged
+
+
+def _layered(base: _MergedSection, own: _MergedSection, default: _MergedSection) -> _MergedSection:
+    """A device's section: its own offline and rules merged over its type's, per rule and per
+    field, the way a file merges over the files before it."""
+    out = _MergedSection(base.offline, base.offline_blame, dict(base.rules))
+    if out.offline is None:
+        out.offline, out.offline_blame = default.offline, default.offline_blame
+    if own.offline is not None:
+        out.offline = {**(out.offline or {}), **own.offline}
+        out.offline_blame = own.offline_blame
+    for key, item in own.rules.items():
+        old = out.rules.get(key)
+        if old is None or ("kind" in item.fields and item.fields["kind"] != old.fields.get("kind")):
+            out.rules[key] = item
+        else:
+            out.rules[key] = _MergedRule({**old.fields, **item.fields}, item.blame, merged=True)
+    return out
+
+
+_RulesOf = Callable[[_MergedSection, _Path, str], tuple[Rule, ...]]
+_OfflineOf = Callable[[_MergedSection, _Path], Offline | None]
+
+
+def _devices(
+    merged: dict[_Path, _MergedSection],
+    rules_of: _RulesOf,
+    offline_of: _OfflineOf,
+    problems: list[str],
+) -> dict[str, DeviceRules]:
+    """Each device section layered over its type's (the default section's for a type no file
+    lists), keeping the type's rule ids."""
+    default_section = merged[("default",)]
+    devices: dict[str, DeviceRules] = {}
+    for path, section in merged.items():
+        if path[0] != "devices":
+            continue
+        device_type = section.device_type
+        if device_type is None:
+            problems.append(
+                _problem(
+                    None,
+                    (*path, "type"),
+                    "a device's overrides name its type (type: <device type>)",
+                )
+            )
+            continue
+        base = merged.get(("types", device_type))
+        prefix = device_type if base is not None else "default"
+        own = _layered(base or default_section, section, default_section)
+        devices[path[1]] = DeviceRules(
+            device_type, TypeRules(rules_of(own, path, prefix), offline_of(own, path))
+        )
+    return devices
 
 
 def _build(files: Sequence[_File]) -> RuleSet:
@@ -397,9 +488,10 @@ def _build(files: Sequence[_File]) -> RuleSet:
         if path[0] != "types":
             continue
         types[path[1]] = TypeRules(rules_of(section, path, path[1]), offline_of(section, path))
+    devices = _devices(merged, rules_of, offline_of, problems)
     if problems:
         raise RulesError(problems)
-    return RuleSet(types, default)
+    return RuleSet(types, default, devices)
 
 
 def packaged_rules_text() -> str:
@@ -413,6 +505,12 @@ def parse_rules(text: str, *, source: str, override: tuple[str, str] | None = No
     if override is not None:
         files.append(_parse(*override))
     return _build(files)
+
+
+def parse_layers(layers: Sequence[tuple[str, str]]) -> RuleSet:
+    """Rules from (text, source) layers, each merged over the ones before it (the packaged
+    defaults first, then HUB_RULES_FILE, then the dashboard's edits)."""
+    return _build([_parse(text, source) for text, source in layers])
 
 
 def load_rules(override_path: Path | None = None) -> RuleSet:

@@ -291,13 +291,35 @@ class TypeRules:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRules:
+    """One device's rules: its type's, with the device's own overrides layered over them.
+
+    They apply only while the device reports `device_type`; reporting another type, it gets
+    that type's rules (an override written for a press means nothing to a conveyor).
+    """
+
+    device_type: str
+    rules: TypeRules
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Rules per device type; `default` applies to every type not listed (and to no type)."""
+    """Rules per device type; `default` applies to every type not listed (and to no type);
+    `devices` holds the devices with overrides of their own."""
 
     types: Mapping[str, TypeRules] = field(default_factory=dict)
     default: TypeRules = TypeRules()
+    devices: Mapping[str, DeviceRules] = field(default_factory=dict)
 
     def for_type(self, device_type: str | None) -> TypeRules:
         if device_type is None:
             return self.default
         return self.types.get(device_type, self.default)
+
+    def for_device(self, device_id: str, device_type: str | None) -> TypeRules:
+        """The rules of one device reporting `device_type`: its overrides if it has any for
+        that type, else the type's."""
+        own = self.devices.get(device_id)
+        if own is not None and own.device_type == device_type:
+            return own.rules
+        return self.for_type(device_type)

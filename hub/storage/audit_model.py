@@ -43,6 +43,8 @@ Action = Literal[
     "user.remove",
     "token.create",
     "token.revoke",
+    "rules.edit",
+    "rules.rollback",
 ]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Outcome = Literal["success", "failure"]

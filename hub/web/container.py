@@ -20,6 +20,7 @@ from hub.web.metrics import WebMetrics
 if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
     from hub.alarms.service import AlarmService
     from hub.web.fanout import LiveFanout
+    from hub.web.rules_service import RulesService
     from hub.web.services import AlertService, AuthService
 
 __all__ = ["WebServices", "web_services"]
@@ -35,6 +36,7 @@ class WebServices:
     fanout: LiveFanout
     metrics: WebMetrics
     alarms: AlarmService  # shelving, bulk actions, maintenance windows (hub.alarms)
+    rules: RulesService
     # Opens what the stores need (pools, connections, the live subscription) and pushes their
     # closing onto the stack; run at the app's startup.
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]

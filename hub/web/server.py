@@ -25,13 +25,16 @@ from hub.alarms.memory import MemoryAlarmStore
 from hub.alarms.ports import AlarmStore
 from hub.alarms.postgres import PostgresAlarmStore
 from hub.alarms.service import AlarmService
+from hub.rules.edits import load_seed
 from hub.settings import HubSettings
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_log import PostgresAuditLog
+from hub.storage.memory_rule_versions import MemoryRuleVersions
 from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
 from hub.storage.migrations import missing_tables
 from hub.storage.postgres import Database
 from hub.storage.read_model import PoolHandle, PostgresReadModel, RedisAlertEvents, redis_client
+from hub.storage.rule_versions import PostgresRuleVersions, RuleVersions
 from hub.storage.throttle_store import MemoryThrottleStore, RedisThrottleStore
 from hub.storage.web_ports import (
     Accounts,
@@ -45,6 +48,7 @@ from hub.web.container import WebServices, web_services
 from hub.web.fanout import LiveFanout
 from hub.web.headers import SecurityHeadersMiddleware
 from hub.web.metrics import WebMetrics
+from hub.web.rules_service import RulesService
 from hub.web.services import AlertService, AuthService, build_throttle
 
 __all__ = [
@@ -62,7 +66,15 @@ log = logging.getLogger(__name__)
 
 TITLE: Final = "IoT Hub"
 FAVICON: Final = "📈"
-WEB_TABLES: Final = ("users", "api_tokens", "devices", "alerts", "web_sessions", "audit_log")
+WEB_TABLES: Final = (
+    "users",
+    "api_tokens",
+    "devices",
+    "alerts",
+    "web_sessions",
+    "audit_log",
+    "rule_versions",
+)
 
 
 class SchemaMissingError(RuntimeError):
@@ -90,6 +102,7 @@ class Stores:
     audit: AuditTrail
     throttle: ThrottleStore
     alarms: AlarmStore
+    rule_versions: RuleVersions
 
 
 def assemble(
@@ -123,6 +136,8 @@ def assemble(
             audit=stores.audit,
             shelve_max_hours=settings.shelve_max_hours,
         ),
+        # The same seed the workers build on: the same HUB_RULES_FILE must reach both.
+        rules=RulesService(stores.rule_versions, load_seed(settings.rules_file), stores.audit),
         opener=opener,
     )
 
@@ -151,12 +166,17 @@ def postgres_services(settings: HubSettings) -> WebServices:
         audit=PostgresAuditLog(pool),
         throttle=RedisThrottleStore(redis),
         alarms=PostgresAlarmStore(pool),
+        rule_versions=PostgresRuleVersions(pool),
     )
     return assemble(settings, stores, fanout, opener)
 
 
 def memory_services(
-    settings: HubSettings, hub: MemoryHub, accounts: MemoryAccounts, audit: MemoryAuditLog
+    settings: HubSettings,
+    hub: MemoryHub,
+    accounts: MemoryAccounts,
+    audit: MemoryAuditLog,
+    rule_versions: RuleVersions | None = None,
 ) -> WebServices:
     """The services on the in-memory stores (`hub.storage.memory_web`): what ``hub`` publishes
     reaches the live pages and clients once the app has started."""
@@ -175,6 +195,7 @@ def memory_services(
         audit=audit,
         throttle=MemoryThrottleStore(),
         alarms=MemoryAlarmStore(hub.database),
+        rule_versions=rule_versions or MemoryRuleVersions(),
     )
     return assemble(settings, stores, fanout, opener)
 

@@ -19,6 +19,7 @@ from hub.agents.ingest import ReadingWriter
 from hub.agents.maintenance import SchemaStore, prepare_schema
 from hub.agents.records import TsBound, wall_clock_ms
 from hub.agents.retry import Retrier, is_record_error
+from hub.agents.rules_reload import RulesReloader, RuleVersionSource
 from hub.agents.status import DeviceStateWriter
 from hub.agents.tier_rollups import TierStore, rebuild_tiers, tiers_from
 from hub.alarms.expiry import ShelfExpiries
@@ -26,6 +27,7 @@ from hub.alarms.gate import WindowGate
 from hub.alarms.ports import AlarmStore
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
+from hub.rules.edits import Seed
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.live import LiveStore
 from protocol import topics
@@ -40,6 +42,7 @@ class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, TierStore, Schem
 
 
 DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[HubDatabase]]
+RuleVersionsOpener = Callable[[HubSettings], AbstractAsyncContextManager[RuleVersionSource]]
 
 
 @asynccontextmanager
@@ -51,6 +54,25 @@ async def open_postgres(settings: HubSettings) -> AsyncIterator[HubDatabase]:
         yield db
     finally:
         await db.close()
+
+
+@asynccontextmanager
+async def open_postgres_rule_versions(settings: HubSettings) -> AsyncIterator[RuleVersionSource]:
+    """The rule versions on a pool of their own: one connection, one query per poll."""
+    import asyncpg
+
+    from hub.storage.rule_versions import PostgresRuleVersions
+
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=1,
+        server_settings={"application_name": "iot-hub-worker-rules"},
+    )
+    try:
+        yield PostgresRuleVersions(pool)
+    finally:
+        await pool.close()
 
 
 class FaustDeadLetters:
@@ -88,6 +110,8 @@ class Shared:
     rollup_counters: RollupCounters
     dead_letters: FaustDeadLetters
     # Maintenance windows that hold back new alerts; None on a database without them.
+    rules: RulesReloader | None  # None: no rule versions to follow (the seed alone)
+    # Maintenance windows that hold back new alerts; None on a database without them.
     window_gate: WindowGate | None = None
     shelf_expiries: ShelfExpiries | None = None
 
@@ -106,12 +130,17 @@ class WorkerRuntime:
         rules: RuleSet,
         open_database: DatabaseOpener,
         *,
+        seed: Seed | None = None,
+        open_rule_versions: RuleVersionsOpener | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         retrier: Retrier | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
         self._rules = rules
+        # What the dashboard's rule edits are layered over, and where their versions are.
+        self._seed = seed
+        self._open_rule_versions = open_rule_versions
         self._open_database = open_database
         self.clock_ms = clock_ms
         self.bound = TsBound(max_future_ms=settings.max_ts_future_s * 1000, clock_ms=clock_ms)
@@ -169,6 +198,7 @@ class WorkerRuntime:
         if window_gate is not None:
             await self.retrier.db(window_gate.reload, what="maintenance_windows_load")
         alerts = self._alert_pipeline(db, live, window_gate)
+        rules = await self._rules_reloader(alerts)
         restored = await alerts.restore(self.clock_ms())
         grace_ms = round(settings.rollup_grace_s * 1000)
         since = startup_rebuild_since_ms(self.clock_ms(), grace_ms)
@@ -192,7 +222,21 @@ class WorkerRuntime:
             dead_letters=FaustDeadLetters(self._app, settings.dlq_topic),
             window_gate=window_gate,
             shelf_expiries=None if alarms is None else ShelfExpiries(alarms, live, self.clock_ms),
+            rules=rules,
         )
+
+    async def _rules_reloader(self, alerts: AlertPipeline) -> RulesReloader | None:
+        """Follows the rule versions, the newest applied now, before any alert is restored."""
+        opener = self._open_rule_versions
+        if opener is None or self._seed is None:
+            return None
+        source = await self.retrier.db(
+            lambda: self._resources.enter_async_context(opener(self._settings)),
+            what="rules_connect",
+        )
+        reloader = RulesReloader(self._seed, source, alerts.replace_rules)
+        await self.retrier.db(reloader.poll, what="rules_load")
+        return reloader
 
     async def _rebuild_recent_rollups(
         self, db: HubDatabase, since: int, counters: RollupCounters

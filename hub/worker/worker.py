@@ -73,6 +73,7 @@ class Worker:
             (ROLLUP_INTERVAL_S, "rollups", self.rollups),
             (PARTITION_INTERVAL_S, "partitions", self.partitions),
             (self._settings.windows_reload_s, "maintenance_windows", self.reload_windows),
+            (self._settings.rules_poll_s, "rules_reload", self.rules_reload),
         ):
             app.timer(interval_s, name=name)(self._guarded(name, body))
         app.timer(STATS_INTERVAL_S, name="ingest_stats")(self.log_stats)
@@ -200,6 +201,10 @@ class Worker:
             await shared.window_gate.reload()
         if shared.shelf_expiries is not None:
             await shared.shelf_expiries.publish()
+
+    async def rules_reload(self, shared: Shared) -> None:
+        if shared.rules is not None:
+            await shared.rules.poll()
 
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()

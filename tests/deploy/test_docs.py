@@ -19,7 +19,9 @@ from tests.deploy.tools import ROOT
 
 pytestmark = pytest.mark.deploy
 
-DOCS = [ROOT / "docs" / name for name in ("deploy-edge.md", "deploy-hub.md", "devices.md")]
+DOCS = [
+    ROOT / "docs" / name for name in ("deploy-edge.md", "deploy-hub.md", "devices.md", "rules.md")
+]
 COMPOSE = [ROOT / "compose.edge.yml", ROOT / "compose.hub.yml"]
 ENV_EXAMPLES = [ROOT / "edge.env.example", ROOT / "hub.env.example"]
 CHART_FILES = sorted((ROOT / "helm" / "iot-hub").rglob("*.yaml")) + sorted(

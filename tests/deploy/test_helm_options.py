@@ -117,17 +117,21 @@ def test_existing_secret_is_used_everywhere_and_no_secret_is_rendered(helm: Helm
     assert {ref["name"] for ref in refs.values()} == {EXISTING_SECRET}
 
 
-def test_alert_rules_are_mounted_for_the_worker(helm: Helm) -> None:
+def test_alert_rules_are_mounted_for_the_worker_and_the_web(helm: Helm) -> None:
     docs = helm.template(RULES)
     rules = find(docs, "ConfigMap", "iot-iot-hub-rules")
     assert rules["data"]["rules.yaml"].strip() == RULES["rules"].strip()
-    worker = find(docs, "Deployment", WORKER)
-    rules_file = env_of(worker)["HUB_RULES_FILE"]
-    mount = next(m for m in container(worker)["volumeMounts"] if m["name"] == "rules")
-    assert rules_file == f"{mount['mountPath']}/rules.yaml"
-    volume = next(v for v in worker["spec"]["template"]["spec"]["volumes"] if v["name"] == "rules")
-    assert volume["configMap"]["name"] == "iot-iot-hub-rules"
-    assert "HUB_RULES_FILE" not in env_of(find(docs, "Deployment", WEB))
+    # The web checks the dashboard's rule edits over the same file the workers load.
+    for name in (WORKER, WEB):
+        deployment = find(docs, "Deployment", name)
+        rules_file = env_of(deployment)["HUB_RULES_FILE"]
+        mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "rules")
+        assert rules_file == f"{mount['mountPath']}/rules.yaml"
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        volume = next(v for v in volumes if v["name"] == "rules")
+        assert volume["configMap"]["name"] == "iot-iot-hub-rules"
+    without = helm.template(MINIMAL_VALUES)
+    assert "HUB_RULES_FILE" not in env_of(find(without, "Deployment", WEB))
 
 
 def test_notes_tell_how_to_reach_the_app_and_add_the_first_user(helm: Helm, tmp_path: Path) -> None:

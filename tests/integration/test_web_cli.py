@@ -168,6 +168,27 @@ async def test_web_refuses_an_unmigrated_database(blank_database: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+async def test_web_refuses_an_invalid_rules_file(fresh_database: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("types:\n  conveyor:\n    rules:\n      jammed.threshold: {samples: 3}\n")
+    result = await asyncio.to_thread(
+        iot_hub,
+        "web",
+        database_url=fresh_database,
+        env={
+            "HUB_WEB_STORAGE_SECRET": "x" * 32,
+            "HUB_HTTP_PORT": str(free_port()),
+            "HUB_RULES_FILE": str(rules),
+        },
+    )
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if "level=error" in line]
+    assert "event=rules_invalid" in line
+    assert "jammed.threshold" in line
+    assert "samples" in line
+    assert "Traceback" not in result.stderr
+
+
 def get(url: str) -> tuple[int, str, str]:
     """(status, body, Location) without following redirects; status 0 if nothing answers."""
 

@@ -12,8 +12,9 @@ WebSocket `/api/v1/live?devices=a,b&alerts=true&token=...` (or the Authorization
 `{"type": "readings", "readings": [...]}` and `{"type": "alert", "alert": {...}}` as the hub
 publishes them (`hub.web.api.live`). Bodies are in `hub.web.api.models`; errors in
 `hub.web.api.errors`; the token's principal and shared parameters in `hub.web.api.deps`; the
-routes in `hub.web.api.routes`, and those of shelving, bulk actions and maintenance windows in
-`hub.web.api.alarms` (docs/alarms.md).
+routes in `hub.web.api.routes`, those of shelving, bulk actions and maintenance windows in
+`hub.web.api.alarms` (docs/alarms.md), and the alert rules, their edits (admin), versions,
+diffs and rollbacks under `/api/v1/rules` in `hub.web.api.rules` (docs/rules.md).
 """
 
 from hub.web.api.errors import ApiError

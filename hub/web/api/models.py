@@ -26,6 +26,7 @@ class ErrorBody(BaseModel):
         "method_not_allowed",
         "invalid_request",
         "bad_request",
+        "conflict",
         "unavailable",
     ]
     detail: str

@@ -53,6 +53,7 @@ from hub.web.api.models import (
     ReadyOut,
     SeriesOut,
 )
+from hub.web.api.rules import router as rules_router
 from hub.web.container import WebServices
 from hub.web.metrics import CONTENT_TYPE
 from hub.web.model import (
@@ -402,10 +403,11 @@ async def metrics(services: Services) -> Response:
 
 
 router.add_api_websocket_route(f"{API}/live", live)
-
-
-# Routes of their own modules, before the catch-all below.
-router.include_router(alarms.router)  # shelving, bulk actions, maintenance windows
+# Routes of their own modules, before the catch-all below: the routes themselves, not
+# `include_router` (which this FastAPI keeps as one nested entry), since `unknown_route` must
+# see every route to answer a wrong method with 405.
+router.routes.extend(alarms.router.routes)  # shelving, bulk actions, maintenance windows
+router.routes.extend(rules_router.routes)  # alert rules, edits, versions
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------

@@ -29,6 +29,7 @@ _ACTION_CHOICES: Final[dict[str, str]] = {
     "alert.": "alert actions",
     "user.": "user changes",
     "token.": "token changes",
+    "rules.": "rule edits",
     **{a: a for a in ACTIONS},
 }
 _OUTCOMES: Final[dict[str, str]] = {ALL: "any outcome", "success": "success", "failure": "failure"}

@@ -26,7 +26,7 @@ __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame",
 
 log = logging.getLogger(__name__)
 
-NavItem = Literal["overview", "alerts", "device", "audit", "maintenance"]
+NavItem = Literal["overview", "alerts", "device", "audit", "maintenance", "rules"]
 SESSION_CHECK_S: Final = 5.0
 
 # Auto (the browser's setting) -> dark -> light -> auto.
@@ -116,6 +116,9 @@ class Header:
                 self.badge.tooltip("active critical alerts")
             _nav_link("Maintenance", "/maintenance", active == "maintenance", "construction").mark(
                 "nav-maintenance"
+            )
+            _nav_link("Rules", "/rules", active == "rules", "tune").mark("nav-rules").props(
+                "data-testid=nav-rules"
             )
             if can_administer(principal.role):
                 _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
