@@ -70,11 +70,15 @@ def first_tell(routes: list[Route]) -> list[tuple[Route, str]]:
     return out
 
 
-def group_slot(now_ms: int, next_free_ms: int | None, window_ms: int) -> tuple[int, int]:
-    """(when to send, the group's next free time) for a transition arriving at ``now_ms``."""
-    if next_free_ms is None or now_ms >= next_free_ms:
-        return now_ms, now_ms + window_ms
-    return next_free_ms, next_free_ms + window_ms
+def group_slot(now_ms: int, last_due_ms: int | None, window_ms: int) -> int:
+    """When to send a transition of a group arriving at ``now_ms``, given when the group's
+    latest message is (or was) due: with it if still to come, else at once if the window since
+    has passed, else at the window's end. The result is the group's new latest due time."""
+    if last_due_ms is None or now_ms >= last_due_ms + window_ms:
+        return now_ms
+    if now_ms <= last_due_ms:
+        return last_due_ms
+    return last_due_ms + window_ms
 
 
 def delivery_key(alert_id: int, what: str, channel: str) -> str:

@@ -5,6 +5,7 @@ work (migrations, partitions, restored alerts, rebuilt rollups), and closed at s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -21,6 +22,10 @@ from hub.agents.records import TsBound, wall_clock_ms
 from hub.agents.retry import Retrier, is_record_error
 from hub.agents.status import DeviceStateWriter
 from hub.agents.tier_rollups import TierStore, rebuild_tiers, tiers_from
+from hub.notify.config import ConfigError, NotificationConfig
+from hub.notify.dispatcher import DispatchCounters, Dispatcher
+from hub.notify.senders import ChannelSender
+from hub.notify.store import NotifyStore
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
@@ -37,6 +42,7 @@ class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, TierStore, Schem
 
 
 DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[HubDatabase]]
+NotifyOpener = Callable[[HubSettings], AbstractAsyncContextManager[NotifyStore]]
 
 
 @asynccontextmanager
@@ -48,6 +54,19 @@ async def open_postgres(settings: HubSettings) -> AsyncIterator[HubDatabase]:
         yield db
     finally:
         await db.close()
+
+
+@asynccontextmanager
+async def open_postgres_notify(settings: HubSettings) -> AsyncIterator[NotifyStore]:
+    """The dispatcher's store, on a small pool of its own: a slow receiver's deliveries never
+    hold a connection that ingest waits for."""
+    from hub.storage.notify_postgres import PostgresNotifyStore
+
+    store, pool = await PostgresNotifyStore.connect(settings.database_url)
+    try:
+        yield store
+    finally:
+        await pool.close()
 
 
 class FaustDeadLetters:
@@ -84,6 +103,7 @@ class Shared:
     rollups: RollupScheduler
     rollup_counters: RollupCounters
     dead_letters: FaustDeadLetters
+    notify: Dispatcher | None = None  # None: notifications off (a test's memory database)
 
 
 class WorkerRuntime:
@@ -102,11 +122,16 @@ class WorkerRuntime:
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
         retrier: Retrier | None = None,
+        open_notifications: NotifyOpener | None = None,
+        notifications: NotificationConfig | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
         self._rules = rules
         self._open_database = open_database
+        self._open_notifications = open_notifications
+        self._notifications = notifications  # HUB_NOTIFICATIONS_FILE, loaded
+        self.notify_counters = DispatchCounters()
         self.clock_ms = clock_ms
         self.bound = TsBound(max_future_ms=settings.max_ts_future_s * 1000, clock_ms=clock_ms)
         # How every agent waits out PostgreSQL and Kafka outages: one for the whole worker.
@@ -180,6 +205,43 @@ class WorkerRuntime:
             rollups=RollupScheduler(grace_ms=grace_ms),
             rollup_counters=rollup_counters,
             dead_letters=FaustDeadLetters(self._app, settings.dlq_topic),
+            notify=await self._dispatcher(),
+        )
+
+    async def _dispatcher(self) -> Dispatcher | None:
+        """The notification dispatcher, its store seeded from the file (if any)."""
+        if self._open_notifications is None:
+            return None
+        settings, resources = self._settings, self._resources
+        opener = self._open_notifications
+        store = await self.retrier.db(
+            lambda: resources.enter_async_context(opener(settings)), what="notify_connect"
+        )
+        file_config = self._notifications
+        if file_config is not None:
+            try:
+                await self.retrier.db(
+                    functools.partial(store.seed_from_file, file_config), what="notify_seed"
+                )
+                log.info(
+                    "notifications_seeded",
+                    extra={
+                        "channels": len(file_config.channels),
+                        "routes": len(file_config.routes),
+                    },
+                )
+            except ConfigError as exc:
+                # An API route names a channel the file dropped: keep what is stored.
+                log.error("notifications_file_refused", extra={"error": str(exc)})
+        sender = ChannelSender(public_url=settings.public_url)
+        resources.push_async_callback(sender.close)
+        return Dispatcher(
+            store,
+            sender,
+            clock_ms=self.clock_ms,
+            public_url=settings.public_url,
+            retry_max_s=settings.notifications_retry_max_s,
+            counters=self.notify_counters,
         )
 
     async def _rebuild_recent_rollups(

@@ -32,6 +32,7 @@ log = logging.getLogger("hub.app")
 EXIT_WITHOUT_COMMIT: Final = 70
 STATS_INTERVAL_S: Final = 60.0
 ALERT_TICK_S: Final = 1.0
+NOTIFY_INTERVAL_S: Final = 0.5
 ROLLUP_INTERVAL_S: Final = 5.0
 PARTITION_INTERVAL_S: Final = 3600.0
 STATUS_BATCH_MAX: Final = 500
@@ -71,6 +72,7 @@ class Worker:
             (ALERT_TICK_S, "alerts_tick", self.alerts_tick),
             (ROLLUP_INTERVAL_S, "rollups", self.rollups),
             (PARTITION_INTERVAL_S, "partitions", self.partitions),
+            (NOTIFY_INTERVAL_S, "notify", self.notify),
         ):
             app.timer(interval_s, name=name)(self._guarded(name, body))
         app.timer(STATS_INTERVAL_S, name="ingest_stats")(self.log_stats)
@@ -196,6 +198,11 @@ class Worker:
         await shared.alerts.observe_shared_heartbeats(await shared.live.gateway_heartbeats())
         await shared.alerts.tick(self._runtime.clock_ms())
 
+    async def notify(self, shared: Shared) -> None:
+        # Its own timer: a receiver that times out delays notifications, never ingest.
+        if shared.notify is not None:
+            await shared.notify.run_once()
+
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()
         buckets = shared.rollups.take(now_ms)
@@ -238,6 +245,7 @@ class Worker:
     async def log_stats(self) -> None:
         shared = self._runtime.current
         counters, statuses = self.counters, self.status_counters
+        notify = self._runtime.notify_counters
         log.info(
             "ingest_stats",
             extra={
@@ -258,6 +266,10 @@ class Worker:
                 "rollups_skipped_total": (
                     0 if shared is None else shared.rollup_counters.skipped_total
                 ),
+                "notifications_delivered_total": notify.delivered_total,
+                "notifications_failed_total": notify.failed_total,
+                "notifications_suppressed_total": notify.suppressed_total,
+                "notifications_given_up_total": notify.given_up_total,
             },
         )
 

@@ -62,15 +62,16 @@ def test_a_channel_is_told_once_per_transition() -> None:
 
 def test_grouping_sends_the_first_at_once_and_batches_the_rest() -> None:
     window = 30_000
-    due, free = group_slot(1_000, None, window)
-    assert (due, free) == (1_000, 31_000)
-    due2, free2 = group_slot(5_000, free, window)
-    assert due2 == 31_000  # inside the window: waits for its end
-    due3, free3 = group_slot(20_000, free2, window)
-    assert due3 == due2 + window  # the batch at 31 s opened the next window
-    due4, _ = group_slot(free3 + 1, free3, window)
-    assert due4 == free3 + 1  # quiet since: at once again
-    assert group_slot(7, 5, 0) == (7, 7)  # no window: never waits
+    first = group_slot(1_000, None, window)
+    assert first == 1_000
+    batch = group_slot(5_000, first, window)
+    assert batch == 31_000  # inside the window: waits for its end
+    assert group_slot(20_000, batch, window) == batch  # joins the batch still to come
+    assert group_slot(31_000, batch, window) == batch
+    later = group_slot(40_000, batch, window)
+    assert later == 61_000  # the batch at 31 s opened the next window
+    assert group_slot(61_000 + window, later, window) == 91_000  # quiet since: at once again
+    assert group_slot(7, 5, 0) == 7  # no window: never waits
 
 
 def _escalating(repeat_s: float = 0) -> Route:
