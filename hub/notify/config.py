@@ -226,7 +226,8 @@ def _describe(exc: ValidationError) -> ConfigError:
     for error in exc.errors():
         path = _field_path(error["loc"], kinds)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            path = f"{path}.type"  # the tag is the field at fault
+            # The tag is the field at fault.
+            path = "type" if path == "(top level)" else f"{path}.type"
         message = str(error["msg"]).removeprefix("Value error, ")
         parts.append(f"{path}: {message}")
     return ConfigError("; ".join(parts))

@@ -38,6 +38,13 @@ Action = Literal[
     "user.remove",
     "token.create",
     "token.revoke",
+    "notification.channel.create",
+    "notification.channel.update",
+    "notification.channel.delete",
+    "notification.channel.test",
+    "notification.route.create",
+    "notification.route.update",
+    "notification.route.delete",
 ]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Outcome = Literal["success", "failure"]

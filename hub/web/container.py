@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from hub.notify.store import NotifyStore
 from hub.settings import HubSettings
 from hub.storage.web_ports import AuditTrail, ReadModel
 from hub.web.metrics import WebMetrics
@@ -36,6 +37,8 @@ class WebServices:
     # Opens what the stores need (pools, connections, the live subscription) and pushes their
     # closing onto the stack; run at the app's startup.
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]
+    # Notification channels, routes and attempts (hub.notify); None: not on this storage.
+    notify: NotifyStore | None = None
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
     ready: bool = False
     _stack: contextlib.AsyncExitStack | None = None

@@ -26,6 +26,7 @@ from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_log import PostgresAuditLog
 from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
 from hub.storage.migrations import missing_tables
+from hub.storage.notify_postgres import PostgresNotifyStore
 from hub.storage.postgres import Database
 from hub.storage.read_model import PoolHandle, PostgresReadModel, RedisAlertEvents, redis_client
 from hub.storage.throttle_store import MemoryThrottleStore, RedisThrottleStore
@@ -137,7 +138,9 @@ def postgres_services(settings: HubSettings) -> WebServices:
         audit=PostgresAuditLog(pool),
         throttle=RedisThrottleStore(redis),
     )
-    return assemble(settings, stores, fanout, opener)
+    web = assemble(settings, stores, fanout, opener)
+    web.notify = PostgresNotifyStore(pool)
+    return web
 
 
 def memory_services(

@@ -52,6 +52,7 @@ from hub.web.api.models import (
     ReadyOut,
     SeriesOut,
 )
+from hub.web.api.notifications import router as notifications_router
 from hub.web.container import WebServices
 from hub.web.metrics import CONTENT_TYPE
 from hub.web.model import (
@@ -406,6 +407,11 @@ router.add_api_websocket_route(f"{API}/live", live)
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------
 
 _METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+# Routes of their own modules, before the catch-all below, as routes of this router (FastAPI's
+# include_router nests them, and the catch-all's 405 would not see their methods).
+router.routes.extend(notifications_router.routes)
 
 
 @router.api_route(f"{API}/{{rest:path}}", methods=_METHODS, include_in_schema=False)
