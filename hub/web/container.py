@@ -20,6 +20,7 @@ from hub.web.metrics import WebMetrics
 
 if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
     from hub.web.fanout import LiveFanout
+    from hub.web.notify_service import NotificationService
     from hub.web.services import AlertService, AuthService
 
 __all__ = ["WebServices", "web_services"]
@@ -38,10 +39,16 @@ class WebServices:
     # closing onto the stack; run at the app's startup.
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]
     # Notification channels, routes and attempts (hub.notify); None: not on this storage.
-    notify: NotifyStore | None = None
+    notify_store: NotifyStore | None = None
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
     ready: bool = False
     _stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def notifications(self) -> NotificationService:
+        from hub.web.notify_service import NotificationService
+
+        return NotificationService(self.notify_store, self.audit, self.settings.public_url)
 
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()

@@ -139,7 +139,7 @@ def postgres_services(settings: HubSettings) -> WebServices:
         throttle=RedisThrottleStore(redis),
     )
     web = assemble(settings, stores, fanout, opener)
-    web.notify = PostgresNotifyStore(pool)
+    web.notify_store = PostgresNotifyStore(pool)
     return web
 
 

@@ -1,5 +1,5 @@
 """The operator dashboard's pages (NiceGUI): sign-in, overview, device charts, alerts, and
-the audit log (admins).
+the audit log (admins), notification channels and routes (operators read, admins change).
 
 `register_pages()` is called once by `hub.web.server.build`; every page needs a signed-in
 session (see `session`) and gets its data from the app's services
@@ -11,7 +11,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from hub.web.container import WebServices
-from hub.web.pages import alerts, audit, device, login, overview
+from hub.web.pages import alerts, audit, device, login, notifications, overview
 from hub.web.pages.layout import SHARED_CSS
 
 __all__ = ["register_pages"]
@@ -24,3 +24,4 @@ def register_pages(services: WebServices) -> None:
     device.register(services)
     alerts.register(services)
     audit.register(services)
+    notifications.register(services)

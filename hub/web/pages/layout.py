@@ -26,7 +26,7 @@ __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame",
 
 log = logging.getLogger(__name__)
 
-NavItem = Literal["overview", "alerts", "device", "audit"]
+NavItem = Literal["overview", "alerts", "device", "audit", "notifications"]
 SESSION_CHECK_S: Final = 5.0
 
 # Auto (the browser's setting) -> dark -> light -> auto.
@@ -114,6 +114,10 @@ class Header:
                 )
                 self.badge.set_visibility(critical > 0)
                 self.badge.tooltip("active critical alerts")
+            if can_acknowledge(principal.role):
+                _nav_link(
+                    "Notifications", "/notifications", active == "notifications", "campaign"
+                ).mark("nav-notifications").props("data-testid=nav-notifications")
             if can_administer(principal.role):
                 _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
                     "data-testid=nav-audit"
