@@ -26,6 +26,7 @@ from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_log import PostgresAuditLog
 from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
 from hub.storage.migrations import missing_tables
+from hub.storage.notify_memory import MemoryNotifyStore
 from hub.storage.notify_postgres import PostgresNotifyStore
 from hub.storage.postgres import Database
 from hub.storage.read_model import PoolHandle, PostgresReadModel, RedisAlertEvents, redis_client
@@ -163,7 +164,9 @@ def memory_services(
         audit=audit,
         throttle=MemoryThrottleStore(),
     )
-    return assemble(settings, stores, fanout, opener)
+    web = assemble(settings, stores, fanout, opener)
+    web.notify_store = MemoryNotifyStore(hub.database)
+    return web
 
 
 # Served while the stores are being opened: NiceGUI runs startup handlers as tasks, so uvicorn
