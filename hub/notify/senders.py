@@ -125,7 +125,10 @@ class ChannelSender:
                     return SendResult(True, f"HTTP {response.status}")
                 excerpt = " ".join(text.split())[:_BODY_EXCERPT]
                 return SendResult(False, f"HTTP {response.status}: {excerpt}".rstrip(": "))
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        except (aiohttp.InvalidURL, ValueError):
+            # The exception quotes the URL, which may be the secret (Slack, Teams).
+            return SendResult(False, "invalid URL")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return SendResult(False, _reason(exc))
 
     async def _email(self, channel: EmailChannel, notices: Sequence[Notice]) -> SendResult:
