@@ -28,10 +28,14 @@ log = logging.getLogger(__name__)
 BATCH: Final = 100
 GIVE_UP_MS: Final = 24 * 3600_000
 RETRY_BASE_MS: Final = 2000
-# Longer than a send may take (the channel timeout is at most 120 s): a lease expires only when
-# its dispatcher died.
+# A lease outlasts the longest send (the slowest channel's timeout) by this margin: it expires
+# only when its dispatcher died.
 LEASE_MARGIN_MS: Final = 30_000
-MAX_TIMEOUT_MS: Final = 120_000
+
+
+def lease_ms(config: NotificationConfig) -> int:
+    longest = max((c.timeout_s for c in config.channels), default=10.0)
+    return round(longest * 1000) + LEASE_MARGIN_MS
 
 
 def backoff_ms(attempts: int, max_ms: int) -> int:
@@ -67,16 +71,28 @@ class Dispatcher:
         self._retry_max_ms = round(retry_max_s * 1000)
         self._suppression = suppression or NoSuppression()
         self.counters = counters or DispatchCounters()
+        self._pass = asyncio.Lock()
+        self._stopped = False
 
     async def run_once(self) -> int:
-        """One pass; the deliveries attempted."""
+        """One pass; the deliveries attempted. None once `stop` was called."""
+        async with self._pass:
+            if self._stopped:
+                return 0
+            return await self._run_once()
+
+    async def stop(self) -> None:
+        """Let the pass in flight finish (its outcomes recorded), then run no more: a worker
+        shutting down leaves no lease behind to expire and be sent again."""
+        async with self._pass:
+            self._stopped = True
+
+    async def _run_once(self) -> int:
         config = await self._store.load_config()
         while await self._store.route_outbox(config, self._clock_ms(), BATCH) == BATCH:
             pass
         await self._store.advance_schedules(config, self._clock_ms(), BATCH)
-        claimed = await self._store.claim_due(
-            self._clock_ms(), MAX_TIMEOUT_MS + LEASE_MARGIN_MS, BATCH
-        )
+        claimed = await self._store.claim_due(self._clock_ms(), lease_ms(config), BATCH)
         groups: dict[tuple[str, str], list[ClaimedDelivery]] = {}
         for d in claimed:
             groups.setdefault((d.route, d.channel), []).append(d)

@@ -277,4 +277,6 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         self.closing = True
+        if self._shared is not None and self._shared.notify is not None:
+            await self._shared.notify.stop()  # the sends in flight, recorded first
         await self._resources.aclose()

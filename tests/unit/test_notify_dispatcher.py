@@ -3,6 +3,7 @@ suppression, a channel that is gone, grouping into one message, counters."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from hub.notify.config import Channel, parse_config
@@ -134,3 +135,32 @@ async def test_a_group_goes_as_one_message() -> None:
     clock.ms = T0 + 30_000
     await d.run_once()
     assert [len(keys) for _, keys in sender.sent] == [1, 3]
+
+
+async def test_stop_waits_for_the_pass_in_flight_then_runs_no_more() -> None:
+    db, store, _, clock = await _setup()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    class Slow(Sender):
+        async def send(
+            self, channel: Channel, notices: Sequence[Notice], *, route: str | None
+        ) -> SendResult:
+            started.set()
+            await release.wait()
+            return await super().send(channel, notices, route=route)
+
+    sender = Slow()
+    d = Dispatcher(store, sender, clock_ms=clock, public_url=None, retry_max_s=60)
+    alert_id = await _alert(db, "d1", T0)
+    running = asyncio.create_task(d.run_once())
+    await started.wait()
+    stopping = asyncio.create_task(d.stop())
+    await asyncio.sleep(0)  # let stop() start waiting for the pass
+    assert not stopping.done()
+    release.set()
+    assert await running == 1
+    await stopping
+    assert [a.outcome for a in await store.attempts_for_alert(alert_id)] == ["delivered"]
+    await _alert(db, "d2", T0)
+    assert await d.run_once() == 0
