@@ -8,6 +8,7 @@ A conveyor reporting `jammed: true` raises a critical alert at once (hub/rules/d
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -280,3 +281,55 @@ async def test_two_workers_send_each_notification_once(
     finally:
         one.cleanup()
         two.cleanup()
+
+
+async def test_a_receiver_that_hangs_does_not_hold_ingest_up(
+    tmp_path: Path, kafka: str, redis_url: str, fresh_database: str, db: asyncpg.Connection
+) -> None:
+    answer = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def hang(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        asked.set()
+        await answer.wait()
+        return aiohttp.web.Response(text="ok")
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/hook", hang)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    path = tmp_path / "notifications.yaml"
+    path.write_text(
+        "channels:\n"
+        f'  - {{name: slow, type: webhook, url: "http://127.0.0.1:{port}/hook", timeout_s: 120}}\n'
+        "routes:\n"
+        "  - {channels: [slow], group_window_s: 0}\n"
+    )
+    worker = await _worker(tmp_path, kafka, redis_url, fresh_database, path)
+    jammed, later = _devices(2)
+    try:
+        worker.start()
+        await _ready(worker)
+        await _jam(kafka, [jammed])
+
+        async def was_asked() -> bool:
+            return asked.is_set()
+
+        await async_wait_until(was_asked, 60, "the receiver asked (and left hanging)")
+        await _jam(kafka, [later])  # ingested and alerted while the send still hangs
+
+        async def ingested() -> bool:
+            n: int = await db.fetchval("SELECT count(*) FROM alerts WHERE device_id = $1", later)
+            return n == 1
+
+        await async_wait_until(ingested, 60, "the later reading's alert committed")
+        assert not answer.is_set()
+        answer.set()
+        await async_wait_until(lambda: _delivered(db, 2), 60, "both delivered")
+    finally:
+        answer.set()
+        worker.cleanup()
+        await runner.cleanup()
