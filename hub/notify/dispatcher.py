@@ -1,6 +1,7 @@
 """The dispatcher: one pass routes the outbox, makes the repeats and escalations due, and sends
 what is due, grouped per (route, channel) into one message. Runs in each hub worker on its own
-timer, apart from the alert pipeline: a slow or failing receiver delays only notifications.
+timer, apart from the alert pipeline; each group's send runs as a task of its own, so a slow or
+failing receiver delays only the next messages of its own channel.
 
 A failed send is retried with exponential backoff (2 s, 4 s, 8 s... up to `retry_max_s`) for
 `GIVE_UP_MS`, then recorded as failed for good. Each attempt is recorded and logged (one
@@ -73,31 +74,69 @@ class Dispatcher:
         self.counters = counters or DispatchCounters()
         self._pass = asyncio.Lock()
         self._stopped = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._busy: dict[str, int] = {}  # channel -> sends in flight
 
-    async def run_once(self) -> int:
-        """One pass; the deliveries attempted. None once `stop` was called."""
+    async def run_once(self, *, wait: bool = True) -> int:
+        """One pass; the deliveries taken. ``wait=False`` (the worker's timer) starts the sends
+        and returns: a channel that hangs holds up only its own next messages (its deliveries
+        are not taken again until its send ends), never the other channels or the next pass.
+        0 once `stop` was called."""
         async with self._pass:
             if self._stopped:
                 return 0
-            return await self._run_once()
+            taken = await self._take_and_send()
+        if wait:
+            await self.drain()
+        return taken
+
+    async def drain(self) -> None:
+        """Wait for every send in flight (and its outcome recorded)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     async def stop(self) -> None:
-        """Let the pass in flight finish (its outcomes recorded), then run no more: a worker
-        shutting down leaves no lease behind to expire and be sent again."""
+        """Start no more passes, and let the sends in flight finish with their outcomes
+        recorded: a worker shutting down leaves no lease behind to expire and be sent again."""
         async with self._pass:
             self._stopped = True
+        await self.drain()
 
-    async def _run_once(self) -> int:
+    async def _take_and_send(self) -> int:
         config = await self._store.load_config()
         while await self._store.route_outbox(config, self._clock_ms(), BATCH) == BATCH:
             pass
         await self._store.advance_schedules(config, self._clock_ms(), BATCH)
-        claimed = await self._store.claim_due(self._clock_ms(), lease_ms(config), BATCH)
+        claimed = await self._store.claim_due(
+            self._clock_ms(), lease_ms(config), BATCH, skip_channels=set(self._busy)
+        )
         groups: dict[tuple[str, str], list[ClaimedDelivery]] = {}
         for d in claimed:
             groups.setdefault((d.route, d.channel), []).append(d)
-        await asyncio.gather(*(self._send_group(config, g) for g in groups.values()))
+        for group in groups.values():
+            self._start(config, group)
         return len(claimed)
+
+    def _start(self, config: NotificationConfig, group: list[ClaimedDelivery]) -> None:
+        channel = group[0].channel
+        self._busy[channel] = self._busy.get(channel, 0) + 1
+        task = asyncio.create_task(self._send_group(config, group), name=f"notify-{channel}")
+        self._inflight.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._inflight.discard(t)
+            self._busy[channel] -= 1
+            if not self._busy[channel]:
+                del self._busy[channel]
+            if not t.cancelled() and t.exception() is not None:
+                # The store failed to record (an outage): the lease runs out and the delivery
+                # is taken again, with the same key.
+                log.error(
+                    "notification_send_failed",
+                    extra={"channel": channel, "error": repr(t.exception())},
+                )
+
+        task.add_done_callback(done)
 
     async def _send_group(self, config: NotificationConfig, group: list[ClaimedDelivery]) -> None:
         first = group[0]

@@ -3,6 +3,7 @@ configured; `hub.storage.notify_postgres.PostgresNotifyStore` implements it."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -99,8 +100,11 @@ class NotifyStore(Protocol):
         """Make the repeats and escalations due; the deliveries made."""
         ...
 
-    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[ClaimedDelivery]:
-        """Lease due deliveries no other dispatcher holds (FOR UPDATE SKIP LOCKED)."""
+    async def claim_due(
+        self, now_ms: int, lease_ms: int, limit: int, *, skip_channels: Collection[str] = ()
+    ) -> list[ClaimedDelivery]:
+        """Lease due deliveries no other dispatcher holds (FOR UPDATE SKIP LOCKED), none of
+        ``skip_channels`` (those this dispatcher is still sending on)."""
         ...
 
     async def record(

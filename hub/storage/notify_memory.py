@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
 from hub.notify.config import (
@@ -237,12 +237,15 @@ class MemoryNotifyStore:
             self._schedules[key] = after
         return made
 
-    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[ClaimedDelivery]:
+    async def claim_due(
+        self, now_ms: int, lease_ms: int, limit: int, *, skip_channels: Collection[str] = ()
+    ) -> list[ClaimedDelivery]:
         due = sorted(
             (
                 d
                 for d in self._deliveries.values()
                 if d.state == "pending"
+                and d.channel not in skip_channels
                 and d.due_ms <= now_ms
                 and (d.lease_until_ms is None or d.lease_until_ms <= now_ms)
             ),

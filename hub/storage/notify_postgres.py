@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any, Final
 
@@ -450,17 +451,21 @@ class PostgresNotifyStore:
                 )
         return made
 
-    async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[ClaimedDelivery]:
+    async def claim_due(
+        self, now_ms: int, lease_ms: int, limit: int, *, skip_channels: Collection[str] = ()
+    ) -> list[ClaimedDelivery]:
         now = ms_to_datetime(now_ms)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "UPDATE notification_deliveries SET lease_until = $2, attempts = attempts + 1 "
                 "WHERE id IN (SELECT id FROM notification_deliveries WHERE state = 'pending' "
                 "AND due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) "
+                "AND channel <> ALL($4::text[]) "
                 "ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING *",
                 now,
                 now + timedelta(milliseconds=lease_ms),
                 limit,
+                list(skip_channels),
             )
             if not rows:
                 return []

@@ -201,7 +201,7 @@ class Worker:
     async def notify(self, shared: Shared) -> None:
         # Its own timer: a receiver that times out delays notifications, never ingest.
         if shared.notify is not None:
-            await shared.notify.run_once()
+            await shared.notify.run_once(wait=False)
 
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()

@@ -100,6 +100,17 @@ class NotifyStorageContract:
         (attempt,) = await s.store.attempts_for_alert(row.id)
         assert (attempt.outcome, attempt.detail, attempt.channel) == ("delivered", "HTTP 200", "a")
 
+    async def test_a_busy_channel_is_left_alone(self, notify_stores: NotifyStores) -> None:
+        s, now = notify_stores, int(time.time() * 1000)
+        config = _config(channels=["a", "b"])
+        await s.store.seed_from_file(config)
+        await self._raise(s, "oven-9", now)
+        await s.store.route_outbox(config, now, 10)
+        (b,) = await s.store.claim_due(now, LEASE, 10, skip_channels={"a"})
+        assert b.channel == "b"
+        (a,) = await s.store.claim_due(now, LEASE, 10)
+        assert a.channel == "a"
+
     async def test_a_route_that_does_not_match_makes_nothing(
         self, notify_stores: NotifyStores
     ) -> None:

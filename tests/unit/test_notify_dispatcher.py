@@ -164,3 +164,58 @@ async def test_stop_waits_for_the_pass_in_flight_then_runs_no_more() -> None:
     assert [a.outcome for a in await store.attempts_for_alert(alert_id)] == ["delivered"]
     await _alert(db, "d2", T0)
     assert await d.run_once() == 0
+
+
+async def test_a_hanging_channel_holds_up_only_itself() -> None:
+    db = MemoryDatabase()
+    clock = Clock()
+    store = MemoryNotifyStore(db, clock_ms=clock)
+    await store.seed_from_file(
+        parse_config(
+            {
+                "channels": [
+                    {"name": n, "type": "webhook", "url": f"http://h/{n}"} for n in ("slow", "fast")
+                ],
+                "routes": [{"name": "r", "channels": ["slow", "fast"], "group_window_s": 0}],
+            }
+        )
+    )
+    release = asyncio.Event()
+
+    class Hanging(Sender):
+        async def send(
+            self, channel: Channel, notices: Sequence[Notice], *, route: str | None
+        ) -> SendResult:
+            if channel.name == "slow":
+                await release.wait()
+            return await super().send(channel, notices, route=route)
+
+    sender = Hanging()
+    d = Dispatcher(store, sender, clock_ms=clock, public_url=None, retry_max_s=60)
+    await _alert(db, "d1", T0)
+    assert await d.run_once(wait=False) == 2
+
+    async def fast_sent(n: int) -> None:
+        for _ in range(1000):  # scheduler turns: the sends are tasks
+            recorded = [
+                a
+                for alert_id in (1, 2)
+                for a in await store.attempts_for_alert(alert_id)
+                if a.channel == "fast"
+            ]
+            if len(recorded) >= n:
+                await asyncio.sleep(0)  # and its task's done callback
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"{n} message(s) on 'fast' never recorded")
+
+    await fast_sent(1)
+    await _alert(db, "d2", T0)
+    # The next pass sends d2 on "fast" while "slow" still hangs, and leaves "slow" alone.
+    assert await d.run_once(wait=False) == 1
+    await fast_sent(2)
+    assert not any(name == "slow" for name, _ in sender.sent)
+    release.set()
+    await d.drain()
+    assert await d.run_once() == 1  # d2 on "slow", now that its channel is free
+    assert sorted(name for name, _ in sender.sent) == ["fast", "fast", "slow", "slow"]
