@@ -61,6 +61,7 @@ bench: $(STAMP) ## benchmarks (print figures, then a summary table; not part of 
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.web_live
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.end_to_end
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.rollup_query
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.notify_latency
 	$(BIN)/python -m bench.summary $(BENCH_RESULTS)
 
 schema: $(STAMP) ## regenerate the JSON Schemas in docs/ (devices, iot.telemetry values)

@@ -52,14 +52,17 @@ from pathlib import Path
 
 import faust
 
+from hub.notify.config import load_file
 from hub.rules import RuleSet, load_rules
 from hub.rules.edits import load_seed
 from hub.settings import HubSettings
 from hub.worker.kafka import kafka_brokers, kafka_credentials
 from hub.worker.runtime import (
     DatabaseOpener,
+    NotifyOpener,
     WorkerRuntime,
     open_postgres,
+    open_postgres_notify,
     open_postgres_rule_versions,
 )
 from hub.worker.worker import Worker
@@ -73,9 +76,18 @@ def create_app(
     open_database: DatabaseOpener = open_postgres,
     datadir: Path | None = None,
     rules: RuleSet | None = None,
+    open_notifications: NotifyOpener | None = None,
 ) -> faust.App:
-    """The worker's Faust app. Loads the alert rules now (`hub.rules.RulesError` if invalid),
-    so a bad rules file stops the worker before it joins the consumer group."""
+    """The worker's Faust app. Loads the alert rules and the notifications file now
+    (`hub.rules.RulesError`, `hub.notify.config.ConfigError` if invalid), so a bad file stops
+    the worker before it joins the consumer group. Notifications go through PostgreSQL with the
+    PostgreSQL database, and are off over another ``open_database`` (a test's stand-in) unless
+    ``open_notifications`` is given."""
+    if open_notifications is None and open_database is open_postgres:
+        open_notifications = open_postgres_notify
+    notifications = (
+        None if settings.notifications_file is None else load_file(settings.notifications_file)
+    )
     app = faust.App(
         settings.consumer_group,
         broker=kafka_brokers(settings.kafka_bootstrap),
@@ -107,6 +119,8 @@ def create_app(
         seed=load_seed(settings.rules_file),
         # The dashboard's rule edits live in PostgreSQL: followed by a worker on PostgreSQL.
         open_rule_versions=open_postgres_rule_versions if open_database is open_postgres else None,
+        open_notifications=open_notifications,
+        notifications=notifications,
     )
     Worker(settings, runtime).register(app)
     return app

@@ -124,12 +124,16 @@ def run_worker(settings: HubSettings, **app_options: Any) -> int:
     import faust  # heavy import only for `worker`
 
     from hub.app import create_app
+    from hub.notify.config import ConfigError
     from hub.rules import RulesError
 
     try:
         app = create_app(settings, **app_options)
     except RulesError as exc:
         log.error("rules_invalid", extra={"problems": "; ".join(exc.problems)})
+        return 2
+    except ConfigError as exc:
+        log.error("notifications_invalid", extra={"problems": str(exc)})
         return 2
     worker = faust.Worker(
         app,

@@ -62,6 +62,14 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     # How often each worker re-reads the maintenance windows from PostgreSQL.
     windows_reload_s: float = Field(default=5.0, gt=0, le=300)
 
+    # Notification channels and routes (docs/notifications.md): seeds the database at every
+    # worker start; entries made in the dashboard or the API live beside the file's.
+    notifications_file: Path | None = None
+    # Longest wait between two attempts at a notification its receiver refused (backoff cap).
+    notifications_retry_max_s: float = Field(default=300.0, ge=1, le=3600)
+    # The dashboard's address as its users reach it, for the links in notifications.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+
     worker_web_port: int = Field(default=6066, ge=0, le=65535)
 
     # `iot-hub web`: NiceGUI signs its session cookies with the storage secret, so it has no

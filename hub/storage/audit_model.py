@@ -45,6 +45,13 @@ Action = Literal[
     "token.revoke",
     "rules.edit",
     "rules.rollback",
+    "notification.channel.create",
+    "notification.channel.update",
+    "notification.channel.delete",
+    "notification.channel.test",
+    "notification.route.create",
+    "notification.route.update",
+    "notification.route.delete",
 ]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Outcome = Literal["success", "failure"]

@@ -275,6 +275,7 @@ class MemoryHub:
         if row is None or row.state != "active":
             return row
         now = self._now_ms()
+        self.database.add_to_outbox(row.id, "resolved")
         return self.database.put_alert(
             row, state="cleared", cleared_at=now, cleared_by=by, updated_at=max(row.updated_at, now)
         )

@@ -85,6 +85,10 @@ class MemoryDatabase:
         self.tiers: dict[str, MemoryTier] = {"1h": hourly, "1d": MemoryTier(tier("1d"), hourly)}
         self.alerts: dict[int, AlertRow] = {}
         self._alert_ids = itertools.count(1)
+        # The notification outbox (db/0005): (id, alert_id, event), written with the transition;
+        # `hub.storage.notify_memory.MemoryNotifyStore` routes it.
+        self.notification_outbox: list[tuple[int, int, str]] = []
+        self._outbox_ids = itertools.count(1)
         self.partitions: set[DayPartition] = set()
         self._migrated = False
 
@@ -254,11 +258,16 @@ class MemoryDatabase:
         if t.kind == "cleared":
             if open_ is None:
                 return None
+            self.add_to_outbox(open_.id, "resolved")
             return self.put_alert(
                 open_, state="cleared", cleared_at=t.ts, updated_at=max(open_.updated_at, t.ts)
             )
         if open_ is None:
-            return None if t.kind == "updated" else self._raise(t)
+            if t.kind == "updated":
+                return None
+            raised = self._raise(t)
+            self.add_to_outbox(raised.id, "firing")
+            return raised
         newer = t.ts > open_.updated_at if t.kind == "raised" else t.ts >= open_.updated_at
         if not newer:
             return open_  # a replayed or late transition: the open alert, unchanged
@@ -271,6 +280,11 @@ class MemoryDatabase:
             message=t.message,
             updated_at=t.ts,
         )
+
+    def add_to_outbox(self, alert_id: int, event: str) -> None:
+        """A notification owed for the transition just applied (as `Database` in its
+        transaction)."""
+        self.notification_outbox.append((next(self._outbox_ids), alert_id, event))
 
     def _raise(self, t: AlertTransitionLike) -> AlertRow:
         row = AlertRow(

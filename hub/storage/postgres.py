@@ -244,7 +244,7 @@ DO UPDATE SET
     severity = EXCLUDED.severity, metric = EXCLUDED.metric, value = EXCLUDED.value,
     message = EXCLUDED.message, updated_at = EXCLUDED.updated_at
 WHERE EXCLUDED.updated_at > a.updated_at
-RETURNING *
+RETURNING *, (xmax = 0) AS inserted
 """
 _ACTIVE_ALERT = """
 coalesce(device_id, '') = coalesce($1, '') AND coalesce(gateway_id, '') = coalesce($2, '')
@@ -255,6 +255,10 @@ UPDATE alerts SET severity = $4, metric = $5, value = $6, message = $7, updated_
 WHERE {_ACTIVE_ALERT} AND updated_at <= $8
 RETURNING *
 """
+# The notification outbox (db/0005_notifications.sql): written in the transaction of the
+# transition it tells of, so a crash can neither lose nor invent a notification.
+_OUTBOX = "INSERT INTO notification_outbox (alert_id, event) VALUES ($1, $2)"
+
 _CLEAR_ACTIVE_ALERT = f"""
 UPDATE alerts SET state = 'cleared', cleared_at = $4, updated_at = greatest(updated_at, $4)
 WHERE {_ACTIVE_ALERT}
@@ -560,7 +564,8 @@ class Database:
         """Persist a rule's transition. ``raised`` opens an alert, or counts one more occurrence
         of the open one for the same (device or gateway, rule); ``updated`` and ``cleared``
         change the open one, and return None when there is none. A ``raised`` or ``updated``
-        no newer than the open alert's last update (a replay) leaves it as it is."""
+        no newer than the open alert's last update (a replay) leaves it as it is. A new alert
+        and a clear put their notification into the outbox in the same transaction."""
         key = (t.device_id, t.gateway_id, t.rule)
         ts = ms_to_datetime(t.ts)
         args: tuple[object, ...]
@@ -572,11 +577,15 @@ class Database:
             sql, args = _CLEAR_ACTIVE_ALERT, (*key, ts)
         else:
             raise ValueError(f"unknown alert transition: {t.kind!r}")
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(sql, *args)
             if record is None and t.kind != "cleared":
                 # A replayed or late transition: the open alert, unchanged (None if none).
                 record = await conn.fetchrow(f"SELECT * FROM alerts WHERE {_ACTIVE_ALERT}", *key)
+            elif record is not None and t.kind == "raised" and record["inserted"]:
+                await conn.execute(_OUTBOX, record["id"], "firing")
+            elif record is not None and t.kind == "cleared":
+                await conn.execute(_OUTBOX, record["id"], "resolved")
         return None if record is None else alert_row(record)
 
     async def acknowledge_alert(
@@ -595,7 +604,7 @@ class Database:
     async def clear_alert(self, alert_id: int, by: str) -> AlertRow | None:
         """Clear an open alert by hand, now; an alert already cleared is returned unchanged.
         None if no such id. A rule that still fires raises a new alert."""
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(
                 "UPDATE alerts SET state = 'cleared', cleared_at = now(), cleared_by = $2, "
                 "updated_at = greatest(updated_at, now()) "
@@ -603,7 +612,9 @@ class Database:
                 alert_id,
                 by,
             )
-            if record is None:
+            if record is not None:
+                await conn.execute(_OUTBOX, alert_id, "resolved")
+            else:
                 record = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
         return None if record is None else alert_row(record)
 

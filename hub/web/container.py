@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from hub.notify.store import NotifyStore
 from hub.settings import HubSettings
 from hub.storage.web_ports import AuditTrail, ReadModel
 from hub.web.metrics import WebMetrics
@@ -20,6 +21,7 @@ from hub.web.metrics import WebMetrics
 if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
     from hub.alarms.service import AlarmService
     from hub.web.fanout import LiveFanout
+    from hub.web.notify_service import NotificationService
     from hub.web.rules_service import RulesService
     from hub.web.services import AlertService, AuthService
 
@@ -40,9 +42,17 @@ class WebServices:
     # Opens what the stores need (pools, connections, the live subscription) and pushes their
     # closing onto the stack; run at the app's startup.
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]
+    # Notification channels, routes and attempts (hub.notify); None: not on this storage.
+    notify_store: NotifyStore | None = None
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
     ready: bool = False
     _stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def notifications(self) -> NotificationService:
+        from hub.web.notify_service import NotificationService
+
+        return NotificationService(self.notify_store, self.audit, self.settings.public_url)
 
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()

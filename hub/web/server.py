@@ -32,6 +32,8 @@ from hub.storage.audit_log import PostgresAuditLog
 from hub.storage.memory_rule_versions import MemoryRuleVersions
 from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
 from hub.storage.migrations import missing_tables
+from hub.storage.notify_memory import MemoryNotifyStore
+from hub.storage.notify_postgres import PostgresNotifyStore
 from hub.storage.postgres import Database
 from hub.storage.read_model import PoolHandle, PostgresReadModel, RedisAlertEvents, redis_client
 from hub.storage.rule_versions import PostgresRuleVersions, RuleVersions
@@ -168,7 +170,9 @@ def postgres_services(settings: HubSettings) -> WebServices:
         alarms=PostgresAlarmStore(pool),
         rule_versions=PostgresRuleVersions(pool),
     )
-    return assemble(settings, stores, fanout, opener)
+    web = assemble(settings, stores, fanout, opener)
+    web.notify_store = PostgresNotifyStore(pool)
+    return web
 
 
 def memory_services(
@@ -197,7 +201,9 @@ def memory_services(
         alarms=MemoryAlarmStore(hub.database),
         rule_versions=rule_versions or MemoryRuleVersions(),
     )
-    return assemble(settings, stores, fanout, opener)
+    web = assemble(settings, stores, fanout, opener)
+    web.notify_store = MemoryNotifyStore(hub.database)
+    return web
 
 
 # Served while the stores are being opened: NiceGUI runs startup handlers as tasks, so uvicorn

@@ -5,6 +5,7 @@ work (migrations, partitions, restored alerts, rebuilt rollups), and closed at s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -25,6 +26,11 @@ from hub.agents.tier_rollups import TierStore, rebuild_tiers, tiers_from
 from hub.alarms.expiry import ShelfExpiries
 from hub.alarms.gate import WindowGate
 from hub.alarms.ports import AlarmStore
+from hub.alarms.suppression import AlarmSuppression
+from hub.notify.config import ConfigError, NotificationConfig
+from hub.notify.dispatcher import DispatchCounters, Dispatcher
+from hub.notify.senders import ChannelSender
+from hub.notify.store import NotifyStore
 from hub.ownership import Ownership
 from hub.rules import AlertEngine, RuleSet
 from hub.rules.edits import Seed
@@ -43,6 +49,7 @@ class HubDatabase(ReadingWriter, DeviceStateWriter, AlertStore, TierStore, Schem
 
 DatabaseOpener = Callable[[HubSettings], AbstractAsyncContextManager[HubDatabase]]
 RuleVersionsOpener = Callable[[HubSettings], AbstractAsyncContextManager[RuleVersionSource]]
+NotifyOpener = Callable[[HubSettings], AbstractAsyncContextManager[NotifyStore]]
 
 
 @asynccontextmanager
@@ -71,6 +78,19 @@ async def open_postgres_rule_versions(settings: HubSettings) -> AsyncIterator[Ru
     )
     try:
         yield PostgresRuleVersions(pool)
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_postgres_notify(settings: HubSettings) -> AsyncIterator[NotifyStore]:
+    """The dispatcher's store, on a small pool of its own: a slow receiver's deliveries never
+    hold a connection that ingest waits for."""
+    from hub.storage.notify_postgres import PostgresNotifyStore
+
+    store, pool = await PostgresNotifyStore.connect(settings.database_url)
+    try:
+        yield store
     finally:
         await pool.close()
 
@@ -109,11 +129,11 @@ class Shared:
     rollups: RollupScheduler
     rollup_counters: RollupCounters
     dead_letters: FaustDeadLetters
-    # Maintenance windows that hold back new alerts; None on a database without them.
     rules: RulesReloader | None  # None: no rule versions to follow (the seed alone)
     # Maintenance windows that hold back new alerts; None on a database without them.
     window_gate: WindowGate | None = None
     shelf_expiries: ShelfExpiries | None = None
+    notify: Dispatcher | None = None  # None: notifications off (a test's memory database)
 
 
 class WorkerRuntime:
@@ -134,6 +154,8 @@ class WorkerRuntime:
         open_rule_versions: RuleVersionsOpener | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         retrier: Retrier | None = None,
+        open_notifications: NotifyOpener | None = None,
+        notifications: NotificationConfig | None = None,
     ) -> None:
         self._app = app
         self._settings = settings
@@ -142,6 +164,9 @@ class WorkerRuntime:
         self._seed = seed
         self._open_rule_versions = open_rule_versions
         self._open_database = open_database
+        self._open_notifications = open_notifications
+        self._notifications = notifications  # HUB_NOTIFICATIONS_FILE, loaded
+        self.notify_counters = DispatchCounters()
         self.clock_ms = clock_ms
         self.bound = TsBound(max_future_ms=settings.max_ts_future_s * 1000, clock_ms=clock_ms)
         # How every agent waits out PostgreSQL and Kafka outages: one for the whole worker.
@@ -223,6 +248,45 @@ class WorkerRuntime:
             window_gate=window_gate,
             shelf_expiries=None if alarms is None else ShelfExpiries(alarms, live, self.clock_ms),
             rules=rules,
+            notify=await self._dispatcher(alarms),
+        )
+
+    async def _dispatcher(self, alarms: AlarmStore | None) -> Dispatcher | None:
+        """The notification dispatcher, its store seeded from the file (if any); shelved alerts
+        and maintenance windows (`alarms`) suppress what it would send."""
+        if self._open_notifications is None:
+            return None
+        settings, resources = self._settings, self._resources
+        opener = self._open_notifications
+        store = await self.retrier.db(
+            lambda: resources.enter_async_context(opener(settings)), what="notify_connect"
+        )
+        file_config = self._notifications
+        if file_config is not None:
+            try:
+                await self.retrier.db(
+                    functools.partial(store.seed_from_file, file_config), what="notify_seed"
+                )
+                log.info(
+                    "notifications_seeded",
+                    extra={
+                        "channels": len(file_config.channels),
+                        "routes": len(file_config.routes),
+                    },
+                )
+            except ConfigError as exc:
+                # An API route names a channel the file dropped: keep what is stored.
+                log.error("notifications_file_refused", extra={"error": str(exc)})
+        sender = ChannelSender(public_url=settings.public_url)
+        resources.push_async_callback(sender.close)
+        return Dispatcher(
+            store,
+            sender,
+            clock_ms=self.clock_ms,
+            public_url=settings.public_url,
+            retry_max_s=settings.notifications_retry_max_s,
+            counters=self.notify_counters,
+            suppression=None if alarms is None else AlarmSuppression(alarms),
         )
 
     async def _rules_reloader(self, alerts: AlertPipeline) -> RulesReloader | None:
@@ -274,6 +338,8 @@ class WorkerRuntime:
 
     async def close(self) -> None:
         self.closing = True
+        if self._shared is not None and self._shared.notify is not None:
+            await self._shared.notify.stop()  # the sends in flight, recorded first
         await self._resources.aclose()
 
 

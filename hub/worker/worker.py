@@ -33,6 +33,7 @@ log = logging.getLogger("hub.app")
 EXIT_WITHOUT_COMMIT: Final = 70
 STATS_INTERVAL_S: Final = 60.0
 ALERT_TICK_S: Final = 1.0
+NOTIFY_INTERVAL_S: Final = 0.5
 ROLLUP_INTERVAL_S: Final = 5.0
 PARTITION_INTERVAL_S: Final = 3600.0
 STATUS_BATCH_MAX: Final = 500
@@ -74,6 +75,7 @@ class Worker:
             (PARTITION_INTERVAL_S, "partitions", self.partitions),
             (self._settings.windows_reload_s, "maintenance_windows", self.reload_windows),
             (self._settings.rules_poll_s, "rules_reload", self.rules_reload),
+            (NOTIFY_INTERVAL_S, "notify", self.notify),
         ):
             app.timer(interval_s, name=name)(self._guarded(name, body))
         app.timer(STATS_INTERVAL_S, name="ingest_stats")(self.log_stats)
@@ -206,6 +208,11 @@ class Worker:
         if shared.rules is not None:
             await shared.rules.poll()
 
+    async def notify(self, shared: Shared) -> None:
+        # Its own timer: a receiver that times out delays notifications, never ingest.
+        if shared.notify is not None:
+            await shared.notify.run_once(wait=False)
+
     async def rollups(self, shared: Shared) -> None:
         now_ms = self._runtime.clock_ms()
         buckets = shared.rollups.take(now_ms)
@@ -248,6 +255,7 @@ class Worker:
     async def log_stats(self) -> None:
         shared = self._runtime.current
         counters, statuses = self.counters, self.status_counters
+        notify = self._runtime.notify_counters
         log.info(
             "ingest_stats",
             extra={
@@ -268,6 +276,10 @@ class Worker:
                 "rollups_skipped_total": (
                     0 if shared is None else shared.rollup_counters.skipped_total
                 ),
+                "notifications_delivered_total": notify.delivered_total,
+                "notifications_failed_total": notify.failed_total,
+                "notifications_suppressed_total": notify.suppressed_total,
+                "notifications_given_up_total": notify.given_up_total,
             },
         )
 

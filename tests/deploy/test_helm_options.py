@@ -15,6 +15,7 @@ from tests.deploy.value_sets import (
     EXISTING_SECRET_VALUES,
     INGRESS_HOST,
     INGRESS_TLS,
+    NOTIFICATIONS,
     RULES,
     THREE_WORKERS_HPA,
 )
@@ -132,6 +133,19 @@ def test_alert_rules_are_mounted_for_the_worker_and_the_web(helm: Helm) -> None:
         assert volume["configMap"]["name"] == "iot-iot-hub-rules"
     without = helm.template(MINIMAL_VALUES)
     assert "HUB_RULES_FILE" not in env_of(find(without, "Deployment", WEB))
+
+
+def test_notifications_are_mounted_for_the_worker(helm: Helm) -> None:
+    docs = helm.template(NOTIFICATIONS)
+    config = find(docs, "ConfigMap", "iot-iot-hub-notifications")
+    assert config["data"]["notifications.yaml"].strip() == NOTIFICATIONS["notifications"].strip()
+    worker = find(docs, "Deployment", WORKER)
+    path = env_of(worker)["HUB_NOTIFICATIONS_FILE"]
+    mount = next(m for m in container(worker)["volumeMounts"] if m["name"] == "notifications")
+    assert path == f"{mount['mountPath']}/notifications.yaml"
+    assert "HUB_NOTIFICATIONS_FILE" not in env_of(find(docs, "Deployment", WEB))
+    plain = helm.template(MINIMAL_VALUES)
+    assert "HUB_NOTIFICATIONS_FILE" not in env_of(find(plain, "Deployment", WORKER))
 
 
 def test_notes_tell_how_to_reach_the_app_and_add_the_first_user(helm: Helm, tmp_path: Path) -> None:

@@ -59,6 +59,16 @@ RULES = merged(
     },
 )
 
+NOTIFICATIONS = merged(
+    MINIMAL_VALUES,
+    {
+        "notifications": "channels:\n"
+        '  - {name: ops-webhook, type: webhook, url: "http://receiver.example/hook"}\n'
+        "routes:\n"
+        "  - {match: {severity: [critical]}, channels: [ops-webhook]}\n"
+    },
+)
+
 # Kafka over SASL_SSL with a private CA and a client certificate (Strimzi's Secrets and keys),
 # PostgreSQL and Redis over TLS with their CA files from Secrets named in the URLs.
 KAFKA_SASL_SECRET = "iot-hub-kafka"
@@ -140,6 +150,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "ingress-tls": INGRESS_TLS,
     "existing-secret": EXISTING_SECRET_VALUES,
     "rules": RULES,
+    "notifications": NOTIFICATIONS,
     "secure-services": SECURE_SERVICES,
     "network-policies": NETWORK_POLICIES,
     "no-network-policy": merged(MINIMAL_VALUES, {"networkPolicy": {"enabled": False}}),

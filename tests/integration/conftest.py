@@ -185,5 +185,7 @@ async def reset_data(conn: asyncpg.Connection) -> None:
     for row in tables:
         await conn.execute(f'DROP TABLE "{row["relname"]}"')
     await conn.execute(
-        "TRUNCATE devices, readings_1m, readings_1h, readings_1d, alerts RESTART IDENTITY"
+        "TRUNCATE devices, readings_1m, readings_1h, readings_1d, alerts, notification_outbox, "
+        "notification_deliveries, notification_attempts, notification_schedules, "
+        "notification_groups, notification_channels, notification_routes RESTART IDENTITY"
     )

@@ -95,9 +95,9 @@ app.kubernetes.io/part-of: iot-monitoring
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- range $name := list "HUB_KAFKA_BOOTSTRAP" "HUB_HTTP_PORT" "HUB_WORKER_WEB_PORT" "HUB_WEB_HOST" "HUB_RULES_FILE" -}}
+{{- range $name := list "HUB_KAFKA_BOOTSTRAP" "HUB_HTTP_PORT" "HUB_WORKER_WEB_PORT" "HUB_WEB_HOST" "HUB_RULES_FILE" "HUB_NOTIFICATIONS_FILE" -}}
 {{- if hasKey $.Values.config $name -}}
-{{- fail (printf "config.%s: the chart sets it (kafka.bootstrap, web.port, worker.port, rules); remove it from config." $name) -}}
+{{- fail (printf "config.%s: the chart sets it (kafka.bootstrap, web.port, worker.port, rules, notifications); remove it from config." $name) -}}
 {{- end -}}
 {{- end -}}
 {{- range $name := list "HUB_DATABASE_URL" "HUB_REDIS_URL" "HUB_WEB_STORAGE_SECRET" "HUB_KAFKA_SASL_PASSWORD" -}}

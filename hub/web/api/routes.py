@@ -53,6 +53,7 @@ from hub.web.api.models import (
     ReadyOut,
     SeriesOut,
 )
+from hub.web.api.notifications import router as notifications_router
 from hub.web.api.rules import router as rules_router
 from hub.web.container import WebServices
 from hub.web.metrics import CONTENT_TYPE
@@ -408,6 +409,7 @@ router.add_api_websocket_route(f"{API}/live", live)
 # see every route to answer a wrong method with 405.
 router.routes.extend(alarms.router.routes)  # shelving, bulk actions, maintenance windows
 router.routes.extend(rules_router.routes)  # alert rules, edits, versions
+router.routes.extend(notifications_router.routes)  # notification channels, routes, attempts
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------

@@ -1,5 +1,6 @@
 """The operator dashboard's pages (NiceGUI): sign-in, overview, device charts, alerts,
-maintenance windows, the alert rules (everyone reads, admins edit), and the audit log (admins).
+maintenance windows, the alert rules (everyone reads, admins edit), notification channels and
+routes (operators read, admins change), and the audit log (admins).
 
 `register_pages()` is called once by `hub.web.server.build`; every page needs a signed-in
 session (see `session`) and gets its data from the app's services
@@ -11,7 +12,16 @@ from __future__ import annotations
 from nicegui import ui
 
 from hub.web.container import WebServices
-from hub.web.pages import alerts, audit, device, login, maintenance, overview, rules
+from hub.web.pages import (
+    alerts,
+    audit,
+    device,
+    login,
+    maintenance,
+    notifications,
+    overview,
+    rules,
+)
 from hub.web.pages.layout import SHARED_CSS
 
 __all__ = ["register_pages"]
@@ -26,3 +36,4 @@ def register_pages(services: WebServices) -> None:
     audit.register(services)
     maintenance.register(services)
     rules.register(services)
+    notifications.register(services)

@@ -31,6 +31,7 @@ from hub.web.model import (
 )
 from hub.web.pages import session
 from hub.web.pages.alarm_widgets import BulkBar, ShelfDialog, shelf_badge, shelf_line, unshelve
+from hub.web.pages.alert_notifications import AttemptsDialog
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.services import MAX_COMMENT_CHARS
 from hub.web.views.alerts import alert_facts
@@ -148,6 +149,7 @@ class AlertsPage:
             )
             self.pager = list_pager(self._on_page)
             self._build_dialogs()
+            self.attempts = AttemptsDialog(self.frame.services, self.frame.tz)
         await self.refresh()
         self.seen = {a.id for a in self.alerts}
         self.frame.pump.on_alerts(self._on_alerts)
@@ -274,6 +276,7 @@ class AlertsPage:
                     )
 
     def _action_buttons(self, a: AlertRow) -> None:
+        self.attempts.button(a.id)
         allowed = self.frame.can_acknowledge
         ack = (
             ui.button("Acknowledge", icon="done", on_click=lambda: self._open_ack(a))

@@ -26,7 +26,7 @@ __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame",
 
 log = logging.getLogger(__name__)
 
-NavItem = Literal["overview", "alerts", "device", "audit", "maintenance", "rules"]
+NavItem = Literal["overview", "alerts", "device", "audit", "maintenance", "rules", "notifications"]
 SESSION_CHECK_S: Final = 5.0
 
 # Auto (the browser's setting) -> dark -> light -> auto.
@@ -120,6 +120,10 @@ class Header:
             _nav_link("Rules", "/rules", active == "rules", "tune").mark("nav-rules").props(
                 "data-testid=nav-rules"
             )
+            if can_acknowledge(principal.role):
+                _nav_link(
+                    "Notifications", "/notifications", active == "notifications", "campaign"
+                ).mark("nav-notifications").props("data-testid=nav-notifications")
             if can_administer(principal.role):
                 _nav_link("Audit", "/audit", active == "audit", "policy").mark("nav-audit").props(
                     "data-testid=nav-audit"
