@@ -1,0 +1,66 @@
+"""A real asyncua OPC UA server for the connector tests: a `Press1` object with a few variables,
+optionally requiring a user name and password."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+
+NAMESPACE = "urn:iot-monitoring:test"
+
+
+class _Passwords:
+    """asyncua UserManager: users by name and password."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
+        if username is not None and self._users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+@dataclass
+class OpcUaTestServer:
+    port: int
+    users: dict[str, str] | None = None
+    server: Server = field(init=False)
+    variables: dict[str, Any] = field(default_factory=dict)
+    ns: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}/test/"
+
+    async def start(self) -> None:
+        self.server = Server(user_manager=_Passwords(self.users) if self.users else None)
+        await self.server.init()
+        self.server.set_endpoint(self.endpoint)
+        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.users:
+            self.server.set_security_IDs(["Username"])
+        self.ns = await self.server.register_namespace(NAMESPACE)
+        press = await self.server.nodes.objects.add_object(
+            ua.NodeId("Press1", self.ns), ua.QualifiedName("Press1", self.ns)
+        )
+        for name, initial in (("Pressure", 10.0), ("Temperature", 20.0), ("Running", True)):
+            self.variables[name] = await press.add_variable(
+                ua.NodeId(f"Press1.{name}", self.ns), ua.QualifiedName(name, self.ns), initial
+            )
+        await self.server.start()
+
+    async def write(self, name: str, value: Any) -> None:
+        await self.variables[name].write_value(value)
+
+    async def stop(self) -> None:
+        await self.server.stop()
