@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from edge_gateway.connectors.backoff import Backoff
 from edge_gateway.connectors.config import ModbusConnector, ModbusDevice
 from edge_gateway.connectors.health import ConnectorHealth
 from edge_gateway.connectors.modbus_codec import ReadBlock, block_values, plan_reads
 from edge_gateway.connectors.sink import ReadingSink
+from iot_common.backoff import Backoff
 
 log = logging.getLogger("edge.connectors.modbus")
 
@@ -33,7 +33,9 @@ class ModbusPoller:
         self._plans = {d.device_id: plan_reads(d.registers, config.max_gap) for d in config.devices}
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(self.config.reconnect_max_s)
+        backoff = Backoff(
+            initial_s=min(0.5, self.config.reconnect_max_s), max_s=self.config.reconnect_max_s
+        )
         while not stop.is_set():
             host, port = self.config.host_port
             # pymodbus's own reconnect is off: this loop owns backoff and counting.

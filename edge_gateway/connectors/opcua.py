@@ -14,7 +14,6 @@ from typing import Any
 from asyncua import Client, Node, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
-from edge_gateway.connectors.backoff import Backoff
 from edge_gateway.connectors.config import (
     OpcUaConnector,
     OpcUaDevice,
@@ -24,6 +23,7 @@ from edge_gateway.connectors.config import (
 from edge_gateway.connectors.health import ConnectorHealth
 from edge_gateway.connectors.opcua_values import Batch, NodeTarget, reading_value, timestamp_ms
 from edge_gateway.connectors.sink import ReadingSink
+from iot_common.backoff import Backoff
 
 log = logging.getLogger("edge.connectors.opcua")
 _DEADBAND_TYPES = {"absolute": 1, "percent": 2}  # OPC UA Part 4, 7.22.2 DeadbandType
@@ -67,7 +67,9 @@ class OpcUaClientConnector:
         self._next_handle = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(self.config.reconnect_max_s)
+        backoff = Backoff(
+            initial_s=min(0.5, self.config.reconnect_max_s), max_s=self.config.reconnect_max_s
+        )
         while not stop.is_set():
             if await self._session(stop):
                 backoff.reset()

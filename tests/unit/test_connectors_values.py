@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_gateway.connectors.backoff import Backoff
 from edge_gateway.connectors.health import ConnectorHealth
 from edge_gateway.connectors.opcua_values import Batch, NodeTarget, reading_value, timestamp_ms
 from edge_gateway.connectors.readings import telemetry_message
@@ -104,10 +103,3 @@ def test_health_snapshot_rates_and_reasons() -> None:
     assert snap["values_rate"] == 5.0
     assert snap["errors"] == {"bad_node": 1}
     assert snap["last_error"] == "bad_node: d.m: BadNodeIdUnknown"
-
-
-def test_backoff_doubles_to_the_cap_and_resets() -> None:
-    backoff = Backoff(max_s=3.0, first_s=0.5)
-    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    backoff.reset()
-    assert backoff.next_delay() == 0.5
