@@ -1,6 +1,7 @@
 """`iot-edge simulate --protocol opcua|modbus` -> a gateway reading it with the connectors file
 the simulator wrote -> the gateway's buffer and forwarder -> real Kafka; the connector's health
-in the status API, /metrics and the heartbeat; a bad connectors file refused at start."""
+in the status API, /metrics and the heartbeat; on through a hub worker to rows in PostgreSQL;
+a bad connectors file refused at start."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ import asyncio
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from edge_gateway.simulators.catalog import ALL_TYPES, METRICS
+from edge_gateway.simulators.catalog import ALL_TYPES, DEVICE_ID_PREFIX, METRICS
+from hub.settings import HUB_DLQ_TOPIC
 from protocol import EdgeMetrics, NormalisedReading, decode_telemetry_value, topics
 from tests.support.gateway import GatewayProcess
+from tests.support.hub import HubWorkerProcess, end_offsets, position_group
 from tests.support.industrial_sim import IndustrialSimulator
-from tests.support.kafka import KafkaTail, Record
+from tests.support.kafka import KafkaTail, Record, ensure_topics
 from tests.support.process import free_port, run_module
+from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +135,67 @@ def test_a_bad_connectors_file_stops_the_gateway_at_start(tmp_path: Path) -> Non
         "invalid setting EDGE_CONNECTORS_FILE: connectors[0].devices[0].registers[1].type:"
     )
     assert not (tmp_path / "buffer.db").exists()
+
+
+@pytest.fixture
+async def pg_fresh(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("protocol", ["opcua", "modbus"])
+async def test_connector_readings_through_a_hub_worker_into_postgres(
+    protocol: str,
+    kafka: str,
+    redis_url: str,
+    fresh_database: str,
+    pg_fresh: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    site = f"site-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka, [HUB_DLQ_TOPIC])
+    worker = HubWorkerProcess(tmp_path / "hub", kafka, redis_url, database_url=fresh_database)
+    await position_group(kafka, worker.group, await end_offsets(kafka))
+    simulator = IndustrialSimulator(protocol, tmp_path).start()
+    gateway = GatewayProcess(
+        tmp_path / "edge",
+        {
+            "EDGE_SITE": site,
+            "EDGE_KAFKA_BOOTSTRAP": kafka,
+            "EDGE_MQTT_PORT": str(free_port()),
+            "EDGE_CONNECTORS_FILE": str(simulator.connectors_file),
+        },
+    )
+    devices = sorted(f"{prefix}-01" for prefix in DEVICE_ID_PREFIX.values())
+    try:
+        worker.start()
+        await asyncio.to_thread(gateway.start)
+
+        async def every_metric_stored() -> bool:
+            rows = await pg_fresh.fetch(
+                "SELECT DISTINCT device_id, metric FROM readings WHERE device_id = ANY($1)",
+                devices,
+            )
+            wanted = sum(len(METRICS[t]) for t in ALL_TYPES)
+            return len(rows) == wanted
+
+        await async_wait_until(
+            every_metric_stored, 120, f"every metric of the five devices in PostgreSQL ({protocol})"
+        )
+        assert gateway.terminate() == 0
+        assert await worker.stop() == 0
+    finally:
+        if gateway.proc is not None and gateway.proc.poll() is None:
+            gateway.kill()
+        worker.cleanup()
+        simulator.stop()
+    rows = await pg_fresh.fetch(
+        "SELECT device_id, metric, value FROM readings WHERE device_id = 'press-01' "
+        "AND metric = 'ram_pressure_bar'"
+    )
+    assert rows
+    assert all(0 <= r["value"] <= 250 for r in rows)
+    assert worker.errors() == []
