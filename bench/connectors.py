@@ -25,6 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.edge_pipeline import make_input, run_gateway
 from bench.isolation import TOPICS, isolate_children
 from bench.results import Figure, record
@@ -49,20 +51,29 @@ def _connector(gw: GatewayProcess) -> dict[str, Any]:
             "forwarded": status["counters"]["forwarded_total"]}  # fmt: skip
 
 
-def measure_connector(gw: GatewayProcess, warmup_s: float, window_s: float) -> dict[str, float]:
-    """Values/s the connector produced over `window_s` after `warmup_s`, and what the buffer
-    held at the end (a forwarder that keeps up holds little)."""
+def _cpu_s(gw: GatewayProcess) -> float:
+    assert gw.proc is not None
+    times = psutil.Process(gw.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def measure_connector(gw: GatewayProcess, warmup_s: float, window_s: float) -> dict[str, Any]:
+    """Values/s the connector produced over `window_s` after `warmup_s`, what the buffer held at
+    the end (a forwarder that keeps up holds little), and the gateway's CPU per 1,000 values."""
     wait_until(lambda: _connector(gw)["values_total"] > 0, 60, "the first connector values")
     time.sleep(warmup_s)  # the measured window: a fixed span of wall time, not a synchronisation
-    first, t0 = _connector(gw), time.monotonic()
+    first, t0, cpu0 = _connector(gw), time.monotonic(), _cpu_s(gw)
     time.sleep(window_s)
-    last, t1 = _connector(gw), time.monotonic()
+    last, t1, cpu1 = _connector(gw), time.monotonic(), _cpu_s(gw)
+    values = last["values_total"] - first["values_total"]
     return {
+        "cpu_ms_per_1000": (cpu1 - cpu0) / values * 1e6 if values else 0.0,
         "values_per_s": (last["values_total"] - first["values_total"]) / (t1 - t0),
         "readings_per_s": (last["readings_total"] - first["readings_total"]) / (t1 - t0),
         "forwarded_per_s": (last["forwarded"] - first["forwarded"]) / (t1 - t0),
         "depth_end": last["depth"],
         "errors": sum(last["errors"].values()),
+        "errors_by_reason": last["errors"],
     }
 
 
@@ -81,7 +92,7 @@ def gateway_with(connectors_file: Path, bootstrap: str, workdir: Path) -> Gatewa
     )
 
 
-def run_opcua(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
+def run_opcua(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     port, path = free_port(), workdir / "bench-opcua.yaml"
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.opcua_load", str(port), str(args.opcua_devices),
@@ -100,7 +111,7 @@ def run_opcua(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict[s
         server.wait(30)
 
 
-def run_modbus(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict[str, float]:
+def run_modbus(bootstrap: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     simulator = IndustrialSimulator("modbus", workdir, rate_hz=args.modbus_poll_hz).start()
     try:
         gw = gateway_with(simulator.connectors_file, bootstrap, workdir).start()
@@ -137,9 +148,10 @@ def main() -> int:
         n = args.json_per_device * 5
         log(f"JSON MQTT: {n:,} readings x {JSON_VALUES_PER_READING} values, QoS 1 ...")
         files = make_input(workdir, args.json_per_device)
-        readings_per_s, _rss, _cpu = run_gateway(bootstrap, files, n, external=None,
-                                                 workdir=workdir)  # fmt: skip
+        readings_per_s, _rss, cpu_per_1000 = run_gateway(bootstrap, files, n, external=None,
+                                                         workdir=workdir)  # fmt: skip
         json_values = readings_per_s * JSON_VALUES_PER_READING
+        json_cpu = cpu_per_1000 / JSON_VALUES_PER_READING * 1000  # ms per 1,000 values
         log(f"OPC UA: {args.opcua_devices} x {args.opcua_nodes} variables ...")
         opcua = run_opcua(bootstrap, workdir, args)
         log(f"Modbus: 5 devices polled at {args.modbus_poll_hz:g} Hz ...")
@@ -151,17 +163,22 @@ def main() -> int:
                   modbus["values_per_s"], "values/s"))  # fmt: skip
     log("")
     log("== connectors benchmark ==")
-    log(f"JSON MQTT path   {json_values:,.0f} values/s ({readings_per_s:,.0f} readings/s to Kafka)")
+    log(
+        f"JSON MQTT path   {json_values:,.0f} values/s ({readings_per_s:,.0f} readings/s to "
+        f"Kafka), gateway CPU {json_cpu:.0f} ms per 1,000 values (start-up included)"
+    )
     log(
         f"OPC UA           {opcua['values_per_s']:,.0f} values/s in "
         f"{opcua['readings_per_s']:,.0f} readings/s, forwarded {opcua['forwarded_per_s']:,.0f} "
         f"readings/s, buffer depth at end {opcua['depth_end']:,.0f}, problems "
-        f"{opcua['errors']:.0f}; {ratio:.2f} x the JSON path"
+        f"{opcua['errors']:.0f} {opcua['errors_by_reason']}; {ratio:.2f} x the JSON path; "
+        f"gateway CPU {opcua['cpu_ms_per_1000']:.0f} ms per 1,000 values"
     )
     log(
         f"Modbus           {modbus['values_per_s']:,.0f} values/s in "
         f"{modbus['readings_per_s']:,.0f} readings/s at {args.modbus_poll_hz:g} Hz polls "
-        f"(5 devices, 31 values per poll round), problems {modbus['errors']:.0f}"
+        f"(5 devices, 31 values per poll round), problems {modbus['errors']:.0f}; gateway CPU "
+        f"{modbus['cpu_ms_per_1000']:.0f} ms per 1,000 values"
     )
     return 0
 

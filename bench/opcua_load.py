@@ -43,7 +43,7 @@ def connectors_file(port: int, devices: int, nodes: int, publish_ms: float) -> d
     }
 
 
-async def serve(port: int, devices: int, nodes: int) -> None:
+async def serve(port: int, devices: int, nodes: int, path: Path, publish_ms: float) -> None:
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/bench/")
@@ -60,6 +60,9 @@ async def serve(port: int, devices: int, nodes: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with server:
+        # Written once the server listens: the bench starts the gateway when it appears.
+        text = yaml.safe_dump(connectors_file(port, devices, nodes, publish_ms))
+        await asyncio.to_thread(path.write_text, text)
         i = 0
         while not stop.is_set():
             i += 1
@@ -77,8 +80,7 @@ async def serve(port: int, devices: int, nodes: int) -> None:
 def main() -> int:
     port, devices, nodes = (int(a) for a in sys.argv[1:4])
     path, publish_ms = Path(sys.argv[4]), float(sys.argv[5])
-    path.write_text(yaml.safe_dump(connectors_file(port, devices, nodes, publish_ms)))
-    asyncio.run(serve(port, devices, nodes))
+    asyncio.run(serve(port, devices, nodes, path, publish_ms))
     return 0
 
 

@@ -20,6 +20,7 @@ REASONS = (
     "bad_value",  # an OPC UA value that is not a number or boolean: skipped
     "bad_status",  # an OPC UA value whose status code is not Good: skipped
     "intake_full",  # the gateway's intake pushed back: reading dropped
+    "unexpected",  # a bug: logged with its traceback, the connector starts over
 )
 
 

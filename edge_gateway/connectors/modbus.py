@@ -53,6 +53,9 @@ class ModbusPoller:
             except _Lost as exc:
                 self.health.count("connection_lost", str(exc))
                 log.warning("modbus_connection_lost", extra={**self._extra(), "error": str(exc)})
+            except Exception as exc:
+                self.health.count("unexpected", f"{type(exc).__name__}: {exc}")
+                log.exception("connector_unexpected_error", extra=self._extra())
             finally:
                 self._set_connected(False)
                 client.close()

@@ -71,8 +71,13 @@ class OpcUaClientConnector:
             initial_s=min(0.5, self.config.reconnect_max_s), max_s=self.config.reconnect_max_s
         )
         while not stop.is_set():
-            if await self._session(stop):
-                backoff.reset()
+            try:
+                if await self._session(stop):
+                    backoff.reset()
+            except Exception as exc:
+                self.health.connected = False
+                self.health.count("unexpected", f"{type(exc).__name__}: {exc}")
+                log.exception("connector_unexpected_error", extra=self._extra())
             if not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff.next_delay())
