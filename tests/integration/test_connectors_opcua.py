@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from edge_gateway.connectors.config import OpcUaConnector
 from edge_gateway.connectors.opcua import OpcUaClientConnector
 from edge_gateway.connectors.sink import ReadingSink
 from edge_gateway.intake import Inbound
-from tests.support.opcua_server import OpcUaTestServer
+from tests.support.opcua_server import OpcUaTestServer, make_certificate
 from tests.support.process import free_port
 from tests.support.waiting import async_wait_until
 
@@ -162,6 +163,45 @@ async def test_username_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
             assert "wrong" not in (bad.health.last_error or "")
         finally:
             for stop, task in stops:
+                stop.set()
+                await asyncio.wait_for(task, 15)
+    finally:
+        await srv.stop()
+
+
+async def test_basic256sha256_sign_and_encrypt(tmp_path: Path) -> None:
+    server_key, server_cert = tmp_path / "server-key.pem", tmp_path / "server.der"
+    client_key, client_cert = tmp_path / "client-key.pem", tmp_path / "client.der"
+    await make_certificate(server_key, server_cert, "urn:iot-monitoring:test-server", server=True)
+    await make_certificate(client_key, client_cert, "urn:freeopcua:client", server=False)
+    srv = OpcUaTestServer(free_port(), secure=(server_cert, server_key))
+    await srv.start()
+    try:
+        security = {
+            "policy": "Basic256Sha256",
+            "mode": "SignAndEncrypt",
+            "certificate": str(client_cert),
+            "private_key": str(client_key),
+            "server_certificate": str(server_cert),
+        }
+        inbox = Inbox()
+        connector = OpcUaClientConnector(
+            config(srv.endpoint, srv.ns, security=security), ReadingSink(inbox, "s1")
+        )
+        # Without security, the same server refuses the connection: counted, never fatal.
+        plain_inbox = Inbox()
+        plain = OpcUaClientConnector(
+            config(srv.endpoint, srv.ns, name="plain"), ReadingSink(plain_inbox, "s1")
+        )
+        runs = [await run(connector), await run(plain)]
+        try:
+            await until(lambda: inbox.messages, "values over Basic256Sha256 SignAndEncrypt")
+            await srv.write("Pressure", 55.5)
+            await until(lambda: {"pressure_bar": 55.5} in inbox.metrics(), "a change, encrypted")
+            await until(lambda: plain.health.errors["connect_failed"] >= 1, "the refusal")
+            assert not plain_inbox.messages
+        finally:
+            for stop, task in runs:
                 stop.set()
                 await asyncio.wait_for(task, 15)
     finally:

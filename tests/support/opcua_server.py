@@ -4,10 +4,13 @@ optionally requiring a user name and password."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 NAMESPACE = "urn:iot-monitoring:test"
 
@@ -30,10 +33,20 @@ class _Passwords:
         return None
 
 
+async def make_certificate(key: Path, cert: Path, app_uri: str, *, server: bool) -> None:
+    """A self-signed OPC UA application certificate (DER) and its key (PEM)."""
+    use = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    await setup_self_signed_certificate(
+        key, cert, app_uri, "localhost", [use], {"organizationName": "iot-monitoring tests"}
+    )
+
+
 @dataclass
 class OpcUaTestServer:
     port: int
     users: dict[str, str] | None = None
+    # Basic256Sha256 SignAndEncrypt only, with this certificate and key (DER, PEM).
+    secure: tuple[Path, Path] | None = None
     server: Server = field(init=False)
     variables: dict[str, Any] = field(default_factory=dict)
     ns: int = 0
@@ -46,7 +59,12 @@ class OpcUaTestServer:
         self.server = Server(user_manager=_Passwords(self.users) if self.users else None)
         await self.server.init()
         self.server.set_endpoint(self.endpoint)
-        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.secure is not None:
+            await self.server.load_certificate(str(self.secure[0]))
+            await self.server.load_private_key(str(self.secure[1]))
+            self.server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        else:
+            self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if self.users:
             self.server.set_security_IDs(["Username"])
         self.ns = await self.server.register_namespace(NAMESPACE)
