@@ -53,7 +53,7 @@ class ModbusPoller:
             except _Lost as exc:
                 self.health.count("connection_lost", str(exc))
                 log.warning("modbus_connection_lost", extra={**self._extra(), "error": str(exc)})
-            except Exception as exc:
+            except Exception as exc:  # a bug in one connector never stops the gateway
                 self.health.count("unexpected", f"{type(exc).__name__}: {exc}")
                 log.exception("connector_unexpected_error", extra=self._extra())
             finally:

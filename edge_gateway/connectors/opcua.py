@@ -74,7 +74,7 @@ class OpcUaClientConnector:
             try:
                 if await self._session(stop):
                     backoff.reset()
-            except Exception as exc:
+            except Exception as exc:  # a bug in one connector never stops the gateway
                 self.health.connected = False
                 self.health.count("unexpected", f"{type(exc).__name__}: {exc}")
                 log.exception("connector_unexpected_error", extra=self._extra())
