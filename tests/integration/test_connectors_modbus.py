@@ -151,3 +151,34 @@ async def test_values_of_one_poll_are_one_reading_and_bad_ones_are_counted(port:
         await asyncio.wait_for(task, 10)
         await server.shutdown()  # type: ignore[no-untyped-call]
     assert not poller.health.connected
+
+
+async def test_a_device_that_never_answers_is_counted_as_timeouts(port: int) -> None:
+    """A TCP peer that takes requests and never answers (a wrong unit behind a gateway, a hung
+    device): timeouts counted by reason, no reading, the poller keeps trying."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(1024):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", port)
+    inbox = Inbox()
+    poller = ModbusPoller(
+        connector(port, [{"metric": "temp_c", "address": 0}]), ReadingSink(inbox, "site-a")
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(poller.run(stop))
+    try:
+
+        async def two_timeouts() -> bool:
+            return poller.health.errors["timeout"] >= 2
+
+        await async_wait_until(two_timeouts, 20, "two timeouts")
+        assert not inbox.messages
+        assert (poller.health.last_error or "").startswith("timeout: press-01 holding 0+1")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        server.close()
+        await server.wait_closed()
