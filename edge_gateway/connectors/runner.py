@@ -46,6 +46,10 @@ class ConnectorSet:
         from edge_gateway.connectors.modbus import ModbusPoller
         from edge_gateway.connectors.opcua import OpcUaClientConnector
 
+        # The connectors log each event once, structured; the libraries' own lines would repeat
+        # them (pymodbus warns on every failed connect, asyncua logs each attempt at INFO).
+        logging.getLogger("pymodbus").setLevel(logging.ERROR)
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
         # Nothing to acknowledge: the buffer commit is the durability point.
         self._intake = target.intake(lambda _tokens: None)
         self._intake.start()

@@ -54,6 +54,8 @@ def run_industrial(args: argparse.Namespace, *, out: TextIO) -> int:
         return 2
     if not logging.getLogger().handlers:
         configure_logging("INFO")
+    # asyncua logs every node of its address space at INFO while the server starts.
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
     text = _connectors_yaml(protocol, host, port, spec, args.rate)
     if args.connectors_file is not None:
         args.connectors_file.write_text(text)
