@@ -206,3 +206,44 @@ async def test_basic256sha256_sign_and_encrypt(tmp_path: Path) -> None:
                 await asyncio.wait_for(task, 15)
     finally:
         await srv.stop()
+
+
+async def test_user_certificate_authentication(tmp_path: Path) -> None:
+    server_key, server_cert = tmp_path / "server-key.pem", tmp_path / "server.der"
+    client_key, client_cert = tmp_path / "client-key.pem", tmp_path / "client.der"
+    await make_certificate(server_key, server_cert, "urn:iot-monitoring:test-server", server=True)
+    await make_certificate(client_key, client_cert, "urn:freeopcua:client", server=False)
+    srv = OpcUaTestServer(
+        free_port(), secure=(server_cert, server_key), user_certificates=[client_cert]
+    )
+    await srv.start()
+    try:
+        security = {
+            "policy": "Basic256Sha256",
+            "mode": "SignAndEncrypt",
+            "certificate": str(client_cert),
+            "private_key": str(client_key),
+            "server_certificate": str(server_cert),
+        }
+        auth = {"kind": "certificate", "certificate": str(client_cert),
+                "private_key": str(client_key)}  # fmt: skip
+        inbox = Inbox()
+        connector = OpcUaClientConnector(
+            config(srv.endpoint, srv.ns, security=security, auth=auth), ReadingSink(inbox, "s1")
+        )
+        # The same secure channel without the user certificate: an anonymous user, refused.
+        anonymous = OpcUaClientConnector(
+            config(srv.endpoint, srv.ns, security=security, name="anon"), ReadingSink(Inbox(), "s1")
+        )
+        runs = [await run(connector), await run(anonymous)]
+        try:
+            await until(lambda: inbox.messages, "values for a certificate user")
+            assert connector.health.connected
+            await until(lambda: anonymous.health.errors["connect_failed"] >= 1, "the refusal")
+            assert not anonymous.health.connected
+        finally:
+            for stop, task in runs:
+                stop.set()
+                await asyncio.wait_for(task, 15)
+    finally:
+        await srv.stop()

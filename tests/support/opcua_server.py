@@ -10,6 +10,7 @@ from typing import Any
 from asyncua import Server, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import CertificateUserManager
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 NAMESPACE = "urn:iot-monitoring:test"
@@ -47,6 +48,8 @@ class OpcUaTestServer:
     users: dict[str, str] | None = None
     # Basic256Sha256 SignAndEncrypt only, with this certificate and key (DER, PEM).
     secure: tuple[Path, Path] | None = None
+    # With `secure`: users are these certificates (X509 identity tokens), no one else.
+    user_certificates: list[Path] | None = None
     server: Server = field(init=False)
     variables: dict[str, Any] = field(default_factory=dict)
     ns: int = 0
@@ -56,7 +59,12 @@ class OpcUaTestServer:
         return f"opc.tcp://127.0.0.1:{self.port}/test/"
 
     async def start(self) -> None:
-        self.server = Server(user_manager=_Passwords(self.users) if self.users else None)
+        manager: Any = _Passwords(self.users) if self.users else None
+        if self.user_certificates:
+            manager = CertificateUserManager()
+            for i, path in enumerate(self.user_certificates):
+                await manager.add_user(path, name=f"user-{i}")
+        self.server = Server(user_manager=manager)
         await self.server.init()
         self.server.set_endpoint(self.endpoint)
         if self.secure is not None:
@@ -67,6 +75,9 @@ class OpcUaTestServer:
             self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         if self.users:
             self.server.set_security_IDs(["Username"])
+        if self.user_certificates:
+            # Only X509 user tokens: an anonymous session is refused.
+            self.server.set_identity_tokens([ua.X509IdentityToken])
         self.ns = await self.server.register_namespace(NAMESPACE)
         press = await self.server.nodes.objects.add_object(
             ua.NodeId("Press1", self.ns), ua.QualifiedName("Press1", self.ns)
