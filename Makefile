@@ -64,8 +64,9 @@ bench: $(STAMP) ## benchmarks (print figures, then a summary table; not part of 
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.notify_latency
 	$(BIN)/python -m bench.summary $(BENCH_RESULTS)
 
-schema: $(STAMP) ## regenerate the JSON Schemas in docs/ (devices, iot.telemetry values)
+schema: $(STAMP) ## regenerate the JSON Schemas in docs/ (devices, iot.telemetry values, connectors file)
 	$(BIN)/python -m protocol.schema docs
+	$(BIN)/python -m edge_gateway.connectors.schema docs/connectors.schema.json
 
 demo: $(STAMP) ## local services, hub worker, dashboard, and the edge with five simulators
 	@$(SERVICES) start

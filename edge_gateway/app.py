@@ -15,6 +15,8 @@ from edge_gateway.broker import EmbeddedBroker
 from edge_gateway.broker_auth import RefusalKind, RefusalLog
 from edge_gateway.broker_intake import BrokerIntake
 from edge_gateway.buffer import Buffer, SqliteBuffer
+from edge_gateway.connectors.config import ConnectorsFile, load_connectors_file
+from edge_gateway.connectors.runner import ConnectorSet
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
 from edge_gateway.intake import IntakeTarget, now_ms
@@ -23,8 +25,8 @@ from edge_gateway.routing import MessageRouter
 from edge_gateway.runway import RunwayMeter
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators import SimulatorConfig, SimulatorStats, parse_types, run_simulators
-from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter
-from protocol import encode, topics
+from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter, encode_edge_metrics
+from protocol import topics
 
 log = logging.getLogger("edge.gateway")
 
@@ -78,12 +80,15 @@ class EdgeGateway:
         *,
         buffer_factory: Callable[[EdgeSettings], Buffer] = open_buffer,
         security: MqttSecurity | None = None,
+        connectors: ConnectorsFile | None = None,
     ) -> None:
         self.settings = settings
         self._buffer_factory = buffer_factory
         # Loaded by `iot-edge run` before the gateway is made (bad files exit 2 there), else at
         # start().
         self._security = security
+        self._connectors_config = connectors  # likewise
+        self.connectors = ConnectorSet(connectors or ConnectorsFile(), settings.site)
         endpoint = settings.mqtt_endpoint()
         self._mqtt_address = f"{endpoint.host}:{endpoint.port}"
         self.counters = GatewayCounters()
@@ -129,6 +134,9 @@ class EdgeGateway:
         if self._security is None:
             self._security = await asyncio.to_thread(load_mqtt_security, s)
         security = self._security
+        if self._connectors_config is None and s.connectors_file is not None:
+            loaded = await asyncio.to_thread(load_connectors_file, s.connectors_file)
+            self.connectors = ConnectorSet(loaded, s.site)
         self.buffer = await asyncio.to_thread(self._buffer_factory, s)
         stats = self.buffer.stats()
         log.info(
@@ -161,6 +169,8 @@ class EdgeGateway:
                 s, target, endpoint=security.gateway_endpoint(s), tls_context=security.client_tls
             )
             self.bridge.start()
+        if self.connectors:
+            self.connectors.start(target, self.tasks.spawn)
         self.tasks.spawn("forwarder", forwarder.run(self._stop_forwarder))
         self.tasks.spawn("heartbeat", self._heartbeat())
         if self._simulator_types:
@@ -197,6 +207,7 @@ class EdgeGateway:
         self.tasks.stopping = True
         self._stop_simulators.set()
         await self._join("simulators", timeout=10)
+        await self.connectors.stop(self._join)
         if self.bridge is not None:
             await asyncio.to_thread(self.bridge.stop)
         if self.intake is not None:
@@ -283,7 +294,7 @@ class EdgeGateway:
                 await asyncio.wait_for(
                     producer.send_and_wait(
                         self.router.topics.edge_metrics,
-                        encode(status.to_edge_metrics()),
+                        encode_edge_metrics(status.to_edge_metrics()),
                         key=self.settings.gateway_id.encode(),
                     ),
                     timeout=interval,
@@ -322,6 +333,7 @@ class EdgeGateway:
                 buffer.acked_bytes_total,
                 buffer.max_bytes - buffer.bytes,
             ),
+            connectors=self.connectors.snapshots(now_s),
         )
 
     def readiness(self) -> Readiness:

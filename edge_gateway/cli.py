@@ -20,6 +20,7 @@ from iot_common import settings_cli
 from iot_common.logs import configure_logging
 
 if TYPE_CHECKING:
+    from edge_gateway.connectors.config import ConnectorsFile
     from edge_gateway.mqtt_security import MqttSecurity
 
 
@@ -47,17 +48,40 @@ def _run(args: argparse.Namespace) -> int:
     except SettingError as exc:
         print(exc, file=sys.stderr)
         return 2
-    return asyncio.run(_serve(settings, security, summary=args.summary))
+    connectors = _load_connectors(settings)
+    if connectors is None:
+        return 2
+    return asyncio.run(_serve(settings, security, connectors, summary=args.summary))
 
 
-async def _serve(settings: EdgeSettings, security: MqttSecurity, *, summary: bool) -> int:
+def _load_connectors(settings: EdgeSettings) -> ConnectorsFile | None:
+    """The connectors file, validated whole; None (after one line naming the field) if bad."""
+    from edge_gateway.connectors.config import (
+        SETTING,
+        ConnectorsConfigError,
+        ConnectorsFile,
+        load_connectors_file,
+    )
+
+    if settings.connectors_file is None:
+        return ConnectorsFile()
+    try:
+        return load_connectors_file(settings.connectors_file)
+    except ConnectorsConfigError as exc:
+        print(f"invalid setting {SETTING}: {exc}", file=sys.stderr)
+        return None
+
+
+async def _serve(
+    settings: EdgeSettings, security: MqttSecurity, connectors: ConnectorsFile, *, summary: bool
+) -> int:
     from edge_gateway.app import EdgeGateway  # heavy imports only for `run`
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = EdgeGateway(settings, security=security)
+    gateway = EdgeGateway(settings, security=security, connectors=connectors)
     try:
         await gateway.start()
     except OSError as exc:

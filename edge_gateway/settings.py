@@ -110,6 +110,9 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
     simulator_seed: int = 42
     simulator_anomaly_probability: float = Field(default=0.001, ge=0, le=1)
 
+    # OPC UA and Modbus TCP connectors (docs/connectors.md); validated at start, refused whole.
+    connectors_file: Path | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("mqtt_url")

@@ -9,7 +9,7 @@ from typing import Any
 
 from edge_gateway.buffer import BufferStats
 from iot_common.prometheus import Family, one, render
-from protocol.models import EdgeMetrics
+from protocol.models import ConnectorMetrics, EdgeMetrics
 
 
 @dataclass(slots=True)
@@ -77,6 +77,8 @@ class GatewayStatus:
     # Seconds until the buffer is full at the current net growth (edge_gateway.runway); None
     # while it is not growing.
     buffer_runway_s: float | None = None
+    # edge_gateway.connectors.health.ConnectorHealth.snapshot() of each configured connector.
+    connectors: tuple[dict[str, Any], ...] = ()
 
     @property
     def oldest_age_s(self) -> float | None:
@@ -136,6 +138,7 @@ class GatewayStatus:
                 "received_per_s": round(self.received_rate, 2),
                 "forwarded_per_s": round(self.forwarded_rate, 2),
             },
+            "connectors": list(self.connectors),
         }
 
     def to_edge_metrics(self) -> EdgeMetrics:
@@ -156,7 +159,26 @@ class GatewayStatus:
             received_rate=round(self.received_rate, 2),
             forwarded_rate=round(self.forwarded_rate, 2),
             kafka_connected=self.kafka_connected,
+            connectors=[
+                ConnectorMetrics(
+                    name=c["name"],
+                    kind=c["kind"],
+                    connected=c["connected"],
+                    values_rate=c["values_rate"],
+                    errors=c["errors"],
+                    last_error=c["last_error"],
+                )
+                for c in self.connectors
+            ]
+            or None,
         )
+
+
+def encode_edge_metrics(metrics: EdgeMetrics) -> bytes:
+    """The heartbeat record; without `connectors` when there are none, so that hubs that
+    predate the field keep reading gateways that do not use it."""
+    exclude = {"connectors"} if metrics.connectors is None else None
+    return metrics.model_dump_json(exclude=exclude).encode()
 
 
 def _rounded(seconds: float | None) -> float | None:
@@ -276,6 +298,7 @@ def prometheus_text(status: GatewayStatus) -> str:
                 "Background tasks that died (the gateway is unready while above 0).",
                 one(len(status.failed_tasks)),
             ),
+            *_connector_families(status.connectors),
             Family(
                 "edge_uptime_seconds",
                 "gauge",
@@ -284,3 +307,42 @@ def prometheus_text(status: GatewayStatus) -> str:
             ),
         ]
     )
+
+
+def _connector_families(connectors: tuple[dict[str, Any], ...]) -> list[Family]:
+    def each(key: str) -> list[tuple[tuple[tuple[str, str], ...], float]]:
+        return [
+            ((("connector", c["name"]), ("kind", c["kind"])), float(c[key])) for c in connectors
+        ]
+
+    errors = [
+        ((("connector", c["name"]), ("reason", reason)), n)
+        for c in connectors
+        for reason, n in c["errors"].items()
+    ]
+    return [
+        Family(
+            "edge_connector_connected",
+            "gauge",
+            "1 if the connector is connected.",
+            each("connected"),
+        ),
+        Family(
+            "edge_connector_values_total",
+            "counter",
+            "Values the connector produced.",
+            each("values_total"),
+        ),
+        Family(
+            "edge_connector_readings_total",
+            "counter",
+            "Readings the connector produced.",
+            each("readings_total"),
+        ),
+        Family(
+            "edge_connector_errors_total",
+            "counter",
+            "Connector problems by reason (docs/connectors.md).",
+            errors,
+        ),
+    ]

@@ -113,5 +113,21 @@ def render_status(status: dict[str, Any]) -> str:
         rows.append(
             ("FAILED tasks", f"{', '.join(failed)} (not ready; see task_failed in the log)")
         )
+    rows.extend(connector_rows(status.get("connectors") or []))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def connector_rows(connectors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One row per OPC UA or Modbus connector: state, rate, problems by reason, last error."""
+    rows = []
+    for c in connectors:
+        errors = ", ".join(f"{k} {v:,}" for k, v in c["errors"].items())
+        text = (
+            f"{c['kind']} {c['endpoint']}, {'connected' if c['connected'] else 'NOT CONNECTED'}, "
+            f"{c['values_rate']:.1f} values/s, {c['values_total']:,} values"
+            + (f", problems: {errors}" if errors else "")
+            + (f" (last: {c['last_error']})" if c["last_error"] else "")
+        )
+        rows.append((f"connector {c['name']}", text))
+    return rows

@@ -138,6 +138,17 @@ class DeviceStatus(_Wire):
     gateway_id: Identifier
 
 
+class ConnectorMetrics(_Wire):
+    """One OPC UA or Modbus connector of a gateway (EDGE_CONNECTORS_FILE), in its heartbeat."""
+
+    name: Identifier
+    kind: Literal["opcua", "modbus"]
+    connected: bool
+    values_rate: float = Field(ge=0, description="Values per second over the last interval.")
+    errors: dict[str, int] = Field(default_factory=dict, description="Counts by reason.")
+    last_error: str | None = Field(default=None, max_length=300)
+
+
 class EdgeMetrics(_Wire):
     """Value of `iot.edge-metrics`, keyed by gateway_id, published every 10 s."""
 
@@ -164,6 +175,9 @@ class EdgeMetrics(_Wire):
     received_rate: float = Field(description="Messages per second over the last interval.")
     forwarded_rate: float = Field(description="Records per second over the last interval.")
     kafka_connected: bool
+    # Optional, and left out of the record by gateways without connectors, so records of older
+    # gateways decode and hubs older than it still read those of gateways without connectors.
+    connectors: list[ConnectorMetrics] | None = None
 
 
 class DeadLetter(BaseModel):

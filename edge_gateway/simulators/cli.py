@@ -57,6 +57,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "simulate",
@@ -65,7 +72,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Simulate CNC spindles, hydraulic presses, conveyors, air compressors and cleanroom "
             "sensors. Each device keeps its own MQTT connection, publishes telemetry on "
             "plant/{site}/{device_id}/telemetry, a retained online/offline status, and injects "
-            "random faults (spike, drift, stuck, out_of_range, dropout)."
+            "random faults (spike, drift, stuck, out_of_range, dropout). With --protocol opcua "
+            "or modbus the same devices are served instead by an OPC UA server (a variable per "
+            "metric, node id ns=2;s={device_id}.{metric}) or a Modbus TCP server (a unit id per "
+            "device: float32 holding registers, uint32 counters, coils for flags), and the "
+            "matching EDGE_CONNECTORS_FILE is printed (or written with --connectors-file) for a "
+            "gateway to read them (docs/connectors.md)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -110,6 +122,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=_positive_int,
         default=None,
         help="stop after this many readings per device (default: run until interrupted)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("mqtt", "opcua", "modbus"),
+        default="mqtt",
+        help="publish over MQTT, or serve the devices from an OPC UA or a Modbus TCP server",
+    )
+    parser.add_argument(
+        "--listen",
+        type=_host_port,
+        default=None,
+        metavar="HOST:PORT",
+        help="opcua/modbus: where the server listens (default 127.0.0.1:4840 for opcua, "
+        "127.0.0.1:5020 for modbus)",
+    )
+    parser.add_argument(
+        "--connectors-file",
+        type=Path,
+        default=None,
+        help="opcua/modbus: write the matching EDGE_CONNECTORS_FILE here instead of printing it",
     )
     parser.add_argument("--quiet", action="store_true", help="no settings banner or progress")
     parser.set_defaults(func=run_command)
@@ -188,6 +220,10 @@ def print_settings(config: SimulatorConfig, out: TextIO) -> None:
 
 
 def run_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
+    if args.protocol != "mqtt":
+        from edge_gateway.simulators.industrial_cli import run_industrial
+
+        return run_industrial(args, out=out)
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -24,6 +24,7 @@ from hub.storage.redis_values import GatewayHealth
 from hub.storage.web_ports import Accounts
 from hub.web.model import Role
 from protocol import EdgeMetrics, NormalisedReading
+from protocol.models import ConnectorMetrics
 from tests.support.readings import make_reading
 
 PASSWORD = "correct horse battery"  # every test user's
@@ -103,6 +104,7 @@ class HubFeed:
         kafka_connected: bool = True,
         received_ts: int | None = None,
         buffer_runway_s: float | None = None,
+        connectors: list[ConnectorMetrics] | None = None,
     ) -> None:
         metrics = EdgeMetrics(
             gateway_id=gateway_id,
@@ -121,6 +123,7 @@ class HubFeed:
             received_rate=forwarded_rate,
             forwarded_rate=forwarded_rate,
             kafka_connected=kafka_connected,
+            connectors=connectors,
         )
         await self.live.set_gateway_state(
             GatewayHealth.received(metrics, now_ms() if received_ts is None else received_ts)

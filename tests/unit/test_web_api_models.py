@@ -8,6 +8,7 @@ from hub.storage.model import AlertRow
 from hub.storage.redis_values import GatewayHealth
 from hub.web.api.models import AlertOut, GatewayOut
 from hub.web.model import GatewayView
+from protocol.models import ConnectorMetrics
 from tests.support.readings import make_edge_metrics
 from tests.unit.test_storage_model import cleared_alert
 
@@ -31,7 +32,36 @@ def test_a_gateway_in_the_api_is_its_view_without_the_pipeline_counters() -> Non
         "received_rate": 0.0,
         "dropped_total": 0,
         "kafka_connected": True,
+        "connectors": None,
     }
+
+
+def test_a_gateway_with_connectors_lists_them() -> None:
+    metrics = make_edge_metrics("gw-1", T0).model_copy(
+        update={
+            "connectors": [
+                ConnectorMetrics(
+                    name="plc",
+                    kind="modbus",
+                    connected=False,
+                    values_rate=0.0,
+                    errors={"timeout": 3},
+                    last_error="timeout: press-01",
+                )
+            ]
+        }
+    )
+    view = GatewayView.of(GatewayHealth.received(metrics, T0), "online")
+    assert GatewayOut.model_validate(view).model_dump()["connectors"] == [
+        {
+            "name": "plc",
+            "kind": "modbus",
+            "connected": False,
+            "values_rate": 0.0,
+            "errors": {"timeout": 3},
+            "last_error": "timeout: press-01",
+        }
+    ]
 
 
 def test_an_alert_in_the_api_is_its_row() -> None:

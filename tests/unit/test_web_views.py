@@ -146,3 +146,26 @@ def test_the_status_line_names_the_coarsest_source() -> None:
     assert source_label([_series("raw"), _series("1m")]) == "1-minute rollups"
     assert source_label([_series("1d"), _series("1h")]) == "daily rollups"
     assert source_label([_series("1h")]) == "hourly rollups"
+
+
+def test_connector_lines_on_the_gateway_card() -> None:
+    from hub.web.views.gateways import connector_lines, connectors_alarming
+    from protocol.models import ConnectorMetrics
+
+    up = ConnectorMetrics(name="cnc", kind="opcua", connected=True, values_rate=12.5)
+    down = ConnectorMetrics(
+        name="plc",
+        kind="modbus",
+        connected=False,
+        values_rate=0.0,
+        errors={"timeout": 1200, "connect_failed": 3},
+        last_error="connect_failed: cannot connect to 10.0.0.5:502",
+    )
+    assert connector_lines(None) == []
+    assert connector_lines([up, down]) == [
+        "opcua cnc: up, 12.5 values/s",
+        "modbus plc: DOWN, 0 values/s · connect_failed 3, timeout 1,200 "
+        "(connect_failed: cannot connect to 10.0.0.5:502)",
+    ]
+    assert not connectors_alarming([up])
+    assert connectors_alarming([up, down])

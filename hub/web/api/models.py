@@ -69,6 +69,17 @@ class SeriesOut(BaseModel):
     downsampled: bool = Field(description="points were dropped to fit max_points")
 
 
+class ConnectorOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    kind: Literal["opcua", "modbus"]
+    connected: bool
+    values_rate: float = Field(description="values per second")
+    errors: dict[str, int] = Field(description="problems counted by reason (docs/connectors.md)")
+    last_error: str | None
+
+
 # Built from `hub.web.model.GatewayView` by `model_validate` (no docstring: it would change the
 # OpenAPI document).
 class GatewayOut(BaseModel):
@@ -90,6 +101,10 @@ class GatewayOut(BaseModel):
     received_rate: float
     dropped_total: int
     kafka_connected: bool
+    # Null for a gateway without OPC UA or Modbus connectors (or older than them).
+    connectors: list[ConnectorOut] | None = Field(
+        default=None, description="The gateway's OPC UA and Modbus connectors, as last reported."
+    )
 
 
 def _fields_of(row: type[Any]) -> dict[str, Any]:

@@ -32,7 +32,12 @@ from hub.web.model import (
 from hub.web.pages import session
 from hub.web.pages.alarm_widgets import window_banner
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
-from hub.web.views.gateways import runway_alarming, runway_text
+from hub.web.views.gateways import (
+    connector_lines,
+    connectors_alarming,
+    runway_alarming,
+    runway_text,
+)
 from hub.web.views.links import device_href
 from hub.web.views.numbers import format_age, format_duration, format_rate, metric_value
 from hub.web.views.overview import (
@@ -241,6 +246,11 @@ class GatewayCard:
             self.runway = ui.label().classes("text-sm iot-mono").mark("gateway-runway")
             self.rates = ui.label().classes("text-sm iot-mono")
             self.extra = ui.label().classes("text-xs opacity-70 iot-mono")
+            self.connectors = (
+                ui.label()
+                .classes("text-xs iot-mono whitespace-pre-line")
+                .mark("gateway-connectors")
+            )
         self.apply(gateway, now_ms())
 
     def apply(self, g: GatewayView, now: int) -> None:
@@ -267,6 +277,13 @@ class GatewayCard:
         )
         self.extra.classes(
             replace="text-xs iot-mono " + ("opacity-70" if g.kafka_connected else "text-negative")
+        )
+        lines = connector_lines(g.connectors)
+        self.connectors.text = "\n".join(lines)
+        self.connectors.set_visibility(bool(lines))
+        down = connectors_alarming(g.connectors)
+        self.connectors.classes(
+            replace="text-xs iot-mono whitespace-pre-line " + ("text-negative" if down else "")
         )
 
 

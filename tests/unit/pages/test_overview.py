@@ -6,6 +6,7 @@ from __future__ import annotations
 from nicegui import ui
 from nicegui.testing.user import User
 
+from protocol.models import ConnectorMetrics
 from tests.support.feed import HubFeed, now_ms, reading
 from tests.support.pages import login
 
@@ -25,7 +26,14 @@ async def test_overview_shows_devices_gateways_and_alerts(user: User, feed: HubF
         ]
     )
     await feed.heartbeat("gw-north", buffer_depth=1234, buffer_bytes=5 << 20, forwarded_rate=42.0)
-    await feed.heartbeat("gw-south", buffer_runway_s=5400.0, kafka_connected=False)
+    await feed.heartbeat(
+        "gw-south",
+        buffer_runway_s=5400.0,
+        kafka_connected=False,
+        connectors=[
+            ConnectorMetrics(name="press-plc", kind="opcua", connected=True, values_rate=12.5)
+        ],
+    )
     await feed.raise_alert("cnc-7", metric="spindle_temp_c", value=91.0, severity="critical")
     await feed.add_user("vera", "viewer")
 
@@ -40,6 +48,7 @@ async def test_overview_shows_devices_gateways_and_alerts(user: User, feed: HubF
     await user.should_see("in 42.00/s, forwarded 42.00/s")
     await user.should_see("runway: buffer not growing")
     await user.should_see("runway: full in 1.5 h")
+    await user.should_see("opcua press-plc: up, 12.5 values/s")
     critical = user.find(marker="count-critical-alerts").elements.pop()
     assert isinstance(critical, ui.label)
     assert critical.text == "1"
