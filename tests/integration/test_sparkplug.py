@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group
 from tests.support.kafka import KafkaTail, Record, ensure_topics
 from tests.support.mqtt import Publisher
-from tests.support.process import free_port
+from tests.support.process import ROOT, free_port
 from tests.support.sparkplug import PeerNode, Watcher
 from tests.support.waiting import async_wait_until, wait_until
 
@@ -202,3 +204,64 @@ async def test_sparkplug_readings_reach_postgres_through_the_hub(
         assert await asyncio.to_thread(gw.terminate) == 0
         await worker.stop()
         worker.cleanup()
+
+
+async def test_simulate_protocol_sparkplug_reaches_kafka(kafka: str, tmp_path: Path) -> None:
+    site = f"sp-{uuid.uuid4().hex[:8]}"
+    gw = gateway(tmp_path, kafka, site, None)
+    per_device = 20
+    async with KafkaTail(kafka, [topics.TELEMETRY, topics.DEVICE_STATUS]) as tail:
+        await asyncio.to_thread(gw.start)
+        try:
+            sim = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    sys.executable,
+                    "-m",
+                    "edge_gateway.cli",
+                    "simulate",
+                    "--protocol",
+                    "sparkplug",
+                    "--mqtt-url",
+                    f"mqtt://127.0.0.1:{gw.env['EDGE_MQTT_PORT']}",
+                    "--site",
+                    site,
+                    "--rate",
+                    "50",
+                    "--max-messages",
+                    str(per_device),
+                    "--anomaly-probability",
+                    "0",
+                    "--quiet",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert sim.returncode == 0, sim.stderr
+            # births (one reading each) and the data; the clean stop's deaths
+            records = await tail.collect_until(
+                lambda rs: (
+                    len(readings(rs, site)) >= 5 * (per_device + 1) + 1  # and the node's
+                    and sum(state == "offline" for _, state in statuses(rs, site)) == 6
+                ),
+                60,
+                "every simulated device's readings and deaths",
+            )
+            status = gw.status()
+        finally:
+            assert await asyncio.to_thread(gw.terminate) == 0
+    ours = readings(records, site)
+    node = [r.metrics for r in ours if r.device_id == "simulator"]
+    assert node == [{"devices": 5.0}]  # the node's own birth metric
+    ours = [r for r in ours if r.device_id != "simulator"]
+    devices = {r.device_id for r in ours}
+    assert len(devices) == 5
+    assert all(d.startswith("simulator.") for d in devices)
+    counts = {d: sum(r.device_id == d for r in ours) for d in devices}
+    assert set(counts.values()) == {per_device + 1}
+    assert "spindle_temp_c" in next(r.metrics for r in ours if "cnc" in r.device_id)
+    assert status["sparkplug"]["by_reason"].get("unknown_alias", 0) == 0
+    assert status["counters"]["dead_lettered_total"] == 0
