@@ -57,6 +57,7 @@ bench: $(STAMP) ## benchmarks (print figures, then a summary table; not part of 
 	@$(SERVICES) start kafka mosquitto postgres redis
 	@mkdir -p $(dir $(BENCH_RESULTS)) && rm -f $(BENCH_RESULTS)
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.edge_pipeline
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.sparkplug
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.hub_ingest
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.web_live
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.end_to_end

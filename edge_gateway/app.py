@@ -25,7 +25,15 @@ from edge_gateway.routing import MessageRouter
 from edge_gateway.runway import RunwayMeter
 from edge_gateway.settings import EdgeSettings
 from edge_gateway.simulators import SimulatorConfig, SimulatorStats, parse_types, run_simulators
-from edge_gateway.stats import GatewayCounters, GatewayStatus, RateMeter, encode_edge_metrics
+from edge_gateway.sparkplug import topic as sparkplug_topic
+from edge_gateway.sparkplug.host import Command, SparkplugHost, state_payload
+from edge_gateway.stats import (
+    GatewayCounters,
+    GatewayStatus,
+    RateMeter,
+    SparkplugStatus,
+    encode_edge_metrics,
+)
 from protocol import topics
 
 log = logging.getLogger("edge.gateway")
@@ -92,11 +100,18 @@ class EdgeGateway:
         endpoint = settings.mqtt_endpoint()
         self._mqtt_address = f"{endpoint.host}:{endpoint.port}"
         self.counters = GatewayCounters()
+        self.sparkplug = (
+            SparkplugHost(reorder_timeout_ms=settings.sparkplug_reorder_timeout_ms)
+            if settings.sparkplug_enabled
+            else None
+        )
+        self._state_ts = now_ms()  # the Sparkplug STATE births and death carry the same one
         self.router = MessageRouter(
             settings.gateway_id,
             max_past_ms=settings.max_ts_past_s * 1000,
             max_future_ms=settings.max_ts_future_s * 1000,
             kafka_topics=topics.KafkaTopics(settings.kafka_topic_prefix),
+            sparkplug=self.sparkplug,
         )
         self.buffer: Buffer | None = None
         self.broker: EmbeddedBroker | None = None
@@ -178,8 +193,9 @@ class EdgeGateway:
 
     async def _start_embedded(self, security: MqttSecurity, target: IntakeTarget) -> None:
         s = self.settings
-        self.intake = BrokerIntake(target)
-        self.intake.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.intake = BrokerIntake(target, on_commands=lambda c: self._publish_embedded(loop, c))
+        self.intake.start(loop)
         self.broker = EmbeddedBroker(
             s.mqtt_bind,
             s.mqtt_port,
@@ -190,6 +206,7 @@ class EdgeGateway:
         )
         await self.broker.start()
         self.counters.mqtt_connected = True
+        await self._publish_state(online=True)
         exposed = anonymous_beyond_loopback(s)
         if exposed:
             log.warning(
@@ -200,6 +217,26 @@ class EdgeGateway:
                     "EDGE_MQTT_ALLOW_ANONYMOUS=false",
                 },
             )
+
+    def _publish_embedded(self, loop: asyncio.AbstractEventLoop, commands: list[Command]) -> None:
+        """The Sparkplug host's commands, from the intake's writer thread onto the broker."""
+        broker = self.broker
+        if broker is None or loop.is_closed():
+            return
+        for c in commands:
+            asyncio.run_coroutine_threadsafe(
+                broker.publish(c.topic, c.payload, c.qos, c.retain), loop
+            )
+
+    async def _publish_state(self, *, online: bool) -> None:
+        """The host's retained Sparkplug STATE on the embedded broker (the bridge does its own)."""
+        if self.sparkplug is None or self.broker is None:
+            return
+        state_topic = sparkplug_topic.state_topic(self.settings.sparkplug_host)
+        await self.broker.publish(
+            state_topic, state_payload(online, self._state_ts), qos=1, retain=True
+        )
+        log.info("sparkplug_state", extra={"topic": state_topic, "online": online})
 
     async def stop(self) -> None:
         """Settle everything in flight: simulators, then MQTT intake, then the last Kafka batch."""
@@ -218,6 +255,7 @@ class EdgeGateway:
         self._stop_heartbeat.set()
         await self._join("heartbeat", timeout=5)
         if self.broker is not None:
+            await self._publish_state(online=False)
             await self.broker.stop()
             self.counters.mqtt_connected = False
         if self.intake is not None:
@@ -327,6 +365,14 @@ class EdgeGateway:
             received_rate=self._received_rate.rate(now_s, c.received_total),
             forwarded_rate=self._forwarded_rate.rate(now_s, c.forwarded_total),
             failed_tasks=tuple(sorted(self.tasks.failed)),
+            sparkplug=None
+            if self.sparkplug is None
+            else SparkplugStatus(
+                host_id=s.sparkplug_host,
+                nodes_online=self.sparkplug.online_nodes(),
+                rebirths_requested_total=self.sparkplug.rebirths_requested_total,
+                by_reason=dict(self.sparkplug.counts),
+            ),
             buffer_runway_s=self._runway.runway(
                 now_s,
                 buffer.appended_bytes_total,

@@ -1,4 +1,5 @@
-"""External broker -> buffer: a paho client subscribed to telemetry and status hands each message
+"""External broker -> buffer: a paho client subscribed to telemetry and status (and spBv1.0/#
+with the Sparkplug host on, whose STATE it publishes and whose will it leaves) hands each message
 to the intake (edge_gateway.intake) and acknowledges it (`manual_ack`) only once the intake has
 committed it, so the broker redelivers anything not yet durable."""
 
@@ -16,6 +17,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_gateway.intake import Inbound, IntakeTarget, now_ms
 from edge_gateway.settings import EdgeSettings, MqttEndpoint
+from edge_gateway.sparkplug import topic as sparkplug_topic
+from edge_gateway.sparkplug.host import Command, state_payload
 from protocol import topics
 
 log = logging.getLogger("edge.bridge")
@@ -36,7 +39,8 @@ class Bridge:
         self._counters = target.counters
         self._stopping = threading.Event()
         self.subscribed = threading.Event()
-        self._intake = target.intake(on_durable=self._ack)
+        self._intake = target.intake(on_durable=self._ack, on_commands=self.publish)
+        self._sparkplug = settings.sparkplug_enabled
         endpoint = endpoint or settings.mqtt_endpoint()
         if endpoint.tls and tls_context is None:
             raise ValueError(f"{endpoint.url} needs a TLS context")  # never plaintext instead
@@ -60,6 +64,13 @@ class Bridge:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        if self._sparkplug:
+            # Sparkplug 3.0 host STATE: the will and the birth carry the same timestamp.
+            self._state_topic = sparkplug_topic.state_topic(settings.sparkplug_host)
+            self._state_ts = now_ms()
+            client.will_set(
+                self._state_topic, state_payload(False, self._state_ts), qos=1, retain=True
+            )
         self._client = client
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -70,9 +81,19 @@ class Bridge:
         self._client.connect_async(host, port, keepalive=self._settings.mqtt_keepalive_s)
         self._client.loop_start()
 
+    def publish(self, commands: list[Command]) -> None:
+        """Publish the Sparkplug host's commands (paho queues them while disconnected)."""
+        for command in commands:
+            self._client.publish(command.topic, command.payload, command.qos, command.retain)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Settle what was received: commit and acknowledge it, then disconnect."""
         self._intake.drain(timeout)
+        if self._sparkplug and self.subscribed.is_set():
+            offline = state_payload(False, self._state_ts)
+            self._client.publish(self._state_topic, offline, qos=1, retain=True).wait_for_publish(
+                timeout
+            )
         self._stopping.set()
         self._client.disconnect()
         self._client.loop_stop()
@@ -98,7 +119,13 @@ class Bridge:
             "mqtt_connected",
             extra={"broker": self._url(), "session_present": flags.session_present},
         )
-        client.subscribe([(topics.MQTT_TELEMETRY_FILTER, 1), (topics.MQTT_STATUS_FILTER, 1)])
+        filters = [(topics.MQTT_TELEMETRY_FILTER, 1), (topics.MQTT_STATUS_FILTER, 1)]
+        if self._sparkplug:
+            filters.append((sparkplug_topic.FILTER, 1))
+            client.publish(
+                self._state_topic, state_payload(True, self._state_ts), qos=1, retain=True
+            )
+        client.subscribe(filters)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         # paho calls this inside its `except OSError`, so the error (refused, unreachable, a
@@ -122,7 +149,8 @@ class Bridge:
             return
         self._counters.mqtt_connected = True
         self.subscribed.set()
-        log.info("mqtt_subscribed", extra={"filters": "telemetry,status"})
+        filters = "telemetry,status" + (",sparkplug" if self._sparkplug else "")
+        log.info("mqtt_subscribed", extra={"filters": filters})
 
     def _on_disconnect(
         self,

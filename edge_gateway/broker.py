@@ -159,6 +159,15 @@ class EmbeddedBroker:
             self._broker = None
             log.info("broker_stopped")
 
+    async def publish(self, topic: str, data: bytes, qos: int = 0, retain: bool = False) -> None:
+        """A message of the gateway's own (Sparkplug STATE, NCMD) to the broker's subscribers."""
+        if self._broker is None:
+            return
+        if retain:
+            await self._broker.retain_message(None, topic, data, qos)
+        # Broker's own method: the gateway's override would offer it to the intake.
+        await Broker._broadcast_message(self._broker, None, topic, data, qos)
+
     @property
     def running(self) -> bool:
         return self._broker is not None and self._broker.transitions.state == "started"

@@ -1,5 +1,6 @@
 """Embedded broker -> buffer, inside the broker's process: a device's PUBLISH on a telemetry or
-status topic goes from its session straight to the intake (edge_gateway.intake), and its PUBACK
+status topic (or, with the Sparkplug host on, an edge node's spBv1.0 message) goes from its
+session straight to the intake (edge_gateway.intake), and its PUBACK
 leaves only once the intake has committed it. A gateway killed at any moment has acknowledged
 nothing it could lose: the device still holds the rest and sends it again when it reconnects.
 
@@ -20,8 +21,7 @@ from typing import Any, Protocol, cast
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.publish import PublishPacket
 
-from edge_gateway.intake import Inbound, IntakeTarget, now_ms
-from protocol import topics
+from edge_gateway.intake import CommandCallback, Inbound, IntakeTarget, now_ms
 
 log = logging.getLogger("edge.broker_intake")
 
@@ -98,7 +98,7 @@ class SessionIntake:
             await self._default(packet)  # amqtt closes the connection (MQTT-3.3.2-2)
             return
         payload = bytes(data)
-        ours = topics.matches_device_filters(topic)
+        ours = self._intake.takes(topic)
         allowed = self._hooks.allows_publish(self._handler, topic)
         pending = None
         if qos == 1:
@@ -139,8 +139,11 @@ class SessionIntake:
 class BrokerIntake:
     """The embedded broker's sessions -> the intake -> PUBACKs back on the event loop."""
 
-    def __init__(self, target: IntakeTarget) -> None:
-        self._intake = target.intake(on_durable=self._durable)
+    def __init__(self, target: IntakeTarget, on_commands: CommandCallback = lambda _: None) -> None:
+        """`on_commands`: publishes what the Sparkplug host asks for (called on the writer
+        thread)."""
+        self._target = target
+        self._intake = target.intake(on_durable=self._durable, on_commands=on_commands)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.subscribed = threading.Event()  # the intake takes messages (as the bridge's is)
 
@@ -152,6 +155,9 @@ class BrokerIntake:
     def attach(self, handler: BrokerProtocolHandler, hooks: BrokerHooks) -> None:
         SessionIntake(handler, self, hooks).install()
 
+    def takes(self, topic: str) -> bool:
+        return self._target.takes(topic)
+
     def put_nowait(self, message: Inbound) -> None:
         self._intake.put_nowait(message)
 
@@ -161,7 +167,7 @@ class BrokerIntake:
     async def offer(self, topic: str, data: bytes) -> None:
         """A message the broker publishes itself (a will, QoS 2 after amqtt's own flow): stored
         without an acknowledgement to hold back."""
-        if topics.matches_device_filters(topic):
+        if self._target.takes(topic):
             message = Inbound(topic, data, now_ms())
             try:
                 self._intake.put_nowait(message)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from edge_gateway.buffer import AppendResult, Buffer
 from edge_gateway.routing import MessageRouter, Routed
+from edge_gateway.sparkplug.host import Command
 from edge_gateway.stats import GatewayCounters
 
 log = logging.getLogger("edge.intake")
@@ -42,6 +43,10 @@ class Inbound:
 
 # Called on the writer thread with the batch's tokens in the order received (MQTT-4.6.0-2).
 DurableCallback = Callable[[list[object]], None]
+# Called on the writer thread with what the Sparkplug host wants published (NCMD rebirths).
+CommandCallback = Callable[[list[Command]], None]
+# How often the writer wakes on a quiet inbox for the Sparkplug host's reorder timeouts.
+TICK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,9 @@ class IntakeTarget:
     batch_max: int
     on_appended: Callable[[], None] = lambda: None
 
-    def intake(self, on_durable: DurableCallback) -> Intake:
+    def intake(
+        self, on_durable: DurableCallback, on_commands: CommandCallback = lambda _: None
+    ) -> Intake:
         return Intake(
             self.buffer,
             self.router,
@@ -63,7 +70,11 @@ class IntakeTarget:
             batch_max=self.batch_max,
             on_durable=on_durable,
             on_appended=self.on_appended,
+            on_commands=on_commands,
         )
+
+    def takes(self, topic: str) -> bool:
+        return self.router.takes(topic)
 
 
 class Intake:
@@ -76,6 +87,7 @@ class Intake:
         batch_max: int,
         on_durable: DurableCallback,
         on_appended: Callable[[], None] = lambda: None,
+        on_commands: CommandCallback = lambda _: None,
     ) -> None:
         self._buffer = buffer
         self._router = router
@@ -83,6 +95,9 @@ class Intake:
         self._batch_max = batch_max
         self._on_durable = on_durable
         self._on_appended = on_appended
+        self._on_commands = on_commands
+        self._tick_s = TICK_S if router.sparkplug is not None else None
+        self._next_tick = 0.0
         self._inbox: queue.Queue[Inbound | None] = queue.Queue(maxsize=INBOX_MAX)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
@@ -115,8 +130,9 @@ class Intake:
     def _run(self) -> None:
         while True:
             batch, done = self._next_batch()
-            if batch:
-                self._commit(batch)
+            tick = self._tick_due()
+            if batch or tick:
+                self._commit(batch, tick=tick)
                 for _ in batch:
                     self._inbox.task_done()
             if done:
@@ -125,7 +141,10 @@ class Intake:
     def _next_batch(self) -> tuple[list[Inbound], bool]:
         """Whatever is waiting, up to the batch limit, without waiting for more (group commit:
         under load the batch is what came during the previous commit)."""
-        first = self._inbox.get()
+        try:
+            first = self._inbox.get(timeout=self._tick_s)
+        except queue.Empty:
+            return [], False
         if first is None:
             self._inbox.task_done()
             return [], True
@@ -141,18 +160,49 @@ class Intake:
             batch.append(item)
         return batch, False
 
-    def _commit(self, batch: list[Inbound]) -> None:
-        routed = [self._router.route(m.topic, m.payload, m.received_ms) for m in batch]
-        result = self._append(routed)
+    def _tick_due(self) -> bool:
+        if self._tick_s is None:
+            return False
+        now = time.monotonic()
+        if now < self._next_tick:
+            return False
+        self._next_tick = now + self._tick_s
+        return True
+
+    def _commit(self, batch: list[Inbound], *, tick: bool = False) -> None:
+        route = self._router.route_all
+        routed = [r for m in batch for r in route(m.topic, m.payload, m.received_ms)]
+        if tick:
+            routed += self._router.tick(now_ms())
+        result = self._append(routed) if routed else AppendResult(0, 0)
         if result is None:
             return
         tokens = [m.ack for m in batch if m.ack is not None]
         if tokens:
             self._on_durable(tokens)
-        self._count(routed)
+        self._count(len(batch), routed)
+        self._side_effects()
         if result.dropped:
             self._log_drop(result.dropped)
-        self._on_appended()
+        if routed:
+            self._on_appended()
+
+    def _side_effects(self) -> None:
+        commands, notices = self._router.take_side_effects()
+        for notice in notices:
+            log.warning(
+                notice.event,
+                extra={
+                    "device": notice.device_id,
+                    "reason": notice.reason,
+                    "detail": notice.detail,
+                },
+            )
+        if commands:
+            try:
+                self._on_commands(commands)
+            except Exception:  # a publish that failed must not stop the intake
+                log.exception("sparkplug_command_failed", extra={"commands": len(commands)})
 
     def _append(self, routed: Sequence[Routed]) -> AppendResult | None:
         delay = 0.05
@@ -169,9 +219,9 @@ class Intake:
                     return None
                 delay = min(delay * 2, _BUFFER_RETRY_MAX_S)
 
-    def _count(self, routed: Sequence[Routed]) -> None:
+    def _count(self, received: int, routed: Sequence[Routed]) -> None:
         c = self._counters
-        c.received_total += len(routed)
+        c.received_total += received
         for r in routed:
             if r.kind == "reading":
                 c.readings_total += 1

@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from edge_gateway.buffer import BufferRecord
+from edge_gateway.sparkplug import topic as sparkplug_topic
+from edge_gateway.sparkplug.host import (
+    Command,
+    Notice,
+    Output,
+    Reading,
+    Refused,
+    SparkplugHost,
+    Status,
+)
 from protocol import topics
 from protocol.codec import (
     DecodeError,
@@ -82,7 +92,9 @@ class MessageRouter:
         max_future_ms: int,
         seq_window: int = 32,
         kafka_topics: topics.KafkaTopics | None = None,
+        sparkplug: SparkplugHost | None = None,
     ) -> None:
+        """`sparkplug`: the Sparkplug B host for spBv1.0/ topics (None: they are not taken)."""
         self.gateway_id = gateway_id
         # Records carry their prefixed topic into the buffer: what was routed under one prefix
         # is forwarded there, even after a restart with another.
@@ -91,6 +103,60 @@ class MessageRouter:
         self.max_future_ms = max_future_ms
         self.seq = SeqTracker(seq_window)
         self.dead_letters_by_reason: Counter[str] = Counter()
+        self.sparkplug = sparkplug
+        # The Sparkplug host's side effects, for the intake to carry out after its commit.
+        self.commands: list[Command] = []
+        self.notices: list[Notice] = []
+
+    def takes(self, mqtt_topic: str) -> bool:
+        """Whether a published topic belongs in the intake."""
+        if topics.matches_device_filters(mqtt_topic):
+            return True
+        return self.sparkplug is not None and sparkplug_topic.is_inbound(mqtt_topic)
+
+    def route_all(self, mqtt_topic: str, payload: bytes, received_ts: int) -> list[Routed]:
+        """One MQTT message -> its records: one for our topics; for a Sparkplug message none
+        (held, skipped), one, or several (a death's statuses, readings released in seq order)."""
+        if self.sparkplug is not None and mqtt_topic.startswith(sparkplug_topic.NAMESPACE + "/"):
+            if not sparkplug_topic.is_inbound(mqtt_topic):
+                return []  # STATE, NCMD, DCMD: other hosts' and our own, not data
+            outputs = self.sparkplug.receive(mqtt_topic, payload, received_ts)
+            return self._from_host(outputs, mqtt_topic, payload, received_ts)
+        return [self.route(mqtt_topic, payload, received_ts)]
+
+    def tick(self, now_ms: int) -> list[Routed]:
+        """Sparkplug reorder timeouts: held messages released, rebirths requested."""
+        if self.sparkplug is None:
+            return []
+        return self._from_host(self.sparkplug.tick(now_ms), "", b"", now_ms)
+
+    def _from_host(
+        self, outputs: list[Output], mqtt_topic: str, payload: bytes, received_ts: int
+    ) -> list[Routed]:
+        routed = []
+        for out in outputs:
+            # Readings and statuses take the same validation as a device's own JSON.
+            if isinstance(out, Reading):
+                where = topics.telemetry_topic(out.site, out.device_id)
+                routed.append(self.route(where, out.payload(), received_ts))
+            elif isinstance(out, Status):
+                where = topics.status_topic(out.site, out.device_id)
+                routed.append(self.route(where, out.payload(), received_ts))
+            elif isinstance(out, Refused):
+                error = DecodeError(out.reason, out.detail)
+                routed.append(
+                    self._dead_letter(error, mqtt_topic, payload, received_ts, out.device_id)
+                )
+            elif isinstance(out, Command):
+                self.commands.append(out)
+            else:
+                self.notices.append(out)
+        return routed
+
+    def take_side_effects(self) -> tuple[list[Command], list[Notice]]:
+        commands, notices = self.commands, self.notices
+        self.commands, self.notices = [], []
+        return commands, notices
 
     def route(self, mqtt_topic: str, payload: bytes, received_ts: int) -> Routed:
         device_id: str | None = None

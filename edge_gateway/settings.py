@@ -112,6 +112,13 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
 
     # OPC UA and Modbus TCP connectors (docs/connectors.md); validated at start, refused whole.
     connectors_file: Path | None = None
+    # Sparkplug B host (edge_gateway/sparkplug, docs/sparkplug.md): off unless asked for, so a
+    # gateway on a shared plant broker takes in no one else's Sparkplug traffic by surprise.
+    sparkplug_enabled: bool = False
+    # The host id of spBv1.0/STATE/{host_id}; unset = the gateway id.
+    sparkplug_host_id: str | None = Field(default=None, pattern=r"^[^/+#]{1,64}$")
+    # How long a message after a seq gap waits for the missing ones before a rebirth request.
+    sparkplug_reorder_timeout_ms: int = Field(default=2000, ge=10, le=60_000)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -130,6 +137,10 @@ class EdgeSettings(BaseSettings, KafkaSecurityFields):
     @property
     def bridge_client_id(self) -> str:
         return self.mqtt_client_id or f"bridge-{self.gateway_id}"
+
+    @property
+    def sparkplug_host(self) -> str:
+        return self.sparkplug_host_id or self.gateway_id
 
     def mqtt_endpoint(self) -> MqttEndpoint:
         """Where the bridge (and in-process simulators) connect."""

@@ -55,6 +55,25 @@ class RateMeter:
 
 
 @dataclass(frozen=True, slots=True)
+class SparkplugStatus:
+    """The Sparkplug B host's (edge_gateway.sparkplug.host) view, when it is on."""
+
+    host_id: str
+    nodes_online: int
+    rebirths_requested_total: int
+    # Skipped metrics, refused messages and seq anomalies, by reason.
+    by_reason: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host_id": self.host_id,
+            "nodes_online": self.nodes_online,
+            "rebirths_requested_total": self.rebirths_requested_total,
+            "by_reason": dict(sorted(self.by_reason.items())),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayStatus:
     gateway_id: str
     site: str
@@ -79,6 +98,7 @@ class GatewayStatus:
     buffer_runway_s: float | None = None
     # edge_gateway.connectors.health.ConnectorHealth.snapshot() of each configured connector.
     connectors: tuple[dict[str, Any], ...] = ()
+    sparkplug: SparkplugStatus | None = None  # None: the Sparkplug host is off
 
     @property
     def oldest_age_s(self) -> float | None:
@@ -139,6 +159,7 @@ class GatewayStatus:
                 "forwarded_per_s": round(self.forwarded_rate, 2),
             },
             "connectors": list(self.connectors),
+            "sparkplug": None if self.sparkplug is None else self.sparkplug.to_json(),
         }
 
     def to_edge_metrics(self) -> EdgeMetrics:
@@ -185,6 +206,32 @@ def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
 
 
+def _sparkplug_families(sparkplug: SparkplugStatus | None) -> list[Family]:
+    if sparkplug is None:
+        return []
+    by_reason = [((("reason", r),), n) for r, n in sorted(sparkplug.by_reason.items())]
+    return [
+        Family(
+            "edge_sparkplug_events_total",
+            "counter",
+            "Sparkplug metrics skipped, messages refused and seq anomalies, by reason.",
+            by_reason,
+        ),
+        Family(
+            "edge_sparkplug_rebirths_requested_total",
+            "counter",
+            "Sparkplug rebirth requests (NCMD Node Control/Rebirth) sent.",
+            one(sparkplug.rebirths_requested_total),
+        ),
+        Family(
+            "edge_sparkplug_nodes_online",
+            "gauge",
+            "Sparkplug edge nodes with a current NBIRTH.",
+            one(sparkplug.nodes_online),
+        ),
+    ]
+
+
 def prometheus_text(status: GatewayStatus) -> str:
     """Prometheus text exposition format 0.0.4."""
     c, b = status.counters, status.buffer
@@ -200,6 +247,7 @@ def prometheus_text(status: GatewayStatus) -> str:
     ]
     return render(
         [
+            *_sparkplug_families(status.sparkplug),
             Family(
                 "edge_received_total", "counter", "MQTT messages received.", one(c.received_total)
             ),

@@ -90,6 +90,16 @@ def render_status(status: dict[str, Any]) -> str:
         rows.append(("dead letters", ", ".join(f"{k} {v:,}" for k, v in reasons.items())))
     if c.get("seq_gaps_total"):
         rows.append(("seq gaps", f"{c['seq_gaps_total']:,} readings missing by seq"))
+    sparkplug = status.get("sparkplug")
+    if sparkplug:
+        events = ", ".join(f"{k} {v:,}" for k, v in sparkplug["by_reason"].items()) or "none"
+        rows.append(
+            (
+                "sparkplug",
+                f"host {sparkplug['host_id']}, {sparkplug['nodes_online']:,} nodes online, "
+                f"{sparkplug['rebirths_requested_total']:,} rebirths requested; {events}",
+            )
+        )
     refused = {
         k: c.get(f"mqtt_{k}_refused_total") or 0 for k in ("connect", "publish", "subscribe")
     }

@@ -46,6 +46,10 @@ REASONS: Final = (
     "bad_ts",
     "ts_out_of_range",
     "duplicate_seq",
+    # Sparkplug B messages (edge_gateway/sparkplug), dead-lettered whole:
+    "sparkplug_bad_topic",  # not spBv1.0/{group}/{N|D}{BIRTH|DATA|DEATH}/{node}[/{device}]
+    "sparkplug_bad_id",  # group, node or device id outside our identifier pattern
+    "sparkplug_bad_payload",  # not a Sparkplug B protobuf payload (corrupt or truncated)
 )
 
 DEFAULT_MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -16,6 +17,7 @@ from edge_gateway.settings import MqttEndpoint
 from edge_gateway.simulators.catalog import ALL_TYPES
 from edge_gateway.simulators.fleet import parse_types
 from edge_gateway.simulators.runner import SimulatorConfig, SimulatorStats, run_simulators
+from edge_gateway.simulators.sparkplug_node import DEFAULT_NODE_ID, SparkplugNode
 from iot_common.logs import configure_logging
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -77,7 +79,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "metric, node id ns=2;s={device_id}.{metric}) or a Modbus TCP server (a unit id per "
             "device: float32 holding registers, uint32 counters, coils for flags), and the "
             "matching EDGE_CONNECTORS_FILE is printed (or written with --connectors-file) for a "
-            "gateway to read them (docs/connectors.md)."
+            "gateway to read them (docs/connectors.md). With --protocol "
+            "sparkplug the devices are instead the Sparkplug B devices of one edge node "
+            "(group id = --site, edge node id = --sparkplug-node) on one connection: NBIRTH and "
+            "DBIRTHs with metric names, aliases and units, DDATA by alias, DDEATH and NDEATH "
+            "(also the MQTT will), and new births on a Node Control/Rebirth command; the gateway "
+            "needs EDGE_SPARKPLUG_ENABLED=true (docs/sparkplug.md)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -96,6 +103,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--certfile", type=Path, help="mqtts: client certificate (PEM) for mutual TLS"
     )
     parser.add_argument("--keyfile", type=Path, help="mqtts: the client certificate's key (PEM)")
+    parser.add_argument(
+        "--protocol",
+        choices=("json", "sparkplug"),
+        default="json",
+        help="json: our plant/{site}/{device}/telemetry topics, one connection per device; "
+        "sparkplug: Sparkplug B 3.0 protobuf on spBv1.0/{site}/..., one edge node",
+    )
+    parser.add_argument(
+        "--sparkplug-node",
+        default=DEFAULT_NODE_ID,
+        help="--protocol sparkplug: the edge node id (readings arrive as device "
+        "{node}.{device_id})",
+    )
     parser.add_argument("--site", default="site-1", help="site name used in topics")
     parser.add_argument(
         "--types",
@@ -212,6 +232,18 @@ async def run_async(
             loop.remove_signal_handler(sig)
 
 
+def run_sparkplug(config: SimulatorConfig, node_id: str) -> SimulatorStats:
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        return SparkplugNode(config, node_id).run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def print_settings(config: SimulatorConfig, out: TextIO) -> None:
     print("simulate: effective settings", file=out)
     for key, value in config.describe().items():
@@ -233,7 +265,10 @@ def run_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
         configure_logging("INFO")
     if not args.quiet:
         print_settings(config, out)
-    stats = asyncio.run(run_async(config, quiet=args.quiet, out=out))
+    if getattr(args, "protocol", "json") == "sparkplug":
+        stats = run_sparkplug(config, getattr(args, "sparkplug_node", DEFAULT_NODE_ID))
+    else:
+        stats = asyncio.run(run_async(config, quiet=args.quiet, out=out))
     if not args.quiet:
         print(f"simulate: stopped {format_progress(stats)}", file=out)
     return 0
