@@ -105,10 +105,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--keyfile", type=Path, help="mqtts: the client certificate's key (PEM)")
     parser.add_argument(
         "--protocol",
-        choices=("json", "sparkplug"),
-        default="json",
-        help="json: our plant/{site}/{device}/telemetry topics, one connection per device; "
-        "sparkplug: Sparkplug B 3.0 protobuf on spBv1.0/{site}/..., one edge node",
+        choices=("mqtt", "sparkplug", "opcua", "modbus"),
+        default="mqtt",
+        help="mqtt: our JSON on plant/{site}/{device}/telemetry, one connection per device; "
+        "sparkplug: Sparkplug B 3.0 protobuf on spBv1.0/{site}/..., one edge node; opcua, "
+        "modbus: serve the devices from an OPC UA or a Modbus TCP server",
     )
     parser.add_argument(
         "--sparkplug-node",
@@ -142,12 +143,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=_positive_int,
         default=None,
         help="stop after this many readings per device (default: run until interrupted)",
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=("mqtt", "opcua", "modbus"),
-        default="mqtt",
-        help="publish over MQTT, or serve the devices from an OPC UA or a Modbus TCP server",
     )
     parser.add_argument(
         "--listen",
@@ -252,7 +247,7 @@ def print_settings(config: SimulatorConfig, out: TextIO) -> None:
 
 
 def run_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
-    if args.protocol != "mqtt":
+    if args.protocol in ("opcua", "modbus"):
         from edge_gateway.simulators.industrial_cli import run_industrial
 
         return run_industrial(args, out=out)
@@ -265,7 +260,7 @@ def run_command(args: argparse.Namespace, *, out: TextIO = sys.stdout) -> int:
         configure_logging("INFO")
     if not args.quiet:
         print_settings(config, out)
-    if getattr(args, "protocol", "json") == "sparkplug":
+    if args.protocol == "sparkplug":
         stats = run_sparkplug(config, getattr(args, "sparkplug_node", DEFAULT_NODE_ID))
     else:
         stats = asyncio.run(run_async(config, quiet=args.quiet, out=out))

@@ -49,7 +49,7 @@ def test_simulate_help_describes_the_protocols(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         build_parser().parse_args(["simulate", "--help"])
     text = capsys.readouterr().out
-    assert "--protocol {mqtt,opcua,modbus}" in text
+    assert "--protocol {mqtt,sparkplug,opcua,modbus}" in text
     assert "EDGE_CONNECTORS_FILE" in text
     args = build_parser().parse_args(["simulate", "--protocol", "modbus", "--listen", "h:502"])
     assert args.listen == ("h", 502)
