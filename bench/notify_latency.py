@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import statistics
 import tempfile
 import time
@@ -164,14 +165,18 @@ async def run_pipeline(
                     raise RuntimeError(f"sample {i} never arrived; see {worker.log_path}")
                 await asyncio.sleep(0.01)  # bench polling interval
             latencies.append(receiver.arrived[device] - sent)
-            await asyncio.sleep(args.interval)  # pacing between samples
+            # Pacing with jitter over the dispatcher's 0.5 s period, so samples do not lock
+            # onto one phase of its timer.
+            await asyncio.sleep(args.interval + random.uniform(0, 0.5))
         return latencies
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
+    parser.add_argument(
+        "--interval", type=float, default=0.2, help="seconds between samples (plus 0-0.5 s)"
+    )
     args = parser.parse_args()
     run_services("start", "kafka", "postgres", "redis")
     isolate_children()

@@ -271,6 +271,8 @@ class MemoryDatabase:
         newer = t.ts > open_.updated_at if t.kind == "raised" else t.ts >= open_.updated_at
         if not newer:
             return open_  # a replayed or late transition: the open alert, unchanged
+        if t.kind == "updated" and t.severity == "critical" and open_.severity != "critical":
+            self.add_to_outbox(open_.id, "firing")  # a rise to critical is notified again
         return self.put_alert(
             open_,
             occurrences=open_.occurrences + (1 if t.kind == "raised" else 0),

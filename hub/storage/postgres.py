@@ -250,10 +250,12 @@ _ACTIVE_ALERT = """
 coalesce(device_id, '') = coalesce($1, '') AND coalesce(gateway_id, '') = coalesce($2, '')
 AND rule = $3 AND state = 'active'
 """
+# Returns the severity before the update too: a rise to critical is notified again.
 _UPDATE_ALERT = f"""
-UPDATE alerts SET severity = $4, metric = $5, value = $6, message = $7, updated_at = $8
-WHERE {_ACTIVE_ALERT} AND updated_at <= $8
-RETURNING *
+UPDATE alerts a SET severity = $4, metric = $5, value = $6, message = $7, updated_at = $8
+FROM (SELECT id, severity FROM alerts WHERE {_ACTIVE_ALERT} AND updated_at <= $8 FOR UPDATE) o
+WHERE a.id = o.id
+RETURNING a.*, o.severity AS old_severity
 """
 # The notification outbox (db/0005_notifications.sql): written in the transaction of the
 # transition it tells of, so a crash can neither lose nor invent a notification.
@@ -288,6 +290,17 @@ def _direct_records(
             ts = stamps[ts_ms] = ms_to_datetime(ts_ms)
         out.append((device_id, metric, ts, value, seq))
     return out
+
+
+def _notified(kind: str, record: Any) -> str | None:
+    """The outbox event a transition owes: a new alert, a rise to critical (routes for critical
+    alerts hear of it now) and a clear; nothing for a repeat or another update."""
+    if kind == "raised":
+        return "firing" if record["inserted"] else None
+    if kind == "updated":
+        rose = record["severity"] == "critical" and record["old_severity"] != "critical"
+        return "firing" if rose else None
+    return "resolved"
 
 
 def _coarse(name: str) -> tiers.Tier:
@@ -564,8 +577,9 @@ class Database:
         """Persist a rule's transition. ``raised`` opens an alert, or counts one more occurrence
         of the open one for the same (device or gateway, rule); ``updated`` and ``cleared``
         change the open one, and return None when there is none. A ``raised`` or ``updated``
-        no newer than the open alert's last update (a replay) leaves it as it is. A new alert
-        and a clear put their notification into the outbox in the same transaction."""
+        no newer than the open alert's last update (a replay) leaves it as it is. A new alert,
+        a rise to critical and a clear put their notification into the outbox in the same
+        transaction."""
         key = (t.device_id, t.gateway_id, t.rule)
         ts = ms_to_datetime(t.ts)
         args: tuple[object, ...]
@@ -582,10 +596,10 @@ class Database:
             if record is None and t.kind != "cleared":
                 # A replayed or late transition: the open alert, unchanged (None if none).
                 record = await conn.fetchrow(f"SELECT * FROM alerts WHERE {_ACTIVE_ALERT}", *key)
-            elif record is not None and t.kind == "raised" and record["inserted"]:
-                await conn.execute(_OUTBOX, record["id"], "firing")
-            elif record is not None and t.kind == "cleared":
-                await conn.execute(_OUTBOX, record["id"], "resolved")
+            elif record is not None:
+                event = _notified(t.kind, record)
+                if event is not None:
+                    await conn.execute(_OUTBOX, record["id"], event)
         return None if record is None else alert_row(record)
 
     async def acknowledge_alert(

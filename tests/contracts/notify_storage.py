@@ -111,6 +111,19 @@ class NotifyStorageContract:
         (a,) = await s.store.claim_due(now, LEASE, 10)
         assert a.channel == "a"
 
+    async def test_a_rise_to_critical_is_notified(self, notify_stores: NotifyStores) -> None:
+        s, now = notify_stores, int(time.time() * 1000)
+        config = _config(match={"severity": ["critical"]})
+        await s.store.seed_from_file(config)
+        row = await self._raise(s, "oven-10", now, severity="warning")
+        await s.store.route_outbox(config, now, 10)
+        assert await s.store.claim_due(now, LEASE, 10) == []  # a warning: not for this route
+        await s.alerts.apply_alert(_raised("oven-10", now + 1000, kind="updated"))
+        await s.alerts.apply_alert(_raised("oven-10", now + 2000, kind="updated"))  # still critical
+        assert await s.store.route_outbox(config, now + 2000, 10) == 1
+        (d,) = await s.store.claim_due(now + 2000, LEASE, 10)
+        assert (d.alert.id, d.alert.severity, d.event) == (row.id, "critical", "firing")
+
     async def test_a_route_that_does_not_match_makes_nothing(
         self, notify_stores: NotifyStores
     ) -> None:
