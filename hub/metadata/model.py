@@ -111,13 +111,21 @@ def _range(where: str, value: Any) -> Range | None:
         value = [value.get("min"), value.get("max")]
     if not isinstance(value, list | tuple) or len(value) != 2:
         raise ValueError(f"{where}: expected [min, max]")
-    low, high = value
-    for end, v in (("min", low), ("max", high)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+    ends = []
+    for end, v in (("min", value[0]), ("max", value[1])):
+        if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f"{where}.{end}: expected a finite number, got {v!r}")
+        try:
+            number = float(v)  # an int too large for a float overflows
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{where}.{end}: expected a finite number")
+        ends.append(number)
+    low, high = ends
     if low > high:
-        raise ValueError(f"{where}: min {low} is greater than max {high}")
-    return (float(low), float(high))
+        raise ValueError(f"{where}: min {low:g} is greater than max {high:g}")
+    return (low, high)
 
 
 def _metric(where: str, raw: Any) -> MetricMeta:

@@ -44,6 +44,8 @@ def test_a_full_device_document_round_trips() -> None:
             "metrics.temp_c.engineering.max",
         ),
         ({"metrics": {"temp_c": {"normal": [0]}}}, "metrics.temp_c.normal"),
+        ({"metrics": {"temp_c": {"normal": [0, 10**400]}}}, "metrics.temp_c.normal.max"),
+        ({"metrics": {"temp_c": {"normal": {"min": "0", "max": 1}}}}, "metrics.temp_c.normal.min"),
         ({"metrics": {"Temp C": {"unit": "C"}}}, "metrics.Temp C"),
         ({"metrics": {"a" * 65: {"unit": "C"}}}, "metrics." + "a" * 65),
         ({"metrics": {"temp_c": {"unit": "x" * 33}}}, "metrics.temp_c.unit"),
