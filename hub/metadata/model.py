@@ -47,7 +47,16 @@ METRIC_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_NAME: Final = 120  # display names and hierarchy names
 MAX_UNIT: Final = 32
 MAX_DESCRIPTION: Final = 1000
+MAX_SOURCE_NAME: Final = 256
 MAX_METRICS: Final = 500
+_METRIC_FIELDS: Final = (
+    "display_name",
+    "unit",
+    "normal",
+    "engineering",
+    "description",
+    "source_name",
+)
 
 Range = tuple[float, float]
 
@@ -59,10 +68,11 @@ class MetricMeta:
     normal: Range | None = None
     engineering: Range | None = None
     description: str | None = None
+    source_name: str | None = None  # the name at the source (a Sparkplug metric's), if renamed
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("display_name", "unit", "description"):
+        for key in ("display_name", "unit", "description", "source_name"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -131,7 +141,7 @@ def _range(where: str, value: Any) -> Range | None:
 def _metric(where: str, raw: Any) -> MetricMeta:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected an object")
-    unknown = set(raw) - {"display_name", "unit", "normal", "engineering", "description"}
+    unknown = set(raw) - set(_METRIC_FIELDS)
     if unknown:
         raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
     return MetricMeta(
@@ -140,6 +150,7 @@ def _metric(where: str, raw: Any) -> MetricMeta:
         normal=_range(f"{where}.normal", raw.get("normal")),
         engineering=_range(f"{where}.engineering", raw.get("engineering")),
         description=_text(f"{where}.description", raw.get("description"), MAX_DESCRIPTION),
+        source_name=_text(f"{where}.source_name", raw.get("source_name"), MAX_SOURCE_NAME),
     )
 
 
@@ -172,11 +183,7 @@ def parse_document(raw: Any, *, device: bool) -> MetadataDoc:
 def _overlay_metric(low: MetricMeta, high: MetricMeta) -> MetricMeta:
     return replace(
         low,
-        **{
-            key: getattr(high, key)
-            for key in ("display_name", "unit", "normal", "engineering", "description")
-            if getattr(high, key) is not None
-        },
+        **{key: getattr(high, key) for key in _METRIC_FIELDS if getattr(high, key) is not None},
     )
 
 
