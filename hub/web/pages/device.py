@@ -164,8 +164,10 @@ class DevicePage:
                         ui.label(self._metric_label(metric)).classes("text-[11px] opacity-60").mark(
                             f"metric-label-{metric}"
                         )
-                        self.value_labels[metric] = ui.label("-").classes(
-                            "text-base font-medium iot-mono"
+                        self.value_labels[metric] = (
+                            ui.label("-")
+                            .classes("text-base font-medium iot-mono")
+                            .mark(f"value-{metric}")
                         )
 
     def _meta(self, metric: str) -> MetricMeta:
