@@ -16,8 +16,8 @@ from hub.metadata.model import MetadataDoc, merge, parse_document
 from hub.metadata.seed import seed_document, seed_types
 from hub.storage.audit_model import Actor, AuditEvent
 from hub.storage.metadata_store import MetadataEntry, MetadataStore, Scope, StoredSource
-from hub.storage.web_model import DeviceView
-from hub.storage.web_ports import AuditTrail
+from hub.storage.web_model import DeviceFilter, DeviceView
+from hub.storage.web_ports import AuditTrail, ReadModel
 from hub.web.model import Principal, can_administer
 
 __all__ = [
@@ -31,6 +31,9 @@ __all__ = [
 log = logging.getLogger("hub.web.metadata")
 
 LEVELS: Final = ("site", "area", "line", "machine")
+Place = tuple[str, str, str, str]  # site, area, line, machine ("" where unnamed)
+_DEVICE_PAGE: Final = 1000
+MAX_DEVICES_SCANNED: Final = 100_000
 UNASSIGNED: Final = ""  # a level a device has no name for
 
 
@@ -70,6 +73,49 @@ class HierarchyNode:
 
 def place_of(site: str, doc: MetadataDoc) -> tuple[str, str, str, str]:
     return (site, doc.area or UNASSIGNED, doc.line or UNASSIGNED, doc.machine or UNASSIGNED)
+
+
+async def all_devices(reads: ReadModel) -> list[DeviceView]:
+    """Every device (up to MAX_DEVICES_SCANNED), page by page: a place filter needs them all."""
+    devices: list[DeviceView] = []
+    while len(devices) < MAX_DEVICES_SCANNED:
+        page = await reads.devices(DeviceFilter(limit=_DEVICE_PAGE, offset=len(devices)))
+        devices += page.items
+        if len(page.items) < _DEVICE_PAGE:
+            break
+    return devices
+
+
+def at_place(place: tuple[str, ...], wanted: tuple[str | None, ...]) -> bool:
+    """Whether `place` is at or below `wanted` (None: any name at that level)."""
+    return all(w is None or w == have for w, have in zip(wanted, place, strict=False))
+
+
+PlaceFilter = tuple[str | None, str | None, str | None]  # area, line, machine; None: any
+
+
+def place_key(place: PlaceFilter) -> str:
+    """A select's key for an area/line/machine prefix ("all" for none)."""
+    named = [level for level in place if level is not None]
+    return "all" if not named else "p:" + "\x1f".join(named)
+
+
+def place_choices(places: Iterable[Place]) -> dict[str, tuple[str, PlaceFilter]]:
+    """Every area, line and machine path that holds a device: key -> (label, filter), sorted.
+    A level without a name shows as "(none)" when a deeper one has a name."""
+    found: set[PlaceFilter] = set()
+    for _, area, line, machine in places:
+        if area or line or machine:
+            found.add((area, None, None))
+        if line or machine:
+            found.add((area, line, None))
+        if machine:
+            found.add((area, line, machine))
+    choices = {}
+    for place in sorted(found, key=lambda p: tuple(x or "" for x in p)):
+        label = " > ".join((level or "(none)") for level in place if level is not None)
+        choices[place_key(place)] = (label, place)
+    return choices
 
 
 def hierarchy_tree(places: Iterable[tuple[str, str, str, str]]) -> list[HierarchyNode]:
@@ -123,6 +169,12 @@ class MetadataService:
         return {
             key: merge([parse_document(d, device=True) for d in _layers(entries).values()])
             for key, entries in grouped.items()
+        }
+
+    async def places(self, devices: Iterable[DeviceView]) -> dict[str, Place]:
+        docs = await self.device_documents()
+        return {
+            d.device_id: place_of(d.site, docs.get(d.device_id, MetadataDoc())) for d in devices
         }
 
     async def hierarchy(self, devices: Iterable[DeviceView]) -> list[HierarchyNode]:

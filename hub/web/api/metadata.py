@@ -12,18 +12,16 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from hub.metadata.model import MAX_NAME, MetadataDoc
-from hub.storage.web_model import DeviceFilter, DeviceView
+from hub.storage.web_model import DeviceView
 from hub.web.api.deps import API, Services, Viewer, client_address, require_principal
 from hub.web.api.errors import ApiError, ApiRoute, error_responses, invalid, not_found
 from hub.web.container import WebServices
-from hub.web.metadata_service import UNASSIGNED, place_of
+from hub.web.metadata_service import UNASSIGNED, all_devices, at_place, place_of
 from hub.web.model import Principal, can_administer
 
 router = APIRouter(route_class=ApiRoute)
 
 MAX_KEY: Final = 128
-_DEVICE_PAGE: Final = 1000
-MAX_DEVICES_SCANNED: Final = 100_000
 
 Key = Annotated[str, Path(min_length=1, max_length=MAX_KEY)]
 PlaceQuery = Annotated[
@@ -48,16 +46,6 @@ def _key(name: str, value: str) -> str:
     if "\x00" in value:
         raise invalid(f"{name} must not contain NUL characters")
     return value
-
-
-async def _all_devices(services: WebServices) -> list[DeviceView]:
-    devices: list[DeviceView] = []
-    while len(devices) < MAX_DEVICES_SCANNED:
-        page = await services.reads.devices(DeviceFilter(limit=_DEVICE_PAGE, offset=len(devices)))
-        devices += page.items
-        if len(page.items) < _DEVICE_PAGE:
-            break
-    return devices
 
 
 async def _device(services: WebServices, device_id: str) -> DeviceView:
@@ -196,12 +184,8 @@ async def reset_device_metadata(
     summary="The asset hierarchy: sites > areas > lines > machines, with device counts",
 )
 async def get_hierarchy(principal: Viewer, services: Services) -> dict[str, Any]:
-    tree = await services.metadata.hierarchy(await _all_devices(services))
+    tree = await services.metadata.hierarchy(await all_devices(services.reads))
     return {"sites": [node.to_json() for node in tree]}
-
-
-def _matches(place: tuple[str, str, str, str], wanted: tuple[str | None, ...]) -> bool:
-    return all(w is None or w == have for w, have in zip(wanted, place, strict=True))
 
 
 @router.get(
@@ -225,10 +209,10 @@ async def list_hierarchy_devices(
     )
     docs = await services.metadata.device_documents()
     items = []
-    for device in await _all_devices(services):
+    for device in await all_devices(services.reads):
         doc = docs.get(device.device_id, MetadataDoc())
         place = place_of(device.site, doc)
-        if _matches(place, wanted):
+        if at_place(place, wanted):
             items.append(
                 {
                     **device.to_json(),

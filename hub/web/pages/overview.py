@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from hub.web.container import WebServices
+from hub.web.metadata_service import all_devices, at_place, place_choices, place_key
 from hub.web.model import (
     DEVICE_STATES,
     AlertFilter,
@@ -75,6 +76,9 @@ def register(services: WebServices) -> None:
         type: str = "",
         state: str = "",
         q: str = "",
+        area: str | None = None,
+        line: str | None = None,
+        machine: str | None = None,
     ) -> RedirectResponse | None:
         principal = await session.current_principal(services.auth)
         if principal is None:
@@ -91,6 +95,7 @@ def register(services: WebServices) -> None:
                 search=q or None,
                 limit=PAGE_SIZE,
             ),
+            place=(area, line, machine),
         )
         await view.build()
         return None
@@ -271,9 +276,16 @@ class GatewayCard:
 
 
 class OverviewView:
-    def __init__(self, frame: PageFrame, device_filter: DeviceFilter) -> None:
+    def __init__(
+        self,
+        frame: PageFrame,
+        device_filter: DeviceFilter,
+        place: tuple[str | None, str | None, str | None] = (None, None, None),
+    ) -> None:
         self.frame = frame
         self.filter = device_filter
+        # Area, line, machine of the asset hierarchy (hub.metadata); "" is "not named".
+        self.place = place
         self.rows: dict[str, DeviceRow] = {}
         self.sparks: dict[str, SparkBuffer] = {}
         self.gateway_cards: dict[str, GatewayCard] = {}
@@ -309,6 +321,7 @@ class OverviewView:
                 self.state_select = self._select(
                     "State", list(DEVICE_STATES), self.filter.state, "state-filter"
                 )
+                await self._place_select()
                 ui.space()
                 self.shown_label = ui.label().classes("text-sm opacity-70").mark("shown")
             self.search.on_value_change(self._on_filter_change)
@@ -329,11 +342,43 @@ class OverviewView:
                 )
             self.pager = list_pager(self._on_page)
 
+        await self._apply_place()
         await self.refresh(rebuild=True)
         pump = self.frame.pump
         pump.on_readings(self._on_readings)
         pump.on_alerts(self._on_alerts)
         pump.on_tick(self._on_tick)
+
+    async def _place_select(self) -> None:
+        """One select over the asset hierarchy's areas, lines and machines (each as its path,
+        `Forming > Line 2 > P-100`), so the list can be browsed place by place."""
+        services = self.frame.services
+        places = await services.metadata.places(await all_devices(services.reads))
+        self._places = places
+        self._place_choices = place_choices(places.values())
+        current = place_key(self.place)
+        options = {ALL: "all places", **{k: label for k, (label, _) in self._place_choices.items()}}
+        if current != ALL and current not in options:
+            options[current] = current
+        self.place_select = (
+            ui.select(options, label="Place", value=current, on_change=self._on_filter_change)
+            .props("dense options-dense")
+            .classes("w-56")
+            .mark("place-filter")
+        )
+
+    async def _apply_place(self) -> None:
+        """The place chosen, as the devices it holds (DeviceFilter.device_ids)."""
+        if all(level is None for level in self.place):
+            ids = None
+        else:
+            ids = frozenset(
+                device_id for device_id, at in self._places.items() if at_place(at[1:], self.place)
+            )
+        f = self.filter
+        self.filter = DeviceFilter(
+            f.site, f.type, f.state, f.search, f.limit, f.offset, device_ids=ids
+        )
 
     def _select(self, label: str, options: list[str], value: str | None, marker: str) -> ui.select:
         choices = {ALL: f"all {label.lower()}s", **{o: o for o in options}}
@@ -454,6 +499,9 @@ class OverviewView:
             search=(self.search.value or "").strip() or None,
             limit=PAGE_SIZE,
         )
+        chosen_place = self._place_choices.get(str(self.place_select.value))
+        self.place = (None, None, None) if chosen_place is None else chosen_place[1]
+        await self._apply_place()
         self.pager.value = 1
         query = {
             key: value
@@ -465,6 +513,13 @@ class OverviewView:
             )
             if value
         }
+        query.update(
+            {
+                k: v
+                for k, v in zip(("area", "line", "machine"), self.place, strict=True)
+                if v is not None
+            }
+        )
         ui.navigate.history.replace("/" + (f"?{urlencode(query)}" if query else ""))
         await self.refresh(rebuild=True)
 
@@ -472,7 +527,9 @@ class OverviewView:
         offset = (int(self.pager.value or 1) - 1) * PAGE_SIZE
         if offset != self.filter.offset:
             f = self.filter
-            self.filter = DeviceFilter(f.site, f.type, f.state, f.search, PAGE_SIZE, offset)
+            self.filter = DeviceFilter(
+                f.site, f.type, f.state, f.search, PAGE_SIZE, offset, f.device_ids
+            )
             await self.refresh(rebuild=True)
 
     def _on_readings(self, readings: list[LiveReading]) -> None:

@@ -80,3 +80,37 @@ async def test_a_viewer_sees_the_form_read_only(user: User, feed: HubFeed) -> No
     await user.should_see("Only admins edit device metadata")
     await user.should_not_see(marker="metadata-save")
     assert "readonly" in field(user, "metrics.belt_speed_m_s.unit").props
+
+
+def listed(user: User) -> list[str]:
+    return sorted(
+        str(link.text)
+        for link in user.find(marker="device-link").elements
+        if isinstance(link, ui.link)
+    )
+
+
+async def test_the_overview_filters_by_place(user: User, feed: HubFeed) -> None:
+    now = now_ms()
+    for device_id in ("cnc-1", "cnc-2", "cnc-3"):
+        await feed.ingest([reading(device_id, now, {"spindle_temp_c": 50.0})], publish=False)
+    await feed.add_user("vera", "viewer")
+    await login(user, "vera")
+    store = web_services().metadata_store
+    await store.put("device", "cnc-1", "admin", {"area": "Machining", "line": "L1"}, "ada")
+    await store.put("device", "cnc-2", "edge", {"area": "Machining", "line": "L2"}, "gw")
+
+    await user.open("/?area=Machining&line=L2")
+    await user.should_see(marker="device-list", retries=30)
+
+    async def only(expected: list[str]) -> bool:
+        return listed(user) == expected
+
+    await async_wait_until(lambda: only(["cnc-2"]), 10, "only the device on line L2")
+    await user.open("/?area=Machining")
+    await async_wait_until(lambda: only(["cnc-1", "cnc-2"]), 10, "the devices of the area")
+    await user.open("/")
+    await async_wait_until(lambda: only(["cnc-1", "cnc-2", "cnc-3"]), 10, "every device")
+    select = user.find(marker="place-filter").elements.pop()
+    assert isinstance(select, ui.select)
+    assert "Machining > L1" in select.options.values()  # type: ignore[union-attr]
