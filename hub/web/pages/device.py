@@ -163,7 +163,7 @@ class DevicePage:
                     with ui.column().classes("gap-0"):
                         ui.label(self._metric_label(metric)).classes("text-[11px] opacity-60").mark(
                             f"metric-label-{metric}"
-                        )
+                        ).props(f"data-testid=metric-label-{metric}")
                         self.value_labels[metric] = (
                             ui.label("-")
                             .classes("text-base font-medium iot-mono")

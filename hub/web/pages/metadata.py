@@ -123,7 +123,7 @@ class MetadataPage:
                 box.props(f'placeholder="{_attr(shown[path])}" stack-label')
             if not self.can_edit:
                 box.props("readonly")
-            box.mark(f"field-{path}")
+            box.mark(f"field-{path}").props(f"data-testid=field-{path}")
             self.inputs[path] = box
 
         with self.body:
