@@ -157,6 +157,25 @@ class MetadataService:
         docs = [type_view.effective] + [parse_document(d, device=True) for d in layers.values()]
         return DeviceMetadataView("device", device_id, merge(docs), layers)
 
+    async def effective_many(self, devices: Iterable[DeviceView]) -> dict[str, MetadataDoc]:
+        """The effective metadata of many devices in two reads (a list page's rows)."""
+        by_type: dict[str, list[MetadataEntry]] = {}
+        for entry in await self._store.entries("type"):
+            by_type.setdefault(entry.key, []).append(entry)
+        by_device: dict[str, list[MetadataEntry]] = {}
+        for entry in await self._store.entries("device"):
+            by_device.setdefault(entry.key, []).append(entry)
+        out = {}
+        for d in devices:
+            type_layers = _layers(by_type.get(d.type or "", []))
+            own_layers = _layers(by_device.get(d.device_id, []))
+            out[d.device_id] = merge(
+                [seed_document(d.type or "")]
+                + [parse_document(doc, device=False) for doc in type_layers.values()]
+                + [parse_document(doc, device=True) for doc in own_layers.values()]
+            )
+        return out
+
     async def known_types(self) -> list[str]:
         stored = {e.key for e in await self._store.entries("type")}
         return sorted(stored | set(seed_types()))

@@ -19,6 +19,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from hub.metadata.model import MetadataDoc
 from hub.web.container import WebServices
 from hub.web.metadata_service import all_devices, at_place, place_choices, place_key
 from hub.web.model import (
@@ -35,7 +36,7 @@ from hub.web.pages.alarm_widgets import window_banner
 from hub.web.pages.layout import PageFrame, list_pager, page_frame, show_list_page
 from hub.web.views.gateways import runway_alarming, runway_text
 from hub.web.views.links import device_href
-from hub.web.views.numbers import format_age, format_duration, format_rate, metric_value
+from hub.web.views.numbers import described_value, format_age, format_duration, format_rate
 from hub.web.views.overview import (
     NEW_DEVICE_REFRESH_S,
     REFRESH_S,
@@ -105,8 +106,15 @@ class DeviceRow:
     """One device's row; updated in place by `apply_view` (from the database) and
     `apply_readings` (live)."""
 
-    def __init__(self, device: DeviceView, frame: PageFrame, spark: SparkBuffer) -> None:
+    def __init__(
+        self,
+        device: DeviceView,
+        frame: PageFrame,
+        spark: SparkBuffer,
+        meta: MetadataDoc | None = None,
+    ) -> None:
         self.device = device
+        self.meta = meta or MetadataDoc()  # display names and units (hub.metadata)
         self.device_id = device.device_id
         self.state = RowState.of(device)
         self._frame = frame
@@ -132,6 +140,10 @@ class DeviceRow:
                     ui.link(device.device_id, device_href(device.device_id)).classes(
                         "font-medium truncate"
                     ).mark("device-link").props("data-testid=device-link")
+                    if self.meta.display_name:
+                        ui.label(self.meta.display_name).classes("text-xs truncate").mark(
+                            "device-display-name"
+                        )
                 with ui.row().classes("gap-1 text-xs opacity-70 no-wrap min-w-0"):
                     self.state_label = (
                         ui.label().mark("device-state").props("data-testid=device-state")
@@ -145,7 +157,10 @@ class DeviceRow:
             ):
                 for metric in device.metrics:
                     with ui.column().classes("gap-0"):
-                        ui.label(metric).classes("text-[10px] opacity-60 leading-tight")
+                        named = self.meta.metrics.get(metric)
+                        ui.label(metric).classes("text-[10px] opacity-60 leading-tight").tooltip(
+                            named.display_name if named and named.display_name else metric
+                        )
                         self.value_labels[metric] = ui.label("-").classes(
                             "text-sm font-medium iot-mono leading-tight"
                         )
@@ -223,7 +238,10 @@ class DeviceRow:
         for metric, value in values.items():
             label = self.value_labels.get(metric)
             if label is not None:
-                label.text = metric_value(kind, metric, value)
+                named = self.meta.metrics.get(metric)
+                label.text = described_value(
+                    kind, metric, value, None if named is None else named.unit
+                )
 
 
 class GatewayCard:
@@ -440,6 +458,7 @@ class OverviewView:
 
     async def _render_rows(self, devices: list[DeviceView]) -> None:
         await self._load_sparks(devices)
+        metas = await self.frame.services.metadata.effective_many(devices)
         self.list_box.clear()
         self.rows = {}
         with self.list_box:
@@ -447,7 +466,9 @@ class OverviewView:
                 ui.label("No devices match.").classes("p-4 opacity-70").mark("no-devices")
             for device in devices:
                 spark = self.sparks.setdefault(device.device_id, SparkBuffer())
-                self.rows[device.device_id] = DeviceRow(device, self.frame, spark)
+                self.rows[device.device_id] = DeviceRow(
+                    device, self.frame, spark, metas.get(device.device_id)
+                )
 
     async def _load_sparks(self, devices: list[DeviceView]) -> None:
         """The last 30 minutes of each new row's sparkline metric, all queries at once (the

@@ -97,7 +97,18 @@ async def test_the_overview_filters_by_place(user: User, feed: HubFeed) -> None:
     await feed.add_user("vera", "viewer")
     await login(user, "vera")
     store = web_services().metadata_store
-    await store.put("device", "cnc-1", "admin", {"area": "Machining", "line": "L1"}, "ada")
+    await store.put(
+        "device",
+        "cnc-1",
+        "admin",
+        {
+            "display_name": "Mill one",
+            "area": "Machining",
+            "line": "L1",
+            "metrics": {"spindle_temp_c": {"unit": "K"}},
+        },
+        "ada",
+    )
     await store.put("device", "cnc-2", "edge", {"area": "Machining", "line": "L2"}, "gw")
 
     await user.open("/?area=Machining&line=L2")
@@ -109,6 +120,9 @@ async def test_the_overview_filters_by_place(user: User, feed: HubFeed) -> None:
     await async_wait_until(lambda: only(["cnc-2"]), 10, "only the device on line L2")
     await user.open("/?area=Machining")
     await async_wait_until(lambda: only(["cnc-1", "cnc-2"]), 10, "the devices of the area")
+    await user.should_see("Mill one")
+    await user.should_see("50.0 K")  # the edited unit; cnc-2 keeps the packaged one
+    await user.should_see("50.0 °C")
     await user.open("/")
     await async_wait_until(lambda: only(["cnc-1", "cnc-2", "cnc-3"]), 10, "every device")
     select = user.find(marker="place-filter").elements.pop()
