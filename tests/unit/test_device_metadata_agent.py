@@ -10,6 +10,7 @@ import time
 import pytest
 from pydantic import ValidationError
 
+from edge_gateway.device_metadata import metadata_record
 from hub.agents.metadata import MetadataCounters, handle_device_metadata
 from hub.agents.retry import Retrier
 from hub.storage.memory_metadata import MemoryMetadataStore
@@ -101,3 +102,32 @@ async def test_reports_are_stored_as_the_edge_layer_and_bad_ones_dead_lettered()
         2,
         2,
     )
+
+
+def test_the_edge_helper_builds_a_buffer_record_under_the_prefix() -> None:
+    record = metadata_record(
+        site="plant-a",
+        device_id="node-1.press",
+        gateway_id="gw-1",
+        ts_ms=1_764_268_800_000,
+        metadata={"area": "Forming", "metrics": {"ram_bar": {"unit": "bar"}}},
+        source="sparkplug",
+        device_type="hydraulic_press",
+        kafka_topics=KafkaTopics("dev."),
+    )
+    assert (record.topic, record.key) == ("dev.iot.device-metadata", b"node-1.press")
+    decoded = DeviceMetadataReport.model_validate_json(record.value)
+    assert (decoded.type, decoded.area, decoded.metrics["ram_bar"].unit) == (
+        "hydraulic_press",
+        "Forming",
+        "bar",
+    )
+    with pytest.raises(ValidationError, match="engineering"):
+        metadata_record(
+            site="plant-a",
+            device_id="d",
+            gateway_id="gw-1",
+            ts_ms=0,
+            metadata={"metrics": {"t": {"engineering": [9, 1]}}},
+            source="modbus",
+        )
