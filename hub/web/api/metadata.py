@@ -16,7 +16,7 @@ from hub.storage.web_model import DeviceView
 from hub.web.api.deps import API, Services, Viewer, client_address, require_principal
 from hub.web.api.errors import ApiError, ApiRoute, error_responses, invalid, not_found
 from hub.web.container import WebServices
-from hub.web.metadata_service import UNASSIGNED, all_devices, at_place, place_of
+from hub.web.metadata_service import all_devices, at_place, place_of
 from hub.web.model import Principal, can_administer
 
 router = APIRouter(route_class=ApiRoute)
@@ -222,4 +222,4 @@ async def list_hierarchy_devices(
                     "machine": place[3] or None,
                 }
             )
-    return {"items": items, "total": len(items), "unassigned": UNASSIGNED}
+    return {"items": items, "total": len(items)}

@@ -134,36 +134,8 @@ class DeviceRow:
             .mark("device-row")
             .props("data-testid=device-row") as self.element
         ):
-            with ui.column().classes("gap-0 min-w-0"):
-                with ui.row().classes("items-center gap-1 no-wrap min-w-0"):
-                    self.state_icon = ui.icon("circle", size="xs")
-                    ui.link(device.device_id, device_href(device.device_id)).classes(
-                        "font-medium truncate"
-                    ).mark("device-link").props("data-testid=device-link")
-                    if self.meta.display_name:
-                        ui.label(self.meta.display_name).classes("text-xs truncate").mark(
-                            "device-display-name"
-                        )
-                with ui.row().classes("gap-1 text-xs opacity-70 no-wrap min-w-0"):
-                    self.state_label = (
-                        ui.label().mark("device-state").props("data-testid=device-state")
-                    )
-                    ui.label("·")
-                    ui.label(device.type or "untyped").classes("truncate")
-                    ui.label("·")
-                    ui.label(device.site).classes("truncate")
-            with ui.element("div").classes(
-                "flex flex-wrap gap-x-3 gap-y-0 col-span-2 md:col-span-1 order-last md:order-none"
-            ):
-                for metric in device.metrics:
-                    with ui.column().classes("gap-0"):
-                        named = self.meta.metrics.get(metric)
-                        ui.label(metric).classes("text-[10px] opacity-60 leading-tight").tooltip(
-                            named.display_name if named and named.display_name else metric
-                        )
-                        self.value_labels[metric] = ui.label("-").classes(
-                            "text-sm font-medium iot-mono leading-tight"
-                        )
+            self._name_cell(device)
+            self._values_cell(device)
             with ui.column().classes("gap-0 max-md:!hidden"):
                 with (
                     ui.element("svg")
@@ -180,6 +152,40 @@ class DeviceRow:
 
         self.apply_view(device)
         self.draw_spark(force=True)
+
+    def _name_cell(self, device: DeviceView) -> None:
+        """The device's id (a link), display name, state, type and site."""
+        with ui.column().classes("gap-0 min-w-0"):
+            with ui.row().classes("items-center gap-1 no-wrap min-w-0"):
+                self.state_icon = ui.icon("circle", size="xs")
+                ui.link(device.device_id, device_href(device.device_id)).classes(
+                    "font-medium truncate"
+                ).mark("device-link").props("data-testid=device-link")
+                if self.meta.display_name:
+                    ui.label(self.meta.display_name).classes("text-xs truncate").mark(
+                        "device-display-name"
+                    )
+            with ui.row().classes("gap-1 text-xs opacity-70 no-wrap min-w-0"):
+                self.state_label = ui.label().mark("device-state").props("data-testid=device-state")
+                ui.label("·")
+                ui.label(device.type or "untyped").classes("truncate")
+                ui.label("·")
+                ui.label(device.site).classes("truncate")
+
+    def _values_cell(self, device: DeviceView) -> None:
+        """The latest value of each metric, the metric's display name as its tooltip."""
+        with ui.element("div").classes(
+            "flex flex-wrap gap-x-3 gap-y-0 col-span-2 md:col-span-1 order-last md:order-none"
+        ):
+            for metric in device.metrics:
+                with ui.column().classes("gap-0"):
+                    named = self.meta.metrics.get(metric)
+                    ui.label(metric).classes("text-[10px] opacity-60 leading-tight").tooltip(
+                        named.display_name if named and named.display_name else metric
+                    )
+                    self.value_labels[metric] = ui.label("-").classes(
+                        "text-sm font-medium iot-mono leading-tight"
+                    )
 
     @property
     def spark_metric(self) -> str | None:
