@@ -35,6 +35,8 @@ scheduler):
   the alert engine and the rollup scheduler (`hub.agents.ingest`);
 * agent `device_status` (`iot.device-status`) and agent `edge_metrics` (`iot.edge-metrics`):
   presence and heartbeats (`hub.agents.status`);
+* agent `device_metadata` (`iot.device-metadata`): what gateways report of their devices'
+  metrics and place, stored as the edge layer of device metadata (`hub.agents.metadata`);
 * timers: `alerts_tick` every second (offline detection), `rollups` every 5 s
   (`hub.agents.aggregate`), `partitions` every hour (`hub.agents.maintenance`),
   `rules_reload` every HUB_RULES_POLL_S (the dashboard's rule edits, `hub.agents.rules_reload`;

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from protocol.device_metadata import DeviceMetadataReport
 from protocol.models import DevicePayload, NormalisedReading, StatusPayload, TelemetryBatch
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -26,6 +27,7 @@ SCHEMAS: dict[str, Any] = {
     "device-telemetry.schema.json": DevicePayload,
     "device-status.schema.json": StatusPayload,
     "kafka-telemetry.schema.json": TelemetryValue,
+    "kafka-device-metadata.schema.json": DeviceMetadataReport,
 }
 
 

@@ -12,6 +12,9 @@ TELEMETRY_DLQ: Final = "iot.telemetry.dlq"
 DEVICE_STATUS: Final = "iot.device-status"
 EDGE_METRICS: Final = "iot.edge-metrics"
 ALERTS: Final = "iot.alerts"
+# Device metadata from the edge (protocol.device_metadata); not in KAFKA_TOPICS, the contract
+# of DESIGN.md, yet: the hub's worker creates it, as it does its own topics.
+DEVICE_METADATA: Final = "iot.device-metadata"
 KAFKA_TOPICS: Final = (TELEMETRY, TELEMETRY_DLQ, DEVICE_STATUS, EDGE_METRICS, ALERTS)
 # A deployment's topic prefix (EDGE_KAFKA_TOPIC_PREFIX, HUB_KAFKA_TOPIC_PREFIX): Kafka's topic
 # characters, short enough that every prefixed name stays within Kafka's 249.
@@ -88,6 +91,10 @@ class KafkaTopics:
     @property
     def alerts(self) -> str:
         return topic_name(ALERTS, self.prefix)
+
+    @property
+    def device_metadata(self) -> str:
+        return topic_name(DEVICE_METADATA, self.prefix)
 
     def all(self) -> tuple[str, ...]:
         return tuple(topic_name(name, self.prefix) for name in KAFKA_TOPICS)

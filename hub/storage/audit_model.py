@@ -52,6 +52,8 @@ Action = Literal[
     "notification.route.create",
     "notification.route.update",
     "notification.route.delete",
+    "metadata.edit",
+    "metadata.delete",
 ]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Outcome = Literal["success", "failure"]

@@ -164,6 +164,7 @@ class MemoryHub:
             and (f.type is None or d.type == f.type)
             and (f.state is None or d.state == f.state)
             and search in d.device_id.lower()
+            and (f.device_ids is None or d.device_id in f.device_ids)
         ]
         items = [self._view(d) for d in matching[f.offset : f.offset + f.limit]]
         return Page(items=items, total=len(matching), limit=f.limit, offset=f.offset)

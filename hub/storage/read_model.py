@@ -261,6 +261,9 @@ class PostgresReadModel:
         where.add("d.type = {}", f.type)
         where.add("d.state = {}", f.state)
         where.add("strpos(lower(d.device_id), lower({})) > 0", f.search or None)
+        where.add(
+            "d.device_id = ANY({}::text[])", None if f.device_ids is None else sorted(f.device_ids)
+        )
         rows, total = await self._page(
             _DEVICE_COLUMNS, "devices d", "d.device_id", where, f.limit, f.offset
         )

@@ -171,6 +171,8 @@ class DeviceFilter:
     search: str | None = None  # case-insensitive substring of device_id
     limit: int = 100  # 1..1000
     offset: int = 0
+    # Only these devices (a place in the asset hierarchy, hub.metadata); None: no such filter.
+    device_ids: frozenset[str] | None = None
 
     def validate(self) -> DeviceFilter:
         """Itself, or ValueError with a clear message (the API turns it into 4xx)."""

@@ -15,12 +15,15 @@ from starlette.requests import HTTPConnection
 
 from hub.notify.store import NotifyStore
 from hub.settings import HubSettings
+from hub.storage.memory_metadata import MemoryMetadataStore
+from hub.storage.metadata_store import MetadataStore
 from hub.storage.web_ports import AuditTrail, ReadModel
 from hub.web.metrics import WebMetrics
 
 if TYPE_CHECKING:  # the services import the agents' event encoding; not needed to name them
     from hub.alarms.service import AlarmService
     from hub.web.fanout import LiveFanout
+    from hub.web.metadata_service import MetadataService
     from hub.web.notify_service import NotificationService
     from hub.web.rules_service import RulesService
     from hub.web.services import AlertService, AuthService
@@ -44,6 +47,8 @@ class WebServices:
     opener: Callable[[contextlib.AsyncExitStack], Awaitable[None]]
     # Notification channels, routes and attempts (hub.notify); None: not on this storage.
     notify_store: NotifyStore | None = None
+    # Device metadata edits and edge reports (hub.metadata); PostgreSQL in production.
+    metadata_store: MetadataStore = field(default_factory=MemoryMetadataStore)
     started_at: int = field(default_factory=lambda: int(time.time() * 1000))
     ready: bool = False
     _stack: contextlib.AsyncExitStack | None = None
@@ -53,6 +58,12 @@ class WebServices:
         from hub.web.notify_service import NotificationService
 
         return NotificationService(self.notify_store, self.audit, self.settings.public_url)
+
+    @property
+    def metadata(self) -> MetadataService:
+        from hub.web.metadata_service import MetadataService
+
+        return MetadataService(self.metadata_store, self.audit)
 
     async def open(self) -> None:
         stack = contextlib.AsyncExitStack()

@@ -31,6 +31,7 @@ from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_log import PostgresAuditLog
 from hub.storage.memory_rule_versions import MemoryRuleVersions
 from hub.storage.memory_web import MemoryAccounts, MemoryAuditLog, MemoryHub
+from hub.storage.metadata_store import PostgresMetadataStore
 from hub.storage.migrations import missing_tables
 from hub.storage.notify_memory import MemoryNotifyStore
 from hub.storage.notify_postgres import PostgresNotifyStore
@@ -172,6 +173,7 @@ def postgres_services(settings: HubSettings) -> WebServices:
     )
     web = assemble(settings, stores, fanout, opener)
     web.notify_store = PostgresNotifyStore(pool)
+    web.metadata_store = PostgresMetadataStore(pool)
     return web
 
 

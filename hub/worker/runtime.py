@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import faust
 
@@ -36,7 +36,11 @@ from hub.rules import AlertEngine, RuleSet
 from hub.rules.edits import Seed
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from hub.storage.live import LiveStore
+from hub.storage.metadata_store import MetadataStore
 from protocol import topics
+
+if TYPE_CHECKING:  # asyncpg only where a worker runs on PostgreSQL
+    from hub.storage.metadata_store import MetadataStore
 
 log = logging.getLogger("hub.app")
 
@@ -134,6 +138,8 @@ class Shared:
     window_gate: WindowGate | None = None
     shelf_expiries: ShelfExpiries | None = None
     notify: Dispatcher | None = None  # None: notifications off (a test's memory database)
+    # Device metadata from the edge (hub.agents.metadata); None: a stand-in database.
+    metadata: MetadataStore | None = None
 
 
 class WorkerRuntime:
@@ -249,6 +255,7 @@ class WorkerRuntime:
             shelf_expiries=None if alarms is None else ShelfExpiries(alarms, live, self.clock_ms),
             rules=rules,
             notify=await self._dispatcher(alarms),
+            metadata=_metadata_store(db),
         )
 
     async def _dispatcher(self, alarms: AlarmStore | None) -> Dispatcher | None:
@@ -352,3 +359,13 @@ def _alarm_store(db: HubDatabase) -> AlarmStore | None:
     if not isinstance(db, Database):
         return None
     return PostgresAlarmStore(db.pool)
+
+
+def _metadata_store(db: HubDatabase) -> MetadataStore | None:
+    """Over the worker's own pool when it is PostgreSQL, like `_alarm_store`."""
+    from hub.storage.metadata_store import PostgresMetadataStore
+    from hub.storage.postgres import Database
+
+    if not isinstance(db, Database):
+        return None
+    return PostgresMetadataStore(db.pool)

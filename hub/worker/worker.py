@@ -14,6 +14,7 @@ import faust
 from hub.agents.aggregate import recompute_isolated
 from hub.agents.ingest import IngestCounters, ingest_batch
 from hub.agents.maintenance import maintain_partitions, maintain_rollups
+from hub.agents.metadata import MetadataCounters, handle_device_metadata
 from hub.agents.poison import describe_error
 from hub.agents.retry import is_record_error, is_transient_db_error
 from hub.agents.status import StatusCounters, handle_edge_metrics, handle_statuses
@@ -52,6 +53,7 @@ class Worker:
         self._runtime = runtime
         self.counters = IngestCounters()
         self.status_counters = StatusCounters()
+        self.metadata_counters = MetadataCounters()
 
     def register(self, app: faust.App) -> None:
         """Every topic, agent, timer, signal and probe of the worker, on `app`."""
@@ -67,6 +69,7 @@ class Worker:
         for name, source, handle in (
             ("device_status", names.device_status, self.statuses),
             ("edge_metrics", names.edge_metrics, self.heartbeats),
+            ("device_metadata", names.device_metadata, self.device_metadata),
         ):
             app.agent(topic(source), name=name, concurrency=1)(self._batch_agent(name, handle))
         for interval_s, name, body in (
@@ -160,6 +163,18 @@ class Worker:
             counters=self.status_counters,
             now_ms=self._runtime.clock_ms,
             retrier=self._runtime.retrier,
+        )
+
+    async def device_metadata(self, shared: Shared, batch: list[bytes]) -> None:
+        if shared.metadata is None:
+            return  # a stand-in database keeps no metadata
+        await handle_device_metadata(
+            batch,
+            store=shared.metadata,
+            dlq=shared.dead_letters,
+            counters=self.metadata_counters,
+            retrier=self._runtime.retrier,
+            bound=self._runtime.bound,
         )
 
     # -- timers ------------------------------------------------------------------------------

@@ -137,6 +137,12 @@ class WebStorageContract:
         assert [d.device_id for d in by_type.items] == ["press-1"]
         online = await stores.reads.devices(DeviceFilter(state="online"))
         assert [d.device_id for d in online.items] == ["cnc-01"]
+        placed = await stores.reads.devices(
+            DeviceFilter(device_ids=frozenset({"press-1", "cnc-01", "nowhere"}))
+        )
+        assert ([d.device_id for d in placed.items], placed.total) == (["cnc-01", "press-1"], 2)
+        nothing = await stores.reads.devices(DeviceFilter(device_ids=frozenset()))
+        assert (nothing.items, nothing.total) == ([], 0)
 
         second = await stores.reads.devices(DeviceFilter(limit=2, offset=2))
         assert ([d.device_id for d in second.items], second.total) == (["press-1"], 3)

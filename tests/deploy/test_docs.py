@@ -14,13 +14,14 @@ import yaml
 from edge_gateway.settings import EdgeSettings
 from hub.settings import HUB_DLQ_TOPIC, HubSettings
 from protocol import DevicePayload, StatusPayload, decode_telemetry, parse_mqtt_topic
-from protocol.topics import KAFKA_TOPICS
+from protocol.topics import DEVICE_METADATA, KAFKA_TOPICS
 from tests.deploy.tools import ROOT
 
 pytestmark = pytest.mark.deploy
 
 DOCS = [
-    ROOT / "docs" / name for name in ("deploy-edge.md", "deploy-hub.md", "devices.md", "rules.md")
+    ROOT / "docs" / name
+    for name in ("deploy-edge.md", "deploy-hub.md", "devices.md", "rules.md", "device-metadata.md")
 ]
 COMPOSE = [ROOT / "compose.edge.yml", ROOT / "compose.hub.yml"]
 ENV_EXAMPLES = [ROOT / "edge.env.example", ROOT / "hub.env.example"]
@@ -80,7 +81,7 @@ def test_profiles_in_the_docs_exist() -> None:
 
 
 def test_kafka_topics_in_the_docs_exist() -> None:
-    known = {*KAFKA_TOPICS, HUB_DLQ_TOPIC}
+    known = {*KAFKA_TOPICS, DEVICE_METADATA, HUB_DLQ_TOPIC}
     for path in DOCS:
         named = set(re.findall(r"`(iot\.[a-z.-]+)`", path.read_text()))
         assert named - known == set(), path.name

@@ -33,7 +33,8 @@ MAX_EXAMPLES = 30  # per operation and phase: the whole run takes some 10-20 s
 # start < end (since < until) is a rule between two parameters, which OpenAPI cannot state: a
 # request breaking it is schema-valid, and 422 is the right answer to it. So are a notification
 # channel or route (a JSON object, as in the notifications file, checked by hub.notify.config:
-# a route's channels must exist). Everything else is the default.
+# a route's channels must exist), and a metadata document (checked by hub.metadata.model).
+# Everything else is the default.
 CONFIG = """
 [[operations]]
 include-operation-id = "getReadings"
@@ -93,6 +94,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409",
 [[operations]]
 include-operation-id = "putNotificationRoute"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "422"]
+
+[[operations]]
+include-operation-id = "editTypeMetadata"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "422"]
+
+[[operations]]
+include-operation-id = "editDeviceMetadata"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "422"]
 """
 
 
@@ -207,7 +216,7 @@ def test_every_response_is_documented_and_none_is_a_server_error(
     with urllib.request.urlopen(f"{fuzz_web.url}/openapi.json", timeout=10) as resp:
         document = json.load(resp)
     operations = sum(len(methods) for methods in document["paths"].values())
-    assert int(tested[1]) == operations == 35, output[-2000:]
+    assert int(tested[1]) == operations == 44, output[-2000:]
     cases = re.search(r"(\d+) generated, (\d+) passed", output)
     assert cases is not None, output[-2000:]
     assert int(cases[1]) >= 200

@@ -40,6 +40,7 @@ from hub.web.api.errors import (
     not_found,
 )
 from hub.web.api.live import live
+from hub.web.api.metadata import router as metadata_router
 from hub.web.api.models import (
     NO_NUL,
     AckBody,
@@ -410,6 +411,7 @@ router.add_api_websocket_route(f"{API}/live", live)
 router.routes.extend(alarms.router.routes)  # shelving, bulk actions, maintenance windows
 router.routes.extend(rules_router.routes)  # alert rules, edits, versions
 router.routes.extend(notifications_router.routes)  # notification channels, routes, attempts
+router.routes.extend(metadata_router.routes)  # device metadata, asset hierarchy
 
 
 # -- anything else under /api/v1: JSON, not the dashboard's HTML 404 ---------------------------

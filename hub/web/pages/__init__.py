@@ -1,6 +1,7 @@
 """The operator dashboard's pages (NiceGUI): sign-in, overview, device charts, alerts,
 maintenance windows, the alert rules (everyone reads, admins edit), notification channels and
-routes (operators read, admins change), and the audit log (admins).
+routes (operators read, admins change), device metadata and the asset hierarchy (everyone
+reads, admins edit), and the audit log (admins).
 
 `register_pages()` is called once by `hub.web.server.build`; every page needs a signed-in
 session (see `session`) and gets its data from the app's services
@@ -18,6 +19,7 @@ from hub.web.pages import (
     device,
     login,
     maintenance,
+    metadata,
     notifications,
     overview,
     rules,
@@ -37,3 +39,4 @@ def register_pages(services: WebServices) -> None:
     maintenance.register(services)
     rules.register(services)
     notifications.register(services)
+    metadata.register(services)

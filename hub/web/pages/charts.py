@@ -35,8 +35,11 @@ READY_TIMEOUT_S: Final = 30.0
 class MetricChart:
     """A `ui.plotly` for one metric; see the module docstring."""
 
-    def __init__(self, *, metric: str, unit: str, flag: bool, tz: ZoneInfo) -> None:
+    def __init__(
+        self, *, metric: str, unit: str, flag: bool, tz: ZoneInfo, label: str | None = None
+    ) -> None:
         self.metric = metric
+        self.label = label
         self.unit = unit
         self.flag = flag
         self.tz = tz
@@ -56,6 +59,7 @@ class MetricChart:
                 alerts=[],
                 tz=tz,
                 x_range=None,
+                label=label,
             )
         ).classes("w-full")
         self.plot.mark(f"chart-{metric}").props(f"data-testid=chart-{metric}")
@@ -88,6 +92,7 @@ class MetricChart:
             x_range=None
             if x_range is None
             else (plot_x(x_range[0], self.tz), plot_x(x_range[1], self.tz)),
+            label=self.label,
         )
         self.plot.update_figure(figure)
 

@@ -21,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from hub.metadata.model import MetadataDoc, MetricMeta
 from hub.web.container import WebServices
 from hub.web.model import DeviceView, LiveReading, Series
 from hub.web.pages import session
@@ -29,7 +30,7 @@ from hub.web.pages.charts import MetricChart
 from hub.web.pages.layout import PageFrame, page_frame
 from hub.web.views.export import csv_export, safe_filename
 from hub.web.views.links import device_href
-from hub.web.views.numbers import format_age, is_flag, metric_value, unit_of
+from hub.web.views.numbers import described_value, format_age, is_flag, unit_of
 from hub.web.views.sources import source_label
 from hub.web.views.times import (
     CUSTOM,
@@ -53,6 +54,12 @@ LIVE_KEEP_POINTS: Final = 3600  # a live chart keeps at most this many points (a
 HEADER_REFRESH_S: Final = 10.0
 TWO_COLUMNS_PX: Final = 1280  # Tailwind's xl: the charts sit two abreast from here on
 _WIDTH_JS: Final = "return window.innerWidth"
+
+
+def place_label(site: str, meta: MetadataDoc) -> str:
+    """`site plant-a > Forming > Line 2 > P-100`: the device's place in the asset hierarchy."""
+    levels = [meta.area, meta.line, meta.machine]
+    return " > ".join([f"site {site}", *(level for level in levels if level)])
 
 
 def register(services: WebServices) -> None:
@@ -82,15 +89,23 @@ def register(services: WebServices) -> None:
         with frame.content:
             windows = await services.alarms.active_windows(device_id, device.gateway_id)
             window_banner(windows, frame.tz, now_ms())
-        page = DevicePage(frame, device, range if range in RANGE_CHOICES else LIVE)
+        meta = (await services.metadata.device_metadata(device_id, device.type)).effective
+        page = DevicePage(frame, device, range if range in RANGE_CHOICES else LIVE, meta)
         page.build()
         ui.timer(0.01, page.start, once=True)  # in the page's context, once connected
         return None
 
 
 class DevicePage:
-    def __init__(self, frame: PageFrame, device: DeviceView, choice: str) -> None:
+    def __init__(
+        self,
+        frame: PageFrame,
+        device: DeviceView,
+        choice: str,
+        meta: MetadataDoc | None = None,
+    ) -> None:
         self.frame = frame
+        self.meta = meta or MetadataDoc()  # display names, units, place (hub.metadata)
         self.device = device
         self.device_id = device.device_id
         self.choice = choice
@@ -129,8 +144,14 @@ class DevicePage:
                 self.state_badge = (
                     ui.badge(d.state).mark("device-state").props("data-testid=device-state")
                 )
+                if self.meta.display_name:
+                    ui.label(self.meta.display_name).classes("text-lg").mark(
+                        "device-display-name"
+                    ).props("data-testid=device-display-name")
                 ui.label(f"type {d.type or 'unknown'}").classes("text-sm opacity-80")
-                ui.label(f"site {d.site}").classes("text-sm opacity-80")
+                ui.label(place_label(d.site, self.meta)).classes("text-sm opacity-80").mark(
+                    "device-place"
+                )
                 ui.label(f"gateway {d.gateway_id}").classes("text-sm opacity-80")
                 ui.space()
                 self.last_seen_label = ui.label().classes("text-sm iot-mono").mark("last-seen")
@@ -140,10 +161,25 @@ class DevicePage:
             with ui.element("div").classes("flex flex-wrap gap-x-5 gap-y-1"):
                 for metric in d.metrics:
                     with ui.column().classes("gap-0"):
-                        ui.label(metric).classes("text-[11px] opacity-60")
-                        self.value_labels[metric] = ui.label("-").classes(
-                            "text-base font-medium iot-mono"
+                        ui.label(self._metric_label(metric)).classes("text-[11px] opacity-60").mark(
+                            f"metric-label-{metric}"
+                        ).props(f"data-testid=metric-label-{metric}")
+                        self.value_labels[metric] = (
+                            ui.label("-")
+                            .classes("text-base font-medium iot-mono")
+                            .mark(f"value-{metric}")
                         )
+
+    def _meta(self, metric: str) -> MetricMeta:
+        return self.meta.metrics.get(metric) or MetricMeta()
+
+    def _unit(self, metric: str) -> str:
+        unit = self._meta(metric).unit
+        return unit_of(self.device.type, metric) if unit is None else unit
+
+    def _metric_label(self, metric: str) -> str:
+        name = self._meta(metric).display_name
+        return f"{name} ({metric})" if name and name != metric else metric
 
     def _range_bar(self, tz: ZoneInfo) -> None:
         with ui.row().classes("w-full items-center gap-2 flex-wrap").mark("range-bar"):
@@ -184,7 +220,8 @@ class DevicePage:
                 with ui.card().classes("w-full p-1"):
                     self.charts[metric] = MetricChart(
                         metric=metric,
-                        unit=unit_of(d.type, metric),
+                        label=self._meta(metric).display_name,
+                        unit=self._unit(metric),
                         flag=is_flag(d.type, metric, d.latest.get(metric)),
                         tz=tz,
                     )
@@ -361,7 +398,7 @@ class DevicePage:
         for metric, value in values.items():
             label = self.value_labels.get(metric)
             if label is not None:
-                label.text = metric_value(kind, metric, value)
+                label.text = described_value(kind, metric, value, self._meta(metric).unit)
 
     # -- export ------------------------------------------------------------------------------------
 

@@ -26,7 +26,9 @@ __all__ = ["NavItem", "PageFrame", "critical_count", "list_pager", "page_frame",
 
 log = logging.getLogger(__name__)
 
-NavItem = Literal["overview", "alerts", "device", "audit", "maintenance", "rules", "notifications"]
+NavItem = Literal[
+    "overview", "alerts", "device", "audit", "maintenance", "rules", "notifications", "metadata"
+]
 SESSION_CHECK_S: Final = 5.0
 
 # Auto (the browser's setting) -> dark -> light -> auto.
@@ -120,6 +122,9 @@ class Header:
             _nav_link("Rules", "/rules", active == "rules", "tune").mark("nav-rules").props(
                 "data-testid=nav-rules"
             )
+            _nav_link("Assets", "/metadata", active == "metadata", "account_tree").mark(
+                "nav-metadata"
+            ).props("data-testid=nav-metadata")
             if can_acknowledge(principal.role):
                 _nav_link(
                     "Notifications", "/notifications", active == "notifications", "campaign"

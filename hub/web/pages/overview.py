@@ -19,7 +19,9 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import ui
 
+from hub.metadata.model import MetadataDoc
 from hub.web.container import WebServices
+from hub.web.metadata_service import all_devices, at_place, place_choices, place_key
 from hub.web.model import (
     DEVICE_STATES,
     AlertFilter,
@@ -39,7 +41,7 @@ from hub.web.views.gateways import (
     runway_text,
 )
 from hub.web.views.links import device_href
-from hub.web.views.numbers import format_age, format_duration, format_rate, metric_value
+from hub.web.views.numbers import described_value, format_age, format_duration, format_rate
 from hub.web.views.overview import (
     NEW_DEVICE_REFRESH_S,
     REFRESH_S,
@@ -80,6 +82,9 @@ def register(services: WebServices) -> None:
         type: str = "",
         state: str = "",
         q: str = "",
+        area: str | None = None,
+        line: str | None = None,
+        machine: str | None = None,
     ) -> RedirectResponse | None:
         principal = await session.current_principal(services.auth)
         if principal is None:
@@ -96,6 +101,7 @@ def register(services: WebServices) -> None:
                 search=q or None,
                 limit=PAGE_SIZE,
             ),
+            place=(area, line, machine),
         )
         await view.build()
         return None
@@ -105,8 +111,15 @@ class DeviceRow:
     """One device's row; updated in place by `apply_view` (from the database) and
     `apply_readings` (live)."""
 
-    def __init__(self, device: DeviceView, frame: PageFrame, spark: SparkBuffer) -> None:
+    def __init__(
+        self,
+        device: DeviceView,
+        frame: PageFrame,
+        spark: SparkBuffer,
+        meta: MetadataDoc | None = None,
+    ) -> None:
         self.device = device
+        self.meta = meta or MetadataDoc()  # display names and units (hub.metadata)
         self.device_id = device.device_id
         self.state = RowState.of(device)
         self._frame = frame
@@ -126,29 +139,8 @@ class DeviceRow:
             .mark("device-row")
             .props("data-testid=device-row") as self.element
         ):
-            with ui.column().classes("gap-0 min-w-0"):
-                with ui.row().classes("items-center gap-1 no-wrap min-w-0"):
-                    self.state_icon = ui.icon("circle", size="xs")
-                    ui.link(device.device_id, device_href(device.device_id)).classes(
-                        "font-medium truncate"
-                    ).mark("device-link").props("data-testid=device-link")
-                with ui.row().classes("gap-1 text-xs opacity-70 no-wrap min-w-0"):
-                    self.state_label = (
-                        ui.label().mark("device-state").props("data-testid=device-state")
-                    )
-                    ui.label("·")
-                    ui.label(device.type or "untyped").classes("truncate")
-                    ui.label("·")
-                    ui.label(device.site).classes("truncate")
-            with ui.element("div").classes(
-                "flex flex-wrap gap-x-3 gap-y-0 col-span-2 md:col-span-1 order-last md:order-none"
-            ):
-                for metric in device.metrics:
-                    with ui.column().classes("gap-0"):
-                        ui.label(metric).classes("text-[10px] opacity-60 leading-tight")
-                        self.value_labels[metric] = ui.label("-").classes(
-                            "text-sm font-medium iot-mono leading-tight"
-                        )
+            self._name_cell(device)
+            self._values_cell(device)
             with ui.column().classes("gap-0 max-md:!hidden"):
                 with (
                     ui.element("svg")
@@ -165,6 +157,40 @@ class DeviceRow:
 
         self.apply_view(device)
         self.draw_spark(force=True)
+
+    def _name_cell(self, device: DeviceView) -> None:
+        """The device's id (a link), display name, state, type and site."""
+        with ui.column().classes("gap-0 min-w-0"):
+            with ui.row().classes("items-center gap-1 no-wrap min-w-0"):
+                self.state_icon = ui.icon("circle", size="xs")
+                ui.link(device.device_id, device_href(device.device_id)).classes(
+                    "font-medium truncate"
+                ).mark("device-link").props("data-testid=device-link")
+                if self.meta.display_name:
+                    ui.label(self.meta.display_name).classes("text-xs truncate").mark(
+                        "device-display-name"
+                    )
+            with ui.row().classes("gap-1 text-xs opacity-70 no-wrap min-w-0"):
+                self.state_label = ui.label().mark("device-state").props("data-testid=device-state")
+                ui.label("·")
+                ui.label(device.type or "untyped").classes("truncate")
+                ui.label("·")
+                ui.label(device.site).classes("truncate")
+
+    def _values_cell(self, device: DeviceView) -> None:
+        """The latest value of each metric, the metric's display name as its tooltip."""
+        with ui.element("div").classes(
+            "flex flex-wrap gap-x-3 gap-y-0 col-span-2 md:col-span-1 order-last md:order-none"
+        ):
+            for metric in device.metrics:
+                with ui.column().classes("gap-0"):
+                    named = self.meta.metrics.get(metric)
+                    ui.label(metric).classes("text-[10px] opacity-60 leading-tight").tooltip(
+                        named.display_name if named and named.display_name else metric
+                    )
+                    self.value_labels[metric] = ui.label("-").classes(
+                        "text-sm font-medium iot-mono leading-tight"
+                    )
 
     @property
     def spark_metric(self) -> str | None:
@@ -223,7 +249,10 @@ class DeviceRow:
         for metric, value in values.items():
             label = self.value_labels.get(metric)
             if label is not None:
-                label.text = metric_value(kind, metric, value)
+                named = self.meta.metrics.get(metric)
+                label.text = described_value(
+                    kind, metric, value, None if named is None else named.unit
+                )
 
 
 class GatewayCard:
@@ -288,9 +317,16 @@ class GatewayCard:
 
 
 class OverviewView:
-    def __init__(self, frame: PageFrame, device_filter: DeviceFilter) -> None:
+    def __init__(
+        self,
+        frame: PageFrame,
+        device_filter: DeviceFilter,
+        place: tuple[str | None, str | None, str | None] = (None, None, None),
+    ) -> None:
         self.frame = frame
         self.filter = device_filter
+        # Area, line, machine of the asset hierarchy (hub.metadata); "" is "not named".
+        self.place = place
         self.rows: dict[str, DeviceRow] = {}
         self.sparks: dict[str, SparkBuffer] = {}
         self.gateway_cards: dict[str, GatewayCard] = {}
@@ -326,6 +362,7 @@ class OverviewView:
                 self.state_select = self._select(
                     "State", list(DEVICE_STATES), self.filter.state, "state-filter"
                 )
+                await self._place_select()
                 ui.space()
                 self.shown_label = ui.label().classes("text-sm opacity-70").mark("shown")
             self.search.on_value_change(self._on_filter_change)
@@ -346,11 +383,43 @@ class OverviewView:
                 )
             self.pager = list_pager(self._on_page)
 
+        await self._apply_place()
         await self.refresh(rebuild=True)
         pump = self.frame.pump
         pump.on_readings(self._on_readings)
         pump.on_alerts(self._on_alerts)
         pump.on_tick(self._on_tick)
+
+    async def _place_select(self) -> None:
+        """One select over the asset hierarchy's areas, lines and machines (each as its path,
+        `Forming > Line 2 > P-100`), so the list can be browsed place by place."""
+        services = self.frame.services
+        places = await services.metadata.places(await all_devices(services.reads))
+        self._places = places
+        self._place_choices = place_choices(places.values())
+        current = place_key(self.place)
+        options = {ALL: "all places", **{k: label for k, (label, _) in self._place_choices.items()}}
+        if current != ALL and current not in options:
+            options[current] = current
+        self.place_select = (
+            ui.select(options, label="Place", value=current, on_change=self._on_filter_change)
+            .props("dense options-dense")
+            .classes("w-56")
+            .mark("place-filter")
+        )
+
+    async def _apply_place(self) -> None:
+        """The place chosen, as the devices it holds (DeviceFilter.device_ids)."""
+        if all(level is None for level in self.place):
+            ids = None
+        else:
+            ids = frozenset(
+                device_id for device_id, at in self._places.items() if at_place(at[1:], self.place)
+            )
+        f = self.filter
+        self.filter = DeviceFilter(
+            f.site, f.type, f.state, f.search, f.limit, f.offset, device_ids=ids
+        )
 
     def _select(self, label: str, options: list[str], value: str | None, marker: str) -> ui.select:
         choices = {ALL: f"all {label.lower()}s", **{o: o for o in options}}
@@ -412,6 +481,7 @@ class OverviewView:
 
     async def _render_rows(self, devices: list[DeviceView]) -> None:
         await self._load_sparks(devices)
+        metas = await self.frame.services.metadata.effective_many(devices)
         self.list_box.clear()
         self.rows = {}
         with self.list_box:
@@ -419,7 +489,9 @@ class OverviewView:
                 ui.label("No devices match.").classes("p-4 opacity-70").mark("no-devices")
             for device in devices:
                 spark = self.sparks.setdefault(device.device_id, SparkBuffer())
-                self.rows[device.device_id] = DeviceRow(device, self.frame, spark)
+                self.rows[device.device_id] = DeviceRow(
+                    device, self.frame, spark, metas.get(device.device_id)
+                )
 
     async def _load_sparks(self, devices: list[DeviceView]) -> None:
         """The last 30 minutes of each new row's sparkline metric, all queries at once (the
@@ -471,6 +543,9 @@ class OverviewView:
             search=(self.search.value or "").strip() or None,
             limit=PAGE_SIZE,
         )
+        chosen_place = self._place_choices.get(str(self.place_select.value))
+        self.place = (None, None, None) if chosen_place is None else chosen_place[1]
+        await self._apply_place()
         self.pager.value = 1
         query = {
             key: value
@@ -482,6 +557,13 @@ class OverviewView:
             )
             if value
         }
+        query.update(
+            {
+                k: v
+                for k, v in zip(("area", "line", "machine"), self.place, strict=True)
+                if v is not None
+            }
+        )
         ui.navigate.history.replace("/" + (f"?{urlencode(query)}" if query else ""))
         await self.refresh(rebuild=True)
 
@@ -489,7 +571,9 @@ class OverviewView:
         offset = (int(self.pager.value or 1) - 1) * PAGE_SIZE
         if offset != self.filter.offset:
             f = self.filter
-            self.filter = DeviceFilter(f.site, f.type, f.state, f.search, PAGE_SIZE, offset)
+            self.filter = DeviceFilter(
+                f.site, f.type, f.state, f.search, PAGE_SIZE, offset, f.device_ids
+            )
             await self.refresh(rebuild=True)
 
     def _on_readings(self, readings: list[LiveReading]) -> None:

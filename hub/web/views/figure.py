@@ -44,8 +44,10 @@ def metric_figure(
     alerts: Iterable[AlertRow],
     tz: ZoneInfo,
     x_range: tuple[str, str] | None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """The whole Plotly figure (a plain dict: declarative is what NiceGUI sends fastest)."""
+    """The whole Plotly figure (a plain dict: declarative is what NiceGUI sends fastest);
+    `label`: the metric's display name (hub.metadata), shown with its key."""
     line: dict[str, Any] = {
         "type": "scatter",
         "mode": "lines",
@@ -55,7 +57,8 @@ def metric_figure(
         "line": {"width": 1.5, "shape": "hv" if flag else "linear"},
         "hovertemplate": "%{x}<br>%{y}<extra></extra>",
     }
-    title = f"{metric} ({unit})" if unit else metric
+    name = f"{label} · {metric}" if label and label != metric else metric
+    title = f"{name} ({unit})" if unit else name
     return {
         "data": [line, *_marker_traces(metric, alerts, tz)],
         "layout": _layout(title, flag, x_range),

@@ -57,6 +57,20 @@ def metric_value(device_type: str | None, metric: str, value: float | bool) -> s
     return f"{text} {spec.unit}"
 
 
+def described_value(
+    device_type: str | None, metric: str, value: float | bool, unit: str | None
+) -> str:
+    """`metric_value` with the unit of the effective metadata (an admin's or the edge's, which
+    may differ from the packaged one); `unit` None: the packaged unit."""
+    if unit is None or is_flag(device_type, metric, value):
+        return metric_value(device_type, metric, value)
+    spec = metric_info(device_type, metric)
+    number = float(value)
+    if spec is None or not math.isfinite(number):
+        return format_value(number, unit)
+    return f"{number:,.{spec.decimals}f} {unit}".rstrip()
+
+
 def format_rate(per_s: float) -> str:
     return f"{format_number(per_s)}/s"
 

@@ -70,4 +70,6 @@ def could_match(f: DeviceFilter, reading: LiveReading) -> bool:
         return False
     if f.search is not None and f.search.lower() not in reading.device_id.lower():
         return False
+    if f.device_ids is not None and reading.device_id not in f.device_ids:
+        return False
     return f.state in (None, "online")
