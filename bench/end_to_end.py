@@ -149,7 +149,8 @@ async def run(args: argparse.Namespace, workdir: Path, dsn: str, redis_url: str)
     await position_group(kafka, group, start, TOPICS)
     for i in range(args.workers):
         # INFO: one line per batch at most, and `partitions_assigned` tells when it is in.
-        env = {"HUB_INGEST_BATCH_MAX": "2000", "HUB_LOG_LEVEL": "INFO"}
+        env = {"HUB_INGEST_BATCH_MAX": "2000", "HUB_INGEST_BATCH_WAIT_S": "0.1",
+               "HUB_LOG_LEVEL": "INFO"}  # fmt: skip
         workers.append(
             HubWorkerProcess(
                 workdir, kafka, redis_url, database_url=dsn, group=group, name=f"w{i}", env=env

@@ -32,6 +32,7 @@ import psutil
 
 from bench.isolation import HUB_DLQ, TOPICS, isolate_children, own_redis
 from bench.results import Figure, record
+from hub.settings import HubSettings
 from hub.storage.migrations import migrate
 from protocol import NormalisedReading, encode, encode_telemetry_batch
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group, produce
@@ -283,7 +284,8 @@ async def alert_latency(kafka: str, dsn: str, tag: str, samples: int) -> None:
     record(Figure("hub_ingest", "alert latency produce -> alert row, p99", p99, "ms"))
     log(
         f"alert latency (produce -> alert row committed), {samples} samples: "
-        f"p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms"
+        f"p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms "
+        f"(HUB_INGEST_BATCH_WAIT_S={HubSettings().ingest_batch_wait_s})"
     )
 
 

@@ -9,12 +9,13 @@ its publish time (epoch ms): a client's latency for a reading is its receive tim
 (one machine, one clock). Clients subscribe to everything, as the dashboard's overview does, and
 keep only this run's site; readings other processes publish meanwhile only add load.
 
-The worker writes a batch as soon as the previous one is written (no batching timer), so the
-floor is the pipeline's own work: the edge's buffer commit and forwarding, Kafka, the worker's
-PostgreSQL commit and Redis publish, the web fan-out. A plain Kafka consumer and a plain Redis
-subscriber beside the web process measure the same readings at those two points, which splits
-the latency between the edge, the hub worker and the web process; the CPU of each process over
-the window is printed too.
+The worker's batching sets a floor: `HUB_INGEST_BATCH_WAIT_S` is how long it waits to fill an
+ingest batch; the benchmark runs the setting's default unless `--batch-wait` says otherwise,
+and prints which. Above it is the pipeline's own work: the edge's buffer commit and
+forwarding, Kafka, the worker's PostgreSQL commit and Redis publish, the web fan-out. A plain
+Kafka consumer and a plain Redis subscriber beside the web process measure the same readings
+at those two points, which splits the latency between the edge, the hub worker and the web
+process; the CPU of each process over the window is printed too.
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 
@@ -42,6 +43,7 @@ from redis.asyncio import Redis
 from bench.hub_ingest import create_database, drop_database
 from bench.isolation import TOPICS, isolate_children, own_redis
 from bench.results import Figure, record
+from hub.settings import HubSettings
 from hub.storage.accounts import PostgresAccounts
 from hub.storage.audit_model import Actor
 from hub.storage.redis_keys import READINGS_CHANNEL
@@ -356,6 +358,7 @@ async def run_pipeline(
             database_url=dsn,
             env={
                 "HUB_INGEST_BATCH_MAX": "2000",
+                "HUB_INGEST_BATCH_WAIT_S": str(args.batch_wait),
                 "HUB_LOG_LEVEL": "WARNING",
             },
         )
@@ -390,7 +393,7 @@ async def run_pipeline(
         stack.callback(publisher.stop)
         log(
             f"pipeline: {args.rate:,.0f} readings/s over {DEVICES} devices, MQTT -> edge gateway "
-            f"-> Kafka -> hub worker -> Redis -> web"
+            f"-> Kafka -> hub worker (HUB_INGEST_BATCH_WAIT_S={args.batch_wait}) -> Redis -> web"
         )
         for n in args.clients:
             log(f"{n} WebSocket client(s): {args.seconds:.0f} s ...")
@@ -418,6 +421,12 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20, help="measuring window per run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds before measuring")
+    parser.add_argument(
+        "--batch-wait",
+        type=float,
+        default=HubSettings().ingest_batch_wait_s,
+        help="HUB_INGEST_BATCH_WAIT_S (default: the setting's default)",
+    )
     args = parser.parse_args()
     run_services("start", "kafka", "postgres", "redis")
     isolate_children()  # the gateway and worker of this run use TOPICS, not the demo's topics
@@ -426,7 +435,7 @@ def main() -> None:
     log("")
     log(
         f"== web live benchmark: MQTT publish -> WebSocket client, {args.rate:,.0f} readings/s, "
-        f"{cores} cores =="
+        f"HUB_INGEST_BATCH_WAIT_S={args.batch_wait}, {cores} cores =="
     )
     log(
         "clients  readings recv   p50 ms   p99 ms   max ms   web CPU   web RSS   dropped"

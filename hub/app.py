@@ -3,19 +3,17 @@
 Findings that shape this module (faust-streaming 0.15.3, aiokafka 0.14, Kafka 4.0.1; see
 tests/integration/test_hub_worker.py):
 
-* Faust's `stream.take()` acknowledges a batch's events when the agent asks for the next batch,
-  and also when the agent body raises; an agent crash then commits. So the agents never raise for
+* `stream.take()` acknowledges a batch's events when the agent asks for the next batch, and
+  also when the agent body raises; an agent crash then commits. So the agents never raise for
   an outage (they wait), nor for a record they cannot use (it goes to the dead-letter topic
   with its reason, `hub.agents.records` and `hub.agents.poison`); on anything else the process
   exits without committing.
-* The agents use `take_ready()` (hub.worker.batching) instead, which yields the events
-  unacknowledged, as soon as the agent asks: a batch is what Faust collected while the previous
-  one was written (group commit, no timer: Faust's `take(within=)` held every reading of a
-  quiet pipe for the whole window, 100 ms). Events are acked only after the batch's commit,
-  batch after batch in offset order (so #606's off-by-one, which needs acks out of order,
-  cannot bite). Overlapping the write with the collection, plus COPY straight into `readings`,
-  took bench.hub_ingest from about 24k to 33k rows/s; the rest is CPU in this one process
-  (Faust's per-event path, decoding, alert rules).
+* Ingest uses `noack_take()` instead, which yields the events unacknowledged: each batch is
+  written in the background (`OneAhead`) while Faust collects the next one, and its events are
+  acked only after its PostgreSQL commit, batch after batch in offset order (so #606's
+  off-by-one, which needs acks out of order, cannot bite). Overlapping the write with the
+  collection, plus COPY straight into `readings`, took bench.hub_ingest from about 24k to 33k
+  rows/s; the rest is CPU in this one process (Faust's per-event path, decoding, alert rules).
 * Concurrency stays 1: with more actors Faust can commit past an event still being processed
   (faust-streaming issue #606, an off-by-one in `Consumer._new_offset`).
 * One fetcher feeds every agent, and it blocks while any one stream's buffer is full: the

@@ -35,9 +35,10 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     # busy event loop does not miss them.
     kafka_session_timeout_s: float = Field(default=15.0, ge=6, le=300)
     topic_partitions: int = Field(default=6, ge=1)
-    # A batch is what arrived while the previous one was written, at most this many records
-    # (hub.worker.batching): no wait to fill one, so a quiet pipe writes each record at once.
     ingest_batch_max: int = Field(default=2000, ge=1)
+    # Bounds the latency from Kafka to PostgreSQL and the live charts at low rates; under load
+    # batches fill to ingest_batch_max long before it.
+    ingest_batch_wait_s: float = Field(default=0.1, gt=0)
     # A record whose ts is further ahead of the hub's clock is dead-lettered (ts_out_of_range):
     # it would freeze what only moves forward (device state, last-seen, rule windows). At most
     # a day: PostgreSQL takes a device state further ahead than that as left by a bad clock.

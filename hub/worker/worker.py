@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
 import faust
 
 from hub.agents.aggregate import recompute_isolated
-from hub.agents.ingest import IngestCounters, ingest_batch
+from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
 from hub.agents.maintenance import maintain_partitions, maintain_rollups
 from hub.agents.metadata import MetadataCounters, handle_device_metadata
 from hub.agents.poison import describe_error
@@ -22,7 +22,6 @@ from hub.agents.tier_rollups import recompute_coarse_isolated
 from hub.ownership import ownership_of
 from hub.settings import HubSettings
 from hub.storage.tiers import recomputable_since
-from hub.worker.batching import take_ready
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
 from protocol import NormalisedReading
@@ -89,15 +88,18 @@ class Worker:
     # -- agents ------------------------------------------------------------------------------
 
     async def ingest(self, stream: faust.StreamT[bytes]) -> None:
-        """Readings into PostgreSQL and Redis, batch after batch, each batch's events acked
-        after its commit, in offset order. A batch is what arrived during the previous commit
-        (`take_ready`): no timer, so an idle pipe writes each record at once."""
+        """Readings into PostgreSQL and Redis, batch after batch; each batch's events acked
+        after its commit, in offset order, while the next batch is collected (`OneAhead`)."""
         try:
             shared = await self._runtime.ready()
-            async for events in take_ready(
-                cast(faust.Stream[bytes], stream), self._settings.ingest_batch_max
+            one_ahead = OneAhead()
+            async for batch in cast(faust.Stream[bytes], stream).noack_take(
+                self._settings.ingest_batch_max, within=self._settings.ingest_batch_wait_s
             ):
-                await self._commit(shared, stream, events)
+                # Typed as values, but noack_take yields the events themselves (to ack).
+                events = cast("Events", batch)
+                await one_ahead.submit(self._commit(shared, stream, events))
+            await one_ahead.drain()
         except Exception:
             log.critical("ingest_failed", extra=_EXITING, exc_info=True)
             _exit_without_commit()
@@ -132,10 +134,10 @@ class Worker:
         async def agent(stream: faust.StreamT[bytes]) -> None:
             try:
                 shared = await self._runtime.ready()
-                async for events in take_ready(cast(faust.Stream[bytes], stream), STATUS_BATCH_MAX):
-                    await handle(shared, _as_bytes([event.value for event in events]))
-                    for event in events:
-                        await stream.ack(event)
+                async for batch in stream.take(
+                    STATUS_BATCH_MAX, within=self._settings.ingest_batch_wait_s
+                ):
+                    await handle(shared, _as_bytes(batch))
             except Exception:
                 log.critical(f"{name}_failed", extra=_EXITING, exc_info=True)
                 _exit_without_commit()

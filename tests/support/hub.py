@@ -165,6 +165,7 @@ class HubWorkerProcess:
             "HUB_CONSUMER_GROUP": self.group,
             "HUB_WORKER_WEB_PORT": "0",
             "HUB_INGEST_BATCH_MAX": "50",
+            "HUB_INGEST_BATCH_WAIT_S": "0.2",
             "TEST_HUB_DB_PREFIX": self.prefix,
             "TEST_HUB_DATADIR": str(workdir / f"{name}-faust"),
             **(env or {}),
