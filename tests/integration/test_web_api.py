@@ -497,6 +497,7 @@ async def test_gateways_as_the_status_agent_stores_them(
                 "received_rate": 10.0,
                 "dropped_total": 0,
                 "kafka_connected": True,
+                "connectors": None,  # a gateway without connectors
             }
         ]
     finally:
