@@ -9,13 +9,18 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.migrations import migrate
 from hub.storage.postgres import Database
+from protocol import topics
+from tests.support.hub import HubWorkerProcess, position_group_at_end
+from tests.support.kafka import ensure_topics
 from tests.support.services import run_services
 from tests.support.waiting import async_wait_until
 
@@ -140,6 +145,19 @@ def blank_database(postgres_server: PostgresServer) -> Iterator[str]:
     """DSN of an empty database of its own (no schema), dropped after the test."""
     with postgres_server.own_database("iot_test_blank", migrated=False) as dsn:
         yield dsn
+
+
+@pytest.fixture
+async def worker(
+    tmp_path: Path, kafka: str, redis_url: str, blank_database: str
+) -> AsyncIterator[HubWorkerProcess]:
+    """A worker (not started) over an empty database of its own, at the end of every topic.
+    A test module needing another worker defines its own `worker`."""
+    await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
+    process = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=blank_database)
+    await position_group_at_end(kafka, process.group)  # every topic the worker reads
+    yield process
+    process.cleanup()
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from hub.alarms.postgres import PostgresAlarmStore
 from hub.alarms.windows import Once, Scope, WindowSpec
-from hub.settings import HUB_DLQ_TOPIC
 from protocol import NormalisedReading, encode, topics
 from tests.integration.test_hub_agents import send
-from tests.support.hub import HubWorkerProcess, position_group_at_end
-from tests.support.kafka import ensure_topics
+from tests.support.hub import HubWorkerProcess
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,17 +26,6 @@ HOUR = 3_600_000
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@pytest.fixture
-async def worker(
-    tmp_path: Path, kafka: str, redis_url: str, blank_database: str
-) -> AsyncIterator[HubWorkerProcess]:
-    await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
-    process = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=blank_database)
-    await position_group_at_end(kafka, process.group)
-    yield process
-    process.cleanup()
 
 
 @pytest.fixture

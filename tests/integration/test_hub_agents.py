@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,8 +26,8 @@ from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.partitions import DAY_MS, DayPartition
 from hub.storage.redis_keys import ALERTS_CHANNEL, DEVICE_STATE_KEY, GATEWAYS_KEY
 from protocol import DeviceStatus, EdgeMetrics, NormalisedReading, encode, topics
-from tests.support.hub import HubWorkerProcess, position_group_at_end
-from tests.support.kafka import KafkaTail, Record, ensure_topics
+from tests.support.hub import HubWorkerProcess
+from tests.support.kafka import KafkaTail, Record
 from tests.support.readings import make_edge_metrics
 from tests.support.waiting import async_wait_until
 
@@ -38,18 +37,6 @@ SPINDLE_TEMP_RULE = "cnc_spindle.spindle_temp_c.threshold"  # crit_high 85, hyst
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def worker(
-    tmp_path: Path, kafka: str, redis_url: str, blank_database: str
-) -> AsyncIterator[HubWorkerProcess]:
-    """A worker (not started) over an empty database of its own, at the end of every topic."""
-    await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
-    process = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=blank_database)
-    await position_group_at_end(kafka, process.group)  # every topic the worker reads
-    yield process
-    process.cleanup()
 
 
 @pytest.fixture

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from hub.rules.edits import RuleChange, apply_changes, build_rules, empty_document, load_seed
-from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.rule_versions import PostgresRuleVersions
-from protocol import topics
 from tests.integration.test_hub_agents import (
     SPINDLE_TEMP_RULE,
     alert_rows,
@@ -22,24 +19,12 @@ from tests.integration.test_hub_agents import (
     send_readings,
     worker_ready,
 )
-from tests.support.hub import HubWorkerProcess, position_group_at_end
-from tests.support.kafka import ensure_topics
+from tests.support.hub import HubWorkerProcess
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
 
 KEY = "spindle_temp_c.threshold"  # warn_high 75 in the defaults
-
-
-@pytest.fixture
-async def worker(
-    tmp_path: Path, kafka: str, redis_url: str, blank_database: str
-) -> AsyncIterator[HubWorkerProcess]:
-    await ensure_topics(kafka, [*topics.KAFKA_TOPICS, HUB_DLQ_TOPIC])
-    process = HubWorkerProcess(tmp_path, kafka, redis_url, database_url=blank_database)
-    await position_group_at_end(kafka, process.group)
-    yield process
-    process.cleanup()
 
 
 @pytest.fixture
