@@ -227,6 +227,12 @@ class Intake:
                 c.readings_total += 1
             elif r.kind == "status":
                 c.statuses_total += 1
+            elif r.kind == "metadata":
+                c.device_metadata_total += 1
+                log.info(
+                    "device_metadata_reported",
+                    extra={"device": r.device_id or "-", "topic": r.record.topic},
+                )
             else:
                 c.dead_lettered_total += 1
                 log.warning(

@@ -3,15 +3,20 @@ dead letter with its reason. Pure logic: no sockets, no clock, no database."""
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from pydantic import ValidationError
+
 from edge_gateway.buffer import BufferRecord
+from edge_gateway.device_metadata import metadata_record
 from edge_gateway.sparkplug import topic as sparkplug_topic
 from edge_gateway.sparkplug.host import (
     Command,
+    Metadata,
     Notice,
     Output,
     Reading,
@@ -29,9 +34,11 @@ from protocol.codec import (
 )
 from protocol.models import DeadLetter
 
+log = logging.getLogger("edge.routing")
+
 MAX_DEAD_LETTER_BYTES: Final = 128 * 1024
 
-RouteKind = Literal["reading", "status", "dead_letter"]
+RouteKind = Literal["reading", "status", "metadata", "dead_letter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,10 @@ class MessageRouter:
             elif isinstance(out, Status):
                 where = topics.status_topic(out.site, out.device_id)
                 routed.append(self.route(where, out.payload(), received_ts))
+            elif isinstance(out, Metadata):
+                record = self._metadata(out)
+                if record is not None:
+                    routed.append(Routed("metadata", record, out.device_id))
             elif isinstance(out, Refused):
                 error = DecodeError(out.reason, out.detail)
                 routed.append(
@@ -152,6 +163,27 @@ class MessageRouter:
             else:
                 self.notices.append(out)
         return routed
+
+    def _metadata(self, out: Metadata) -> BufferRecord | None:
+        """A birth's metadata as an `iot.device-metadata` record, source `sparkplug`. The host
+        checked each metric against the wire model, so a refusal here is a bug: logged, and the
+        birth's readings go on."""
+        try:
+            return metadata_record(
+                site=out.site,
+                device_id=out.device_id,
+                gateway_id=self.gateway_id,
+                ts_ms=out.ts,
+                metadata={"metrics": out.metrics},
+                source="sparkplug",
+                kafka_topics=self.topics,
+            )
+        except ValidationError as exc:
+            log.error(
+                "device_metadata_refused",
+                extra={"device": out.device_id, "source": "sparkplug", "error": str(exc)[:500]},
+            )
+            return None
 
     def take_side_effects(self) -> tuple[list[Command], list[Notice]]:
         commands, notices = self.commands, self.notices

@@ -19,6 +19,7 @@ class GatewayCounters:
     received_total: int = 0
     readings_total: int = 0
     statuses_total: int = 0
+    device_metadata_total: int = 0  # iot.device-metadata reports (births, connector configs)
     dead_lettered_total: int = 0
     forwarded_total: int = 0
     kafka_rejected_total: int = 0
@@ -141,6 +142,7 @@ class GatewayStatus:
                 "received_total": c.received_total,
                 "readings_total": c.readings_total,
                 "statuses_total": c.statuses_total,
+                "device_metadata_total": c.device_metadata_total,
                 "dead_lettered_total": c.dead_lettered_total,
                 "dead_lettered_by_reason": dict(sorted(self.dead_lettered_by_reason.items())),
                 "forwarded_total": c.forwarded_total,
@@ -253,6 +255,12 @@ def prometheus_text(status: GatewayStatus) -> str:
             ),
             Family(
                 "edge_readings_total", "counter", "Valid readings buffered.", one(c.readings_total)
+            ),
+            Family(
+                "edge_device_metadata_total",
+                "counter",
+                "Device metadata reports buffered (Sparkplug births, connector configuration).",
+                one(c.device_metadata_total),
             ),
             Family(
                 "edge_forwarded_total",

@@ -13,6 +13,9 @@ Rules (Sparkplug 3.0 chapters 5 and 6), per edge node:
   after the node reconnected, is ignored and counted); it takes the node and its devices offline.
 * DATA for a node or device with no birth, or an alias no birth defined: counted, the rest of the
   message kept, and a rebirth requested (at most once per `reorder_timeout_ms` and node).
+* NBIRTH/DBIRTH also give the device's metadata (`Metadata`, edge_gateway.sparkplug.metadata):
+  each metric's original name, unit, engineering range and description; a rebirth gives it again.
+  A metric with unusable properties is counted and left out of it, never out of the readings.
 * Live values only: `is_historical` metrics (store-and-forward backfill) and `is_transient` ones
   are counted and left out; strings, datasets, templates and other non-numeric types too.
 """
@@ -28,6 +31,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from edge_gateway.sparkplug import names, topic
 from edge_gateway.sparkplug import sparkplug_b_pb2 as pb
+from edge_gateway.sparkplug.metadata import birth_metadata, unit_of
 from edge_gateway.sparkplug.values import Skip, reading_value, type_name
 from protocol.models import MAX_METRICS, MAX_PAYLOAD_BYTES
 from protocol.topics import IDENTIFIER_PATTERN, is_identifier
@@ -35,7 +39,6 @@ from protocol.topics import IDENTIFIER_PATTERN, is_identifier
 REBIRTH_METRIC: Final = "Node Control/Rebirth"
 BDSEQ_METRIC: Final = "bdSeq"
 _CONTROL_PREFIXES: Final = ("Node Control/", "Device Control/")
-_UNIT_KEYS: Final = ("engUnit", "engUnits", "unit", "units", "EngUnit")
 _HELD_MAX: Final = 64  # a node this far ahead is not coming back in order
 _NOTICE_KEYS_MAX: Final = 10_000
 
@@ -66,6 +69,17 @@ class Status:
 
 
 @dataclass(frozen=True, slots=True)
+class Metadata:
+    """What a birth says of a device's metrics, for `iot.device-metadata`: normalised name ->
+    MetricMetadata fields (source_name, unit, engineering, description)."""
+
+    site: str
+    device_id: str
+    ts: int
+    metrics: dict[str, dict[str, object]]
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     """The whole message is refused: dead-letter its raw payload with this reason."""
 
@@ -92,7 +106,7 @@ class Notice:
     detail: str
 
 
-Output = Reading | Status | Refused | Command | Notice
+Output = Reading | Status | Metadata | Refused | Command | Notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +158,6 @@ def rebirth_command(group_id: str, edge_node_id: str, ts: int) -> Command:
 
 def _is_control(name: str) -> bool:
     return name == BDSEQ_METRIC or name.startswith(_CONTROL_PREFIXES)
-
-
-def _unit(metric: pb.Payload.Metric) -> str | None:
-    props = metric.properties
-    for key, value in zip(props.keys, props.values, strict=False):
-        if key in _UNIT_KEYS and value.WhichOneof("value") == "string_value":
-            return str(value.string_value)
-    return None
 
 
 class SparkplugHost:
@@ -234,6 +240,7 @@ class SparkplugHost:
         node.held_since_ms = None
         node.expected_seq = (message.seq + 1) % 256 if message.HasField("seq") else None
         out.append(Status(node.group_id, device_id, "online", self._ts(message, now_ms)))
+        self._metadata(node, device_id, node.birth, message, now_ms, out)
         self._readings(node, device_id, node.birth, message, now_ms, out)
 
     def _ndeath(self, node: _Node, message: pb.Payload, now_ms: int, out: list[Output]) -> None:
@@ -345,6 +352,7 @@ class SparkplugHost:
         if kind == "DBIRTH":
             birth = node.devices[device] = self._birth(message)
             out.append(Status(node.group_id, device_id, "online", self._ts(message, now_ms)))
+            self._metadata(node, device_id, birth, message, now_ms, out)
             self._readings(node, device_id, birth, message, now_ms, out)
             return
         known = node.devices.get(device)
@@ -366,12 +374,30 @@ class SparkplugHost:
         datatypes: dict[str, int] = {}
         for m in declared:
             alias = int(m.alias) if m.HasField("alias") else None
-            info = MetricInfo(m.name, normalised[m.name], alias, type_name(m.datatype), _unit(m))
+            info = MetricInfo(m.name, normalised[m.name], alias, type_name(m.datatype), unit_of(m))
             by_name[m.name] = info
             datatypes[m.name] = m.datatype
             if alias is not None:
                 by_alias[alias] = info
         return _Birth(by_name, by_alias, datatypes)
+
+    def _metadata(
+        self,
+        node: _Node,
+        device_id: str,
+        birth: _Birth,
+        message: pb.Payload,
+        now_ms: int,
+        out: list[Output],
+    ) -> None:
+        """The birth's metadata (stamped with the gateway's clock: the hub keeps the newest),
+        if it has any data metric; a node with control metrics only has none to report."""
+        normalised = {name: info.normalised for name, info in birth.by_name.items()}
+        found = birth_metadata(message.metrics, normalised, is_control=_is_control)
+        for problem in found.problems:
+            self._count(out, problem.reason, device_id, problem.metric, problem.detail)
+        if found.metrics or found.problems:
+            out.append(Metadata(node.group_id, device_id, now_ms, found.metrics))
 
     def _readings(
         self,

@@ -44,9 +44,23 @@ def test_sparkplug_topics_are_taken_only_with_the_host_on() -> None:
     assert [r.reason for r in off.route_all("spBv1.0/g/NDATA/n", BIRTH, NOW)] == ["bad_topic"]
 
 
-def test_a_birth_becomes_a_status_and_a_reading_record() -> None:
+def test_a_birth_becomes_a_status_a_metadata_and_a_reading_record() -> None:
     r = router(SparkplugHost())
-    status, reading = r.route_all("spBv1.0/line1/NBIRTH/press", BIRTH, NOW)
+    status, metadata, reading = r.route_all("spBv1.0/line1/NBIRTH/press", BIRTH, NOW)
+    assert (metadata.kind, metadata.record.topic, metadata.record.key) == (
+        "metadata",
+        topics.KafkaTopics().device_metadata,
+        b"press",
+    )
+    report = json.loads(metadata.record.value)
+    assert (report["site"], report["gateway_id"], report["source"], report["ts"]) == (
+        "line1",
+        "gw-1",
+        "sparkplug",
+        NOW,
+    )
+    line_speed = {k: v for k, v in report["metrics"]["line_speed"].items() if v is not None}
+    assert line_speed == {"source_name": "Line Speed"}
     assert (status.kind, status.record.topic, status.record.key) == (
         "status",
         topics.DEVICE_STATUS,
@@ -60,6 +74,25 @@ def test_a_birth_becomes_a_status_and_a_reading_record() -> None:
         {"line_speed": 2.5},
         NOW,
     )
+
+
+def test_metadata_records_take_the_routers_topic_prefix() -> None:
+    r = MessageRouter(
+        "gw-1",
+        max_past_ms=86_400_000,
+        max_future_ms=3_600_000,
+        sparkplug=SparkplugHost(),
+        kafka_topics=topics.KafkaTopics("dev."),
+    )
+    kinds = {x.kind: x for x in r.route_all("spBv1.0/line1/NBIRTH/press", BIRTH, NOW)}
+    assert kinds["metadata"].record.topic == "dev.iot.device-metadata"
+
+
+def test_a_data_message_sends_no_metadata() -> None:
+    r = router(SparkplugHost())
+    r.route_all("spBv1.0/line1/NBIRTH/press", BIRTH, NOW)
+    data = payload(1, alias=1, datatype=pb.Double, double_value=3.0)
+    assert [x.kind for x in r.route_all("spBv1.0/line1/NDATA/press", data, NOW)] == ["reading"]
 
 
 def test_a_reading_our_validation_refuses_is_dead_lettered() -> None:
