@@ -96,7 +96,9 @@ class EdgeGateway:
         # start().
         self._security = security
         self._connectors_config = connectors  # likewise
-        self.connectors = ConnectorSet(connectors or ConnectorsFile(), settings.site)
+        self.connectors = ConnectorSet(
+            connectors or ConnectorsFile(), settings.site, settings.gateway_id
+        )
         endpoint = settings.mqtt_endpoint()
         self._mqtt_address = f"{endpoint.host}:{endpoint.port}"
         self.counters = GatewayCounters()
@@ -151,7 +153,7 @@ class EdgeGateway:
         security = self._security
         if self._connectors_config is None and s.connectors_file is not None:
             loaded = await asyncio.to_thread(load_connectors_file, s.connectors_file)
-            self.connectors = ConnectorSet(loaded, s.site)
+            self.connectors = ConnectorSet(loaded, s.site, s.gateway_id)
         self.buffer = await asyncio.to_thread(self._buffer_factory, s)
         stats = self.buffer.stats()
         log.info(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge_gateway.buffer import AppendResult, Buffer
+from edge_gateway.buffer import AppendResult, Buffer, BufferRecord
 from edge_gateway.routing import MessageRouter, Routed
 from edge_gateway.sparkplug.host import Command
 from edge_gateway.stats import GatewayCounters
@@ -29,6 +29,10 @@ _BUFFER_RETRY_MAX_S = 5.0
 _DROP_LOG_EVERY_S = 10.0
 
 
+def _key(record: BufferRecord) -> str | None:
+    return None if record.key is None else record.key.decode()
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -39,6 +43,9 @@ class Inbound:
     payload: bytes
     received_ms: int
     ack: object = None  # the source's acknowledgement token; None for QoS 0
+    # A record made by the gateway itself (a connector's device metadata), appended as is in
+    # the order it was put, with the messages around it; topic and payload are then unused.
+    metadata: BufferRecord | None = None
 
 
 # Called on the writer thread with the batch's tokens in the order received (MQTT-4.6.0-2).
@@ -171,7 +178,15 @@ class Intake:
 
     def _commit(self, batch: list[Inbound], *, tick: bool = False) -> None:
         route = self._router.route_all
-        routed = [r for m in batch for r in route(m.topic, m.payload, m.received_ms)]
+        routed = [
+            r
+            for m in batch
+            for r in (
+                route(m.topic, m.payload, m.received_ms)
+                if m.metadata is None
+                else [Routed("metadata", m.metadata, _key(m.metadata))]
+            )
+        ]
         if tick:
             routed += self._router.tick(now_ms())
         result = self._append(routed) if routed else AppendResult(0, 0)
@@ -180,7 +195,7 @@ class Intake:
         tokens = [m.ack for m in batch if m.ack is not None]
         if tokens:
             self._on_durable(tokens)
-        self._count(len(batch), routed)
+        self._count(sum(1 for m in batch if m.metadata is None), routed)
         self._side_effects()
         if result.dropped:
             self._log_drop(result.dropped)

@@ -26,6 +26,56 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Device metadata for the hub (docs/device-metadata.md): the same names and limits as the hub's
+# metadata documents. No control characters; "" is as good as unset.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, Field(max_length=120, pattern=_NO_CONTROL)]
+Unit = Annotated[str, Field(max_length=32, pattern=_NO_CONTROL)]
+Description = Annotated[str, Field(max_length=1000)]
+Range = Annotated[
+    list[Annotated[float, Field(ge=-1e15, le=1e15)]],
+    Field(min_length=2, max_length=2, description="[min, max]"),
+]
+
+
+class PointMetadata(_Strict):
+    """What the hub shows for one value: all optional."""
+
+    display_name: Name | None = Field(default=None, description="Shown beside the metric name.")
+    unit: Unit | None = Field(default=None, description="Unit of the value after scaling.")
+    description: Description | None = None
+    normal: Range | None = Field(default=None, description="[min, max] a healthy device stays in.")
+    engineering: Range | None = Field(
+        default=None, description="[min, max] the instrument can measure."
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PointMetadata:
+        for name in ("normal", "engineering"):
+            value = getattr(self, name)
+            if value is not None and value[0] > value[1]:
+                raise ValueError(f"{name}: min {value[0]:g} is greater than max {value[1]:g}")
+        return self
+
+    def metadata(self) -> dict[str, object]:
+        """The metric's entry of a metadata document (only what is set)."""
+        fields = ("display_name", "unit", "description", "normal", "engineering")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) not in (None, "")}
+
+
+class DevicePlace(_Strict):
+    """A device's name and place in the plant for the hub: all optional."""
+
+    display_name: Name | None = Field(default=None, description="Shown instead of the device id.")
+    area: Name | None = Field(default=None, description="Hierarchy: site > area > line > machine.")
+    line: Name | None = None
+    machine: Name | None = None
+
+    def place(self) -> dict[str, object]:
+        fields = ("display_name", "area", "line", "machine")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) not in (None, "")}
+
+
 class Secret(_Strict):
     """A password by reference, never written in the file: an environment variable or a file
     (a Docker/Kubernetes secret)."""
@@ -43,7 +93,7 @@ class Secret(_Strict):
 # -- Modbus ------------------------------------------------------------------------------------
 
 
-class ModbusValue(_Strict):
+class ModbusValue(PointMetadata):
     metric: MetricName = Field(description="Metric name of the reading ([a-z][a-z0-9_]{0,63}).")
     table: ModbusTable = Field(default="holding", description="Register or bit table.")
     address: int = Field(ge=0, le=65535, description="0-based address in the table.")
@@ -69,7 +119,7 @@ class ModbusValue(_Strict):
         return 2 if not self.is_bit and self.type in ("int32", "uint32", "float32") else 1
 
 
-class ModbusDevice(_Strict):
+class ModbusDevice(DevicePlace):
     device_id: Identifier
     type: MetricName | None = Field(default=None, description="Device type of its readings.")
     unit_id: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
@@ -110,7 +160,7 @@ class Deadband(_Strict):
     value: float = Field(ge=0)
 
 
-class OpcUaNode(_Strict):
+class OpcUaNode(PointMetadata):
     metric: MetricName
     node_id: str | None = Field(default=None, description="e.g. ns=2;s=Press1.Pressure")
     browse_path: str | None = Field(
@@ -127,7 +177,7 @@ class OpcUaNode(_Strict):
         return self
 
 
-class OpcUaDevice(_Strict):
+class OpcUaDevice(DevicePlace):
     device_id: Identifier
     type: MetricName | None = None
     nodes: list[OpcUaNode] = Field(min_length=1, max_length=256)

@@ -31,9 +31,10 @@ def task_name(connector: str) -> str:
 
 
 class ConnectorSet:
-    def __init__(self, config: ConnectorsFile, site: str) -> None:
+    def __init__(self, config: ConnectorsFile, site: str, gateway_id: str = "gateway") -> None:
         self._config = config
         self._site = site
+        self._gateway_id = gateway_id
         self._stop = asyncio.Event()
         self._intake: Intake | None = None
         self._running: list[_Runnable] = []
@@ -53,7 +54,12 @@ class ConnectorSet:
         # Nothing to acknowledge: the buffer commit is the durability point.
         self._intake = target.intake(lambda _tokens: None)
         self._intake.start()
-        sink = ReadingSink(self._intake, self._site)
+        sink = ReadingSink(
+            self._intake,
+            self._site,
+            gateway_id=self._gateway_id,
+            kafka_topics=target.router.topics,
+        )
         for config in self._config.connectors:
             runnable: _Runnable = (
                 ModbusPoller(config, sink)
@@ -61,6 +67,9 @@ class ConnectorSet:
                 else OpcUaClientConnector(config, sink)
             )
             self._running.append(runnable)
+            # Once per start, ahead of the device's first readings: the hub keeps the newest.
+            for device in config.devices:
+                sink.report_metadata(runnable.health, device, config.kind)
             spawn(task_name(config.name), runnable.run(self._stop))
             log.info(
                 "connector_started",

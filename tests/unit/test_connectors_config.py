@@ -12,6 +12,7 @@ from edge_gateway.connectors.config import (
     ConnectorsConfigError,
     ModbusConnector,
     OpcUaConnector,
+    OpcUaDevice,
     load_connectors_file,
     parse_connectors,
     resolve_secret,
@@ -148,6 +149,49 @@ def test_unreadable_and_non_yaml_files_are_named(tmp_path: Path) -> None:
     bad.write_text("connectors: [\n")
     with pytest.raises(ConnectorsConfigError, match="not YAML"):
         load_connectors_file(bad)
+
+
+def test_devices_and_values_take_metadata_for_the_hub() -> None:
+    nodes = [
+        {
+            "metric": "temp_c",
+            "node_id": "ns=2;i=2",
+            "unit": "°C",
+            "display_name": "Spindle temperature",
+            "normal": [10, 60],
+            "engineering": [-20, 150],
+            "description": "bearing",
+        }
+    ]
+    device = {"device_id": "cnc-01", "display_name": "CNC 1", "area": "Machining", "nodes": nodes}
+    config = parse_connectors({"connectors": [opcua(devices=[device])]})
+    parsed = config.connectors[0].devices[0]
+    assert (parsed.display_name, parsed.area, parsed.line) == ("CNC 1", "Machining", None)
+    assert isinstance(parsed, OpcUaDevice)
+    assert parsed.nodes[0].engineering == [-20.0, 150.0]
+
+
+@pytest.mark.parametrize(
+    ("point", "device", "expected"),
+    [
+        (
+            {"normal": [5, 1]},
+            {},
+            "connectors[0].devices[0].registers[0]: Value error, normal: min 5 is greater than "
+            "max 1",
+        ),
+        ({"engineering": [1]}, {}, "connectors[0].devices[0].registers[0].engineering: List"),
+        ({"unit": "u" * 33}, {}, "connectors[0].devices[0].registers[0].unit: String should"),
+        ({}, {"area": "x" * 121}, "connectors[0].devices[0].area: String should have at most"),
+        ({}, {"line": "a\nb"}, "connectors[0].devices[0].line: String should match"),
+    ],
+)
+def test_bad_metadata_names_its_field(
+    point: dict[str, Any], device: dict[str, Any], expected: str
+) -> None:
+    registers = [{"metric": "m0", "address": 0, **point}]
+    bad = modbus(devices=[{"device_id": "press-01", "registers": registers, **device}])
+    assert expected in error_of({"connectors": [bad]})
 
 
 def test_the_committed_schema_is_the_generated_one() -> None:

@@ -9,12 +9,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from edge_gateway.connectors.config import ModbusDevice, OpcUaDevice
 from edge_gateway.connectors.health import ConnectorHealth
+from edge_gateway.connectors.metadata import device_document
 from edge_gateway.connectors.opcua_values import Batch, NodeTarget, reading_value, timestamp_ms
 from edge_gateway.connectors.readings import telemetry_message
 from edge_gateway.connectors.sink import ReadingSink
 from edge_gateway.intake import Inbound
 from edge_gateway.routing import MessageRouter
+from protocol.device_metadata import DeviceMetadataReport
+from protocol.topics import KafkaTopics
 
 
 @pytest.mark.parametrize(
@@ -92,6 +96,78 @@ def test_the_sink_counts_values_and_a_full_intake() -> None:
     ReadingSink(FullInbox(), "s1").emit(health, "d1", None, {"a": 1.0}, 5)
     assert health.errors["intake_full"] == 1
     assert health.values_total == 2
+
+
+def test_the_sink_reports_a_devices_configured_metadata_as_one_record() -> None:
+    device = ModbusDevice.model_validate(
+        {
+            "device_id": "press-01",
+            "type": "hydraulic_press",
+            "display_name": "Press 1",
+            "area": "Forming",
+            "line": "Line 2",
+            "registers": [
+                {
+                    "metric": "ram_pressure_bar",
+                    "address": 0,
+                    "unit": "bar",
+                    "display_name": "Ram pressure",
+                    "normal": [0, 250],
+                    "engineering": [0, 400],
+                    "description": "main cylinder",
+                },
+                {"metric": "cycles", "address": 1},
+            ],
+        }
+    )
+    health = ConnectorHealth("plc", "modbus", "tcp://h")
+    inbox = ListInbox()
+    sink = ReadingSink(inbox, "s1", gateway_id="gw-9", kafka_topics=KafkaTopics("dev."))
+    assert sink.report_metadata(health, device, "modbus")
+    (message,) = inbox.messages
+    assert message.metadata is not None
+    assert (message.metadata.topic, message.metadata.key) == (
+        "dev.iot.device-metadata",
+        b"press-01",
+    )
+    report = DeviceMetadataReport.model_validate_json(message.metadata.value)
+    assert (report.site, report.gateway_id, report.source, report.type) == (
+        "s1",
+        "gw-9",
+        "modbus",
+        "hydraulic_press",
+    )
+    assert report.document() == {
+        "display_name": "Press 1",
+        "area": "Forming",
+        "line": "Line 2",
+        "metrics": {
+            "ram_pressure_bar": {
+                "display_name": "Ram pressure",
+                "unit": "bar",
+                "normal": [0.0, 250.0],
+                "engineering": [0.0, 400.0],
+                "description": "main cylinder",
+            },
+            "cycles": {},  # listed: a later report without metadata replaces the earlier one
+        },
+    }
+    assert not ReadingSink(FullInbox(), "s1").report_metadata(health, device, "modbus")
+    assert health.errors["intake_full"] == 1
+
+
+def test_an_opcua_devices_metadata_lists_its_nodes() -> None:
+    device = OpcUaDevice.model_validate(
+        {
+            "device_id": "cnc-01",
+            "machine": "M-7",
+            "nodes": [{"metric": "spindle_rpm", "node_id": "ns=2;i=2", "unit": "rpm"}],
+        }
+    )
+    assert device_document(device) == {
+        "machine": "M-7",
+        "metrics": {"spindle_rpm": {"unit": "rpm"}},
+    }
 
 
 def test_health_snapshot_rates_and_reasons() -> None:

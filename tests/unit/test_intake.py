@@ -154,3 +154,19 @@ def test_sqlite_acks_commit_without_fsync_and_appends_keep_full(tmp_path: Path) 
         assert level == 2  # FULL again after the relaxed ack
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM records").fetchone() == (0,)
+
+
+def test_a_metadata_record_is_appended_as_is_in_order_with_the_readings(
+    buffer: GatedBuffer, started: tuple[Intake, GatewayCounters, list[object]]
+) -> None:
+    intake, counters, durable = started
+    record = BufferRecord("iot.device-metadata", b"d1", b'{"v": 1}', TS)
+    intake.put(telemetry("d1", 0))
+    intake.put(Inbound("", b"", TS, metadata=record))
+    intake.put(telemetry("d1", 1))
+    wait_until(lambda: durable == [0, 1], 5, "readings acknowledged")
+    topics = [r.record.topic for r in buffer.lease(10)]
+    assert topics == ["iot.telemetry", "iot.device-metadata", "iot.telemetry"]
+    assert buffer.lease(10) == []
+    assert (counters.received_total, counters.readings_total) == (2, 2)
+    assert (counters.device_metadata_total, counters.dead_lettered_total) == (1, 0)
