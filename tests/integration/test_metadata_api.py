@@ -174,3 +174,40 @@ async def test_device_precedence_hierarchy_and_audit(
         ("metadata.edit", "success", "device:press-01"),
         ("metadata.delete", "success", "device:press-01"),
     ]
+
+
+async def test_the_device_list_filters_by_area_line_and_machine(
+    client: httpx.AsyncClient, tokens: Tokens, db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        "INSERT INTO device_metadata (scope, key, source, document, updated_by) VALUES "
+        "('device', 'press-01', 'edge', $1::jsonb, 'modbus@gw-m'), "
+        "('device', 'cnc-01', 'edge', $2::jsonb, 'opcua@gw-m')",
+        '{"area": "Forming", "line": "Line 2", "machine": "P-100", "metrics": {}}',
+        '{"area": "Forming", "line": "Line 3", "metrics": {}}',
+    )
+
+    async def ids(**params: str) -> list[str]:
+        resp = await client.get(f"{API}/devices", params=params, headers=auth(tokens.viewer))
+        assert resp.status_code == 200, resp.text
+        return sorted(d["device_id"] for d in resp.json()["items"])
+
+    assert await ids(area="Forming") == ["cnc-01", "press-01"]
+    assert await ids(area="Forming", line="Line 2") == ["press-01"]
+    assert await ids(machine="P-100") == ["press-01"]
+    assert await ids(area="") == ["press-02"]  # '' : no area named
+    assert await ids(area="Forming", site="plant-b") == ["cnc-01"]  # with the other filters
+    assert await ids(area="Nowhere") == []
+    assert await ids() == ["cnc-01", "press-01", "press-02"]
+    # an admin's place wins over the edge's
+    put = await client.put(
+        f"{API}/metadata/devices/cnc-01", json={"area": "Machining"}, headers=auth(tokens.admin)
+    )
+    assert put.status_code == 200, put.text
+    assert await ids(area="Forming") == ["press-01"]
+    bad = await client.get(f"{API}/devices", params={"line": "a\x00b"}, headers=auth(tokens.viewer))
+    assert bad.status_code == 422
+
+    doc = (await client.get("/openapi.json")).json()
+    params = {p["name"] for p in doc["paths"][f"{API}/devices"]["get"]["parameters"]}
+    assert {"area", "line", "machine"} <= params

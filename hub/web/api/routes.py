@@ -40,6 +40,7 @@ from hub.web.api.errors import (
     not_found,
 )
 from hub.web.api.live import live
+from hub.web.api.metadata import PlaceQuery
 from hub.web.api.metadata import router as metadata_router
 from hub.web.api.models import (
     NO_NUL,
@@ -57,6 +58,7 @@ from hub.web.api.models import (
 from hub.web.api.notifications import router as notifications_router
 from hub.web.api.rules import router as rules_router
 from hub.web.container import WebServices
+from hub.web.metadata_service import all_devices, at_place
 from hub.web.metrics import CONTENT_TYPE
 from hub.web.model import (
     AlertFilter,
@@ -109,9 +111,17 @@ async def list_devices(
             json_schema_extra=NO_NUL,
         ),
     ] = None,
+    area: PlaceQuery = None,
+    line: PlaceQuery = None,
+    machine: PlaceQuery = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
+    place = (
+        checked_text("area", area),
+        checked_text("line", line),
+        checked_text("machine", machine),
+    )
     f = DeviceFilter(
         site=checked_text("site", site),
         type=checked_text("type", type),
@@ -119,8 +129,20 @@ async def list_devices(
         search=checked_text("search", search),
         limit=limit,
         offset=offset,
+        device_ids=await _devices_at(services, place),
     )
     return await page_json(request, response, services.reads.devices(f))
+
+
+async def _devices_at(
+    services: WebServices, place: tuple[str | None, str | None, str | None]
+) -> frozenset[str] | None:
+    """The devices at an area/line/machine of the asset hierarchy (their effective metadata);
+    None when no level is asked for."""
+    if all(level is None for level in place):
+        return None
+    places = await services.metadata.places(await all_devices(services.reads))
+    return frozenset(d for d, at in places.items() if at_place(at[1:], place))
 
 
 DeviceId = Annotated[str, Path(max_length=MAX_TEXT)]

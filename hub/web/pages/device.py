@@ -177,8 +177,13 @@ class DevicePage:
         unit = self._meta(metric).unit
         return unit_of(self.device.type, metric) if unit is None else unit
 
+    def _display_name(self, metric: str) -> str | None:
+        """The display name, else the name at the source (a Sparkplug metric's `Motor 1/Temp`)."""
+        meta = self._meta(metric)
+        return meta.display_name or meta.source_name
+
     def _metric_label(self, metric: str) -> str:
-        name = self._meta(metric).display_name
+        name = self._display_name(metric)
         return f"{name} ({metric})" if name and name != metric else metric
 
     def _range_bar(self, tz: ZoneInfo) -> None:
@@ -220,7 +225,7 @@ class DevicePage:
                 with ui.card().classes("w-full p-1"):
                     self.charts[metric] = MetricChart(
                         metric=metric,
-                        label=self._meta(metric).display_name,
+                        label=self._display_name(metric),
                         unit=self._unit(metric),
                         flag=is_flag(d.type, metric, d.latest.get(metric)),
                         tz=tz,
