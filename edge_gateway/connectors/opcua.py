@@ -1,6 +1,8 @@
 """OPC UA client connector (asyncua): one subscription per connector, a monitored item per
 configured node (sampling interval, deadband), source timestamps kept; reconnect with backoff
-and subscribe again. A node that cannot be monitored is counted and logged, the others run."""
+and subscribe again. A node that cannot be monitored is counted and logged, the others run.
+After each connect, the units and ranges the server defines (EngineeringUnits, EURange) for
+values the configuration gives none are reported as the device's metadata."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from edge_gateway.connectors.config import (
     resolve_secret,
 )
 from edge_gateway.connectors.health import ConnectorHealth
+from edge_gateway.connectors.metadata import discovered_fields
 from edge_gateway.connectors.opcua_values import Batch, NodeTarget, reading_value, timestamp_ms
 from edge_gateway.connectors.sink import ReadingSink
 from iot_common.backoff import Backoff
@@ -104,8 +107,12 @@ class OpcUaClientConnector:
                 self.config.publishing_interval_ms, handler
             )
             self.targets.clear()
-            for device in self.config.devices:
-                await self._monitor(client, subscription, device)
+            monitored = [
+                (device, await self._monitor(client, subscription, device))
+                for device in self.config.devices
+            ]
+            for device, nodes in monitored:
+                await self._report_discovered(device, nodes)
             await self._watch(client, stop)
         except _CONNECTION_ERRORS as exc:
             if isinstance(exc, asyncio.CancelledError) and stop.is_set():
@@ -155,17 +162,21 @@ class OpcUaClientConnector:
         self.health.count("connection_lost", error)
         log.warning("opcua_connection_lost", extra={**self._extra(), "error": error})
 
-    async def _monitor(self, client: Client, subscription: Any, device: OpcUaDevice) -> None:
-        requests, targets = [], []
+    async def _monitor(
+        self, client: Client, subscription: Any, device: OpcUaDevice
+    ) -> list[tuple[OpcUaNode, Node]]:
+        """Monitored items for the device's nodes; the nodes that resolved."""
+        requests, targets, resolved = [], [], []
         for spec in device.nodes:
             node = await self._resolve(client, device, spec)
             if node is None:
                 continue
+            resolved.append((spec, node))
             self._next_handle += 1
             requests.append(_request(node, spec, self._next_handle))
             targets.append(NodeTarget(device.device_id, device.type, spec.metric))
         if not requests:
-            return
+            return resolved
         for request, target in zip(requests, targets, strict=True):
             self.targets[request.RequestedParameters.ClientHandle] = target
         results = await subscription.create_monitored_items(requests)
@@ -173,6 +184,32 @@ class OpcUaClientConnector:
             if isinstance(result, ua.StatusCode):
                 del self.targets[request.RequestedParameters.ClientHandle]
                 self._bad_node(device, target.metric, result.name)
+        return resolved
+
+    async def _report_discovered(
+        self, device: OpcUaDevice, nodes: list[tuple[OpcUaNode, Node]]
+    ) -> None:
+        """The server's EngineeringUnits and EURange of the values whose unit or engineering
+        range the file leaves unset, reported with the file's metadata (which wins) when the
+        server defines any. Two reads per such node, once per connect."""
+        found: dict[str, dict[str, object]] = {}
+        for spec, node in nodes:
+            unit = None if spec.unit is not None else await _property(node, "EngineeringUnits")
+            span = None if spec.engineering is not None else await _property(node, "EURange")
+            text = getattr(getattr(unit, "DisplayName", None), "Text", None)
+            fields = discovered_fields(
+                text if isinstance(text, str) else None,
+                _number(getattr(span, "Low", None)),
+                _number(getattr(span, "High", None)),
+            )
+            if fields:
+                found[spec.metric] = fields
+        if found:
+            self._sink.report_metadata(self.health, device, "opcua", found)
+            log.info(
+                "opcua_metadata_discovered",
+                extra={**self._extra(), "device": device.device_id, "metrics": len(found)},
+            )
 
     async def _resolve(self, client: Client, device: OpcUaDevice, spec: OpcUaNode) -> Node | None:
         try:
@@ -229,6 +266,18 @@ def _request(node: Node, spec: OpcUaNode, handle: int) -> ua.MonitoredItemCreate
     request.MonitoringMode = ua.MonitoringMode.Reporting
     request.RequestedParameters = params
     return request
+
+
+async def _property(node: Node, name: str) -> Any:
+    """A standard property's value (namespace 0), or None if the node has none."""
+    try:
+        return await (await node.get_child(f"0:{name}")).read_value()
+    except ua.UaStatusCodeError:
+        return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from edge_gateway.connectors.config import ModbusDevice, OpcUaDevice
 from edge_gateway.connectors.health import ConnectorHealth
-from edge_gateway.connectors.metadata import device_document
+from edge_gateway.connectors.metadata import Discovered, device_document
 from edge_gateway.connectors.readings import telemetry_message
 from edge_gateway.device_metadata import metadata_record
 from edge_gateway.intake import Inbound, now_ms
@@ -42,17 +42,22 @@ class ReadingSink:
         self._topics = kafka_topics or KafkaTopics()
 
     def report_metadata(
-        self, health: ConnectorHealth, device: ModbusDevice | OpcUaDevice, source: str
+        self,
+        health: ConnectorHealth,
+        device: ModbusDevice | OpcUaDevice,
+        source: str,
+        discovered: Discovered | None = None,
     ) -> bool:
-        """The device's metadata from the configuration, as one `iot.device-metadata` record
-        (source `modbus` or `opcua`). False if it could not be queued."""
+        """The device's metadata from the configuration (over what the server said, if
+        anything), as one `iot.device-metadata` record (source `modbus` or `opcua`). False if it
+        could not be queued."""
         try:
             record = metadata_record(
                 site=self._site,
                 device_id=device.device_id,
                 gateway_id=self._gateway_id,
                 ts_ms=now_ms(),
-                metadata=device_document(device),
+                metadata=device_document(device, discovered),
                 source=source,
                 device_type=device.type,
                 kafka_topics=self._topics,

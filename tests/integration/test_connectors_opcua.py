@@ -16,6 +16,7 @@ from edge_gateway.connectors.config import OpcUaConnector
 from edge_gateway.connectors.opcua import OpcUaClientConnector
 from edge_gateway.connectors.sink import ReadingSink
 from edge_gateway.intake import Inbound
+from protocol.device_metadata import DeviceMetadataReport
 from tests.support.opcua_server import OpcUaTestServer, make_certificate
 from tests.support.process import free_port
 from tests.support.waiting import async_wait_until
@@ -24,9 +25,13 @@ from tests.support.waiting import async_wait_until
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[Inbound] = []
+        self.reports: list[DeviceMetadataReport] = []  # iot.device-metadata records
 
     def put_nowait(self, message: Inbound) -> None:
-        self.messages.append(message)
+        if message.metadata is not None:
+            self.reports.append(DeviceMetadataReport.model_validate_json(message.metadata.value))
+        else:
+            self.messages.append(message)
 
     def metrics(self) -> list[dict[str, Any]]:
         return [json.loads(m.payload)["metrics"] for m in self.messages]
@@ -130,6 +135,36 @@ async def test_subscription_values_missing_nodes_and_reconnect(server: OpcUaTest
         await server.write("Pressure", 77.0)
         await until(lambda: {"pressure_bar": 77.0} in inbox.metrics(), "values after restart")
         assert connector.health.errors["connection_lost"] >= 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_units_and_ranges_the_server_defines_are_reported_under_the_files(
+    server: OpcUaTestServer,
+) -> None:
+    cfg = config(server.endpoint, server.ns).model_dump(mode="json")
+    nodes = cfg["devices"][0]["nodes"]
+    nodes[1]["unit"] = "°C"  # the file's unit wins over the server's K
+    inbox = Inbox()
+    connector = OpcUaClientConnector(
+        OpcUaConnector.model_validate(cfg), ReadingSink(inbox, "s1", gateway_id="gw-1")
+    )
+    stop, task = await run(connector)
+    try:
+        await until(lambda: inbox.reports, "the discovered metadata")
+        (report,) = inbox.reports
+        assert (report.device_id, report.source, report.type) == (
+            "press-01",
+            "opcua",
+            "hydraulic_press",
+        )
+        metrics = report.document()["metrics"]
+        assert isinstance(metrics, dict)
+        assert metrics["pressure_bar"] == {"unit": "bar", "engineering": [0.0, 400.0]}
+        assert metrics["temp_c"] == {"unit": "°C"}
+        assert metrics["running"] == {}  # a node without the properties
+        assert metrics["ghost"] == {}  # listed from the file, though the server lacks it
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

@@ -86,6 +86,23 @@ class OpcUaTestServer:
             self.variables[name] = await press.add_variable(
                 ua.NodeId(f"Press1.{name}", self.ns), ua.QualifiedName(name, self.ns), initial
             )
+        # Units and a range as a PLC's server defines them (OPC UA Part 8: the AnalogItem's
+        # EngineeringUnits and EURange properties).
+        for name, unit, span in (("Pressure", "bar", (0.0, 400.0)), ("Temperature", "K", None)):
+            variable = self.variables[name]
+            await variable.add_property(
+                ua.NodeId(f"Press1.{name}.EngineeringUnits", self.ns),
+                ua.QualifiedName("EngineeringUnits", 0),
+                ua.EUInformation(DisplayName=ua.LocalizedText(unit)),
+                datatype=ua.NodeId(ua.ObjectIds.EUInformation),
+            )
+            if span is not None:
+                await variable.add_property(
+                    ua.NodeId(f"Press1.{name}.EURange", self.ns),
+                    ua.QualifiedName("EURange", 0),
+                    ua.Range(Low=span[0], High=span[1]),
+                    datatype=ua.NodeId(ua.ObjectIds.Range),
+                )
         await self.server.start()
 
     async def write(self, name: str, value: Any) -> None:

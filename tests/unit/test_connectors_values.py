@@ -11,7 +11,7 @@ import pytest
 
 from edge_gateway.connectors.config import ModbusDevice, OpcUaDevice
 from edge_gateway.connectors.health import ConnectorHealth
-from edge_gateway.connectors.metadata import device_document
+from edge_gateway.connectors.metadata import device_document, discovered_fields
 from edge_gateway.connectors.opcua_values import Batch, NodeTarget, reading_value, timestamp_ms
 from edge_gateway.connectors.readings import telemetry_message
 from edge_gateway.connectors.sink import ReadingSink
@@ -168,6 +168,42 @@ def test_an_opcua_devices_metadata_lists_its_nodes() -> None:
         "machine": "M-7",
         "metrics": {"spindle_rpm": {"unit": "rpm"}},
     }
+
+
+def test_what_the_server_says_fills_what_the_file_leaves_unset() -> None:
+    device = OpcUaDevice.model_validate(
+        {
+            "device_id": "cnc-01",
+            "nodes": [
+                {"metric": "a", "node_id": "ns=2;i=1", "unit": "rpm"},
+                {"metric": "b", "node_id": "ns=2;i=2"},
+            ],
+        }
+    )
+    found: dict[str, dict[str, object]] = {
+        "a": {"unit": "1/min", "engineering": [0, 9000]},
+        "b": {"unit": "mm"},
+    }
+    assert device_document(device, found)["metrics"] == {
+        "a": {"unit": "rpm", "engineering": [0, 9000]},
+        "b": {"unit": "mm"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("unit", "low", "high", "expected"),
+    [
+        ("bar", 0.0, 400.0, {"unit": "bar", "engineering": [0.0, 400.0]}),
+        ("", None, 5.0, {}),  # no unit text, half a range
+        ("x" * 33, 5.0, 1.0, {}),  # too long, low > high
+        ("V", float("nan"), 1.0, {"unit": "V"}),
+        ("A", -1e16, 0.0, {"unit": "A"}),
+    ],
+)
+def test_discovered_fields_keep_only_what_the_model_takes(
+    unit: str, low: float | None, high: float | None, expected: dict[str, object]
+) -> None:
+    assert discovered_fields(unit, low, high) == expected
 
 
 def test_health_snapshot_rates_and_reasons() -> None:
