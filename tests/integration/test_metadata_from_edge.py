@@ -1,7 +1,8 @@
 """Device metadata from real edge peers through to the hub's API: a pysparkplug edge node's birth
 certificates (engUnit/engLow/engHigh properties) and a Modbus connector's configuration (units,
 ranges, place) -> the gateway -> Kafka `iot.device-metadata` -> `iot-hub worker` -> PostgreSQL
--> `GET /api/v1/metadata/devices/{id}` of a real `iot-hub web`."""
+-> `GET /api/v1/metadata/devices/{id}` of a real `iot-hub web`; an admin's edit still wins over
+a later birth."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import yaml
@@ -106,17 +108,57 @@ async def test_sparkplug_births_fill_the_hubs_metadata(
         },
     )
     peer = None
+    port = int(gw.env["EDGE_MQTT_PORT"])
+    pg = await asyncpg.connect(hub.dsn)
+
+    async def edge_written() -> Any:
+        return await pg.fetchval(
+            "SELECT updated_at FROM device_metadata WHERE scope = 'device' AND key = $1 "
+            "AND source = 'edge'",
+            "press1.motor1",
+        )
+
     try:
         await asyncio.to_thread(gw.start)
-        peer = PeerNode("127.0.0.1", int(gw.env["EDGE_MQTT_PORT"]), site, "press1")
+        peer = PeerNode("127.0.0.1", port, site, "press1")
         peer.do("connect")
         device = await wait_for(hub, "press1.motor1")
         node = await wait_for(hub, "press1")
+
+        # An admin's unit, then the node comes back: its new births replace the edge layer,
+        # and the admin's edit still wins over them.
+        edit = {"metrics": {"motor_1_temperature": {"unit": "K"}}}
+        async with httpx.AsyncClient(base_url=hub.web.url, timeout=15) as client:
+            put = await client.put(
+                f"{API}/metadata/devices/press1.motor1",
+                json=edit,
+                headers={"Authorization": f"Bearer {hub.tokens.admin}"},
+            )
+        assert put.status_code == 200, put.text
+        before = await edge_written()
+        peer.close()
+        peer = PeerNode("127.0.0.1", port, site, "press1")
+        peer.do("connect")
+
+        async def rewritten() -> bool:
+            return bool(await edge_written() > before)
+
+        await async_wait_until(rewritten, 120, "the rebirth's metadata stored")
+        reborn = await hub.metadata("press1.motor1")
         status = gw.status()
     finally:
         if peer is not None:
             peer.close()
+        await pg.close()
         assert await asyncio.to_thread(gw.terminate) == 0
+
+    assert reborn is not None
+    assert reborn["effective"]["metrics"]["motor_1_temperature"] == {
+        "source_name": "Motor 1/Temperature",
+        "unit": "K",  # the admin's
+        "engineering": [-20.0, 150.0],  # the birth's
+    }
+    assert reborn["layers"]["edge"]["metrics"]["motor_1_temperature"]["unit"] == "°C"
 
     assert device["site"] == site
     metrics = device["effective"]["metrics"]
@@ -134,8 +176,9 @@ async def test_sparkplug_births_fill_the_hubs_metadata(
         "description": "main cylinder",
     }
     assert set(node["effective"]["metrics"]) == {"hydraulic_pressure_bar", "running"}
-    assert status["counters"]["device_metadata_total"] == 2
-    assert status["sparkplug"]["by_reason"]["metadata_bad_range"] == 1
+    assert status["counters"]["device_metadata_total"] == 4  # two births, twice
+    assert status["sparkplug"]["by_reason"]["metadata_bad_range"] == 2
+    # logged once per device, metric and reason
     (line,) = [x for x in gw.log().splitlines() if "reason=metadata_bad_range" in x]
     assert "event=sparkplug_skipped" in line
     assert "Speed RPM: engLow 10 is greater than engHigh 5" in line
