@@ -31,7 +31,7 @@ def task_name(connector: str) -> str:
 
 
 class ConnectorSet:
-    def __init__(self, config: ConnectorsFile, site: str, gateway_id: str = "gateway") -> None:
+    def __init__(self, config: ConnectorsFile, site: str, gateway_id: str) -> None:
         self._config = config
         self._site = site
         self._gateway_id = gateway_id
