@@ -134,7 +134,7 @@ def unit_of(metric: pb.Payload.Metric) -> str | None:
         return None
 
 
-def metric_metadata(metric: pb.Payload.Metric) -> dict[str, object]:
+def _metric_metadata(metric: pb.Payload.Metric) -> dict[str, object]:
     """One metric's metadata fields (source_name, unit, engineering, description); raises
     `_Bad` with the reason."""
     props = _properties(metric)
@@ -176,7 +176,7 @@ def birth_metadata(
         if not metric.name or is_control(metric.name) or metric.datatype not in READING_TYPES:
             continue
         try:
-            found[normalised[metric.name]] = metric_metadata(metric)
+            found[normalised[metric.name]] = _metric_metadata(metric)
         except _Bad as exc:
             problems.append(Problem(metric.name, exc.reason, str(exc)))
     if len(found) > DEVICE_METADATA_MAX_METRICS:
