@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.publish import PublishPacket
 
+from edge_gateway import broker_reader
 from edge_gateway.intake import CommandCallback, Inbound, IntakeTarget, now_ms
 
 log = logging.getLogger("edge.broker_intake")
@@ -86,8 +87,10 @@ class SessionIntake:
     def install(self) -> None:
         # amqtt's reader loop calls `self.handle_publish`: this instance's own takes precedence.
         self._handler.handle_publish = self.handle_publish
+        broker_reader.install(self._handler, self.publish)
 
     async def handle_publish(self, packet: PublishPacket) -> None:
+        """A PUBLISH decoded by amqtt (what the session's reader does not parse itself)."""
         topic, data, qos = packet.topic_name, packet.data, packet.qos
         variable = packet.variable_header
         packet_id = variable.packet_id if variable is not None else None
@@ -97,7 +100,12 @@ class SessionIntake:
         if "#" in topic or "+" in topic:
             await self._default(packet)  # amqtt closes the connection (MQTT-3.3.2-2)
             return
-        payload = bytes(data)
+        await self.publish(topic, bytes(data), qos, packet_id, packet.retain_flag)
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int, packet_id: int | None, retain: bool
+    ) -> None:
+        """A QoS 0 or 1 PUBLISH on a concrete topic, in the order the session sent it."""
         ours = self._intake.takes(topic)
         allowed = self._hooks.allows_publish(self._handler, topic)
         pending = None
@@ -111,7 +119,7 @@ class SessionIntake:
         elif pending is not None:
             self.flush()
         if allowed:
-            await self._hooks.relay(self._handler, topic, payload, qos, packet.retain_flag)
+            await self._hooks.relay(self._handler, topic, payload, qos, retain)
 
     async def _put(self, message: Inbound) -> None:
         # FIFO: a message never overtakes an earlier one of its session that waited for room.
