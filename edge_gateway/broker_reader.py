@@ -43,7 +43,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
 log = logging.getLogger("edge.broker_reader")
 
-_CHUNK = 256 * 1024
+_CHUNK = 64 * 1024  # what a read takes at most: bounds how long one session holds the loop
 # amqtt's handler method per packet type (CONNECT is awaited in place, as amqtt does).
 _HANDLERS = {
     CONNACK: "handle_connack",
