@@ -1,8 +1,9 @@
 """Embedded broker -> buffer, inside the broker's process: a device's PUBLISH on a telemetry or
 status topic (or, with the Sparkplug host on, an edge node's spBv1.0 message) goes from its
 session (read by edge_gateway.broker_reader) straight to the intake (edge_gateway.intake), and
-its PUBACK leaves only once the intake has committed it. A gateway killed at any moment has acknowledged
-nothing it could lose: the device still holds the rest and sends it again when it reconnects.
+its PUBACK leaves only once the intake has committed it. A gateway killed at any moment has
+acknowledged nothing it could lose: the device still holds the rest and sends it again when it
+reconnects.
 
 PUBACKs leave in the order their PUBLISHes came (MQTT-4.6.0-2), in one socket write per session
 for what was committed since the loop last released PUBACKs."""
