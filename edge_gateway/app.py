@@ -20,6 +20,7 @@ from edge_gateway.connectors.runner import ConnectorSet
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.http import Readiness, StatusServer, build_app
 from edge_gateway.intake import IntakeTarget, now_ms
+from edge_gateway.loop_wakeup import LoopWakeup
 from edge_gateway.mqtt_security import MqttSecurity, anonymous_beyond_loopback, load_mqtt_security
 from edge_gateway.routing import MessageRouter
 from edge_gateway.runway import RunwayMeter
@@ -37,10 +38,6 @@ from edge_gateway.stats import (
 from protocol import topics
 
 log = logging.getLogger("edge.gateway")
-
-
-def _notify(loop: asyncio.AbstractEventLoop, forwarder: Forwarder) -> None:
-    loop.call_soon_threadsafe(forwarder.notify)
 
 
 def open_buffer(settings: EdgeSettings) -> Buffer:
@@ -177,7 +174,7 @@ class EdgeGateway:
             self.router,
             self.counters,
             batch_max=s.bridge_batch_max,
-            on_appended=lambda: _notify(loop, forwarder),
+            on_appended=LoopWakeup(loop, forwarder.notify),
         )
         if s.embedded_broker:
             await self._start_embedded(security, target)

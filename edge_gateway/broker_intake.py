@@ -1,11 +1,12 @@
 """Embedded broker -> buffer, inside the broker's process: a device's PUBLISH on a telemetry or
 status topic (or, with the Sparkplug host on, an edge node's spBv1.0 message) goes from its
-session straight to the intake (edge_gateway.intake), and its PUBACK
-leaves only once the intake has committed it. A gateway killed at any moment has acknowledged
-nothing it could lose: the device still holds the rest and sends it again when it reconnects.
+session (read by edge_gateway.broker_reader) straight to the intake (edge_gateway.intake), and
+its PUBACK leaves only once the intake has committed it. A gateway killed at any moment has
+acknowledged nothing it could lose: the device still holds the rest and sends it again when it
+reconnects.
 
 PUBACKs leave in the order their PUBLISHes came (MQTT-4.6.0-2), in one socket write per session
-and committed batch."""
+for what was committed since the loop last released PUBACKs."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from typing import Any, Protocol, cast
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.publish import PublishPacket
 
+from edge_gateway import broker_reader
 from edge_gateway.intake import CommandCallback, Inbound, IntakeTarget, now_ms
+from edge_gateway.loop_wakeup import LoopWakeup
 
 log = logging.getLogger("edge.broker_intake")
 
@@ -86,8 +89,10 @@ class SessionIntake:
     def install(self) -> None:
         # amqtt's reader loop calls `self.handle_publish`: this instance's own takes precedence.
         self._handler.handle_publish = self.handle_publish
+        broker_reader.install(self._handler, self.publish)
 
     async def handle_publish(self, packet: PublishPacket) -> None:
+        """A PUBLISH decoded by amqtt (what the session's reader does not parse itself)."""
         topic, data, qos = packet.topic_name, packet.data, packet.qos
         variable = packet.variable_header
         packet_id = variable.packet_id if variable is not None else None
@@ -97,7 +102,12 @@ class SessionIntake:
         if "#" in topic or "+" in topic:
             await self._default(packet)  # amqtt closes the connection (MQTT-3.3.2-2)
             return
-        payload = bytes(data)
+        await self.publish(topic, bytes(data), qos, packet_id, packet.retain_flag)
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int, packet_id: int | None, retain: bool
+    ) -> None:
+        """A QoS 0 or 1 PUBLISH on a concrete topic, in the order the session sent it."""
         ours = self._intake.takes(topic)
         allowed = self._hooks.allows_publish(self._handler, topic)
         pending = None
@@ -111,7 +121,7 @@ class SessionIntake:
         elif pending is not None:
             self.flush()
         if allowed:
-            await self._hooks.relay(self._handler, topic, payload, qos, packet.retain_flag)
+            await self._hooks.relay(self._handler, topic, payload, qos, retain)
 
     async def _put(self, message: Inbound) -> None:
         # FIFO: a message never overtakes an earlier one of its session that waited for room.
@@ -145,10 +155,15 @@ class BrokerIntake:
         self._target = target
         self._intake = target.intake(on_durable=self._durable, on_commands=on_commands)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Committed tokens, oldest first, for the loop to release: commits that come while a
+        # release waits for the loop share it (one cross-thread wake-up, not one per commit).
+        self._committed: deque[object] = deque()
+        self._wakeup: LoopWakeup | None = None
         self.subscribed = threading.Event()  # the intake takes messages (as the bridge's is)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._wakeup = LoopWakeup(loop, self._release_committed)
         self._intake.start()
         self.subscribed.set()
 
@@ -182,8 +197,16 @@ class BrokerIntake:
         self._intake.stop(timeout)
 
     def _durable(self, tokens: list[object]) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(_release, tokens)
+        # Writer thread. Appended before the wake-up: the release that runs next sees them.
+        self._committed.extend(tokens)
+        if self._wakeup is not None and self._loop is not None and not self._loop.is_closed():
+            self._wakeup()
+
+    def _release_committed(self) -> None:
+        committed = self._committed
+        tokens = [committed.popleft() for _ in range(len(committed))]
+        if tokens:
+            _release(tokens)
 
 
 def _release(tokens: list[object]) -> None:

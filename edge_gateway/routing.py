@@ -28,15 +28,18 @@ from protocol import topics
 from protocol.codec import (
     DecodeError,
     decode_status,
-    decode_telemetry,
     encode,
     parse_topic,
+    telemetry_record,
 )
 from protocol.models import DeadLetter
+from protocol.topics import MqttTopic
 
 log = logging.getLogger("edge.routing")
 
 MAX_DEAD_LETTER_BYTES: Final = 128 * 1024
+# Parsed device topics kept (a fleet's worth); past this the cache starts over.
+_TOPIC_CACHE_MAX: Final = 65_536
 
 RouteKind = Literal["reading", "status", "metadata", "dead_letter"]
 
@@ -106,6 +109,8 @@ class MessageRouter:
         # Records carry their prefixed topic into the buffer: what was routed under one prefix
         # is forwarded there, even after a restart with another.
         self.topics = kafka_topics or topics.KafkaTopics()
+        self._telemetry_topic = self.topics.telemetry
+        self._parsed: dict[str, MqttTopic] = {}
         self.max_past_ms = max_past_ms
         self.max_future_ms = max_future_ms
         self.seq = SeqTracker(seq_window)
@@ -193,7 +198,7 @@ class MessageRouter:
     def route(self, mqtt_topic: str, payload: bytes, received_ts: int) -> Routed:
         device_id: str | None = None
         try:
-            where = parse_topic(mqtt_topic)
+            where = self._parse_topic(mqtt_topic)
             device_id = where.device_id
             if where.kind == "status":
                 status = decode_status(
@@ -210,7 +215,7 @@ class MessageRouter:
                     ),
                     device_id,
                 )
-            reading = decode_telemetry(
+            seq, value = telemetry_record(
                 where,
                 payload,
                 received_ts=received_ts,
@@ -218,21 +223,27 @@ class MessageRouter:
                 max_past_ms=self.max_past_ms,
                 max_future_ms=self.max_future_ms,
             )
-            if reading.seq is not None and not self.seq.observe(
-                reading.device_id, reading.seq, zlib.crc32(payload)
-            ):
+            if seq is not None and not self.seq.observe(device_id, seq, zlib.crc32(payload)):
                 raise DecodeError(
-                    "duplicate_seq", f"seq {reading.seq} already received with the same payload"
+                    "duplicate_seq", f"seq {seq} already received with the same payload"
                 )
             return Routed(
                 "reading",
-                self._record(
-                    self.topics.telemetry, reading.device_id, encode(reading), received_ts
-                ),
+                BufferRecord(self._telemetry_topic, device_id.encode(), value, received_ts),
                 device_id,
             )
         except DecodeError as exc:
             return self._dead_letter(exc, mqtt_topic, payload, received_ts, device_id)
+
+    def _parse_topic(self, mqtt_topic: str) -> MqttTopic:
+        """`parse_topic`, remembered per topic: a device publishes on the same few topics."""
+        where = self._parsed.get(mqtt_topic)
+        if where is None:
+            where = parse_topic(mqtt_topic)  # a bad topic raises, and is not remembered
+            if len(self._parsed) >= _TOPIC_CACHE_MAX:
+                self._parsed.clear()
+            self._parsed[mqtt_topic] = where
+        return where
 
     def _dead_letter(
         self,

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, to_json
 
 from protocol.models import (
     MAX_BATCH_BYTES,
@@ -234,8 +234,7 @@ def decode_telemetry(
     max_past_ms: int = DEFAULT_MAX_PAST_MS,
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
 ) -> NormalisedReading:
-    body = decode_record(DevicePayload, payload)
-    ts = resolve_ts(body.ts, received_ts, max_past_ms=max_past_ms, max_future_ms=max_future_ms)
+    body, ts = _telemetry_body(topic, payload, received_ts, max_past_ms, max_future_ms)
     # Every field is validated already (payload above, topic by its parser): skip a second pass.
     return NormalisedReading.model_construct(
         site=topic.site,
@@ -247,6 +246,45 @@ def decode_telemetry(
         gateway_id=gateway_id,
         received_ts=received_ts,
     )
+
+
+def telemetry_record(
+    topic: MqttTopic,
+    payload: bytes,
+    *,
+    received_ts: int,
+    gateway_id: str,
+    max_past_ms: int = DEFAULT_MAX_PAST_MS,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+) -> tuple[int | None, bytes]:
+    """The reading's `seq` and its `iot.telemetry` version 1 value: the same validation and
+    errors as `decode_telemetry`, the same bytes as `encode` of its result, without building
+    the model (the gateway's hot path: model_construct was half the routing cost)."""
+    body, ts = _telemetry_body(topic, payload, received_ts, max_past_ms, max_future_ms)
+    # NormalisedReading's fields in order, through pydantic's own serializer (floats as
+    # `model_dump_json` writes them).
+    value = to_json(
+        {
+            "v": SCHEMA_VERSION,
+            "site": topic.site,
+            "device_id": topic.device_id,
+            "type": body.type,
+            "ts": ts,
+            "seq": body.seq,
+            "metrics": body.metrics,
+            "gateway_id": gateway_id,
+            "received_ts": received_ts,
+        }
+    )
+    return body.seq, value
+
+
+def _telemetry_body(
+    topic: MqttTopic, payload: bytes, received_ts: int, max_past_ms: int, max_future_ms: int
+) -> tuple[DevicePayload, int]:
+    body = decode_record(DevicePayload, payload)
+    ts = resolve_ts(body.ts, received_ts, max_past_ms=max_past_ms, max_future_ms=max_future_ms)
+    return body, ts
 
 
 def decode_status(
