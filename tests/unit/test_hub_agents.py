@@ -80,10 +80,9 @@ def test_marking_a_batch_is_marking_each_metric_of_each_reading() -> None:
     rng = random.Random(3)
     now = T0 + 10 * MIN
     readings = [
-        reading(
-            f"d{rng.randrange(4)}",
-            T0 + rng.randrange(12 * MIN),
-            **{m: 1.0 for m in rng.sample(["temp", "load", "rpm"], rng.randint(1, 3))},
+        replace_metrics(
+            reading(f"d{rng.randrange(4)}", T0 + rng.randrange(12 * MIN), temp=0.0),
+            {m: 1.0 for m in rng.sample(["temp", "load", "rpm"], rng.randint(1, 3))},
         )
         for _ in range(500)
     ]
@@ -95,6 +94,10 @@ def test_marking_a_batch_is_marking_each_metric_of_each_reading() -> None:
     assert len(batch) == len(one_by_one) > 0
     for at in range(now, T0 + 15 * MIN, MIN // 2):
         assert batch.take(at) == one_by_one.take(at)
+
+
+def replace_metrics(r: NormalisedReading, metrics: dict[str, float]) -> NormalisedReading:
+    return r.model_copy(update={"metrics": metrics})
 
 
 def test_startup_rebuild_covers_every_bucket_that_could_be_pending() -> None:
