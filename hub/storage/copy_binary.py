@@ -48,23 +48,29 @@ def readings_copy(readings: Iterable[NormalisedReading]) -> tuple[bytearray, int
     prefixes: dict[str, dict[str, bytes]] = {}
     tail, tail_null_seq = _TAIL.pack, _TAIL_NULL_SEQ.pack
     rows = 0
-    for reading in readings:
-        device_id = reading.device_id
-        mine = prefixes.get(device_id)
-        if mine is None:
-            mine = prefixes[device_id] = {}
-        ts_us = (reading.ts - _PG_EPOCH_MS) * 1000
-        seq = reading.seq
-        for metric, value in reading.metrics.items():
-            prefix = mine.get(metric)
-            if prefix is None:
-                prefix = mine[metric] = _prefix(device_id, metric)
-            append(prefix)
-            if seq is None:
-                append(tail_null_seq(8, ts_us, 8, value, -1))
-            else:
-                append(tail(8, ts_us, 8, value, 8, seq))
-        rows += len(reading.metrics)
+    try:
+        for reading in readings:
+            device_id = reading.device_id
+            mine = prefixes.get(device_id)
+            if mine is None:
+                mine = prefixes[device_id] = {}
+            ts_us = (reading.ts - _PG_EPOCH_MS) * 1000
+            seq = reading.seq
+            for metric, value in reading.metrics.items():
+                prefix = mine.get(metric)
+                if prefix is None:
+                    prefix = mine[metric] = _prefix(device_id, metric)
+                append(prefix)
+                if seq is None:
+                    append(tail_null_seq(8, ts_us, 8, value, -1))
+                else:
+                    append(tail(8, ts_us, 8, value, 8, seq))
+            rows += len(reading.metrics)
+    except struct.error as exc:
+        # A number beyond its column's 64 bits (the wire models bound every one, so only a
+        # reading made some other way): a ValueError, as asyncpg's encoders raise, which the
+        # ingest's poison isolation puts on the record.
+        raise ValueError(f"a reading does not fit the readings table: {exc}") from None
     append(_TRAILER)
     # A bytearray: asyncpg takes bytes for a file name, and a buffer for the data itself.
     return bytearray().join(parts), rows

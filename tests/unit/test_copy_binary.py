@@ -4,6 +4,8 @@ tests/integration/test_storage_readings.py."""
 
 from __future__ import annotations
 
+import pytest
+
 from hub.storage.copy_binary import readings_copy
 from tests.support.readings import make_reading
 
@@ -41,3 +43,9 @@ def test_rows_of_each_metric_in_order() -> None:
 def test_no_readings_no_rows() -> None:
     data, rows = readings_copy([])
     assert (bytes(data), rows) == (HEADER + TRAILER, 0)
+
+
+def test_a_number_beyond_64_bits_is_a_value_error() -> None:
+    reading = make_reading("d1", TS_MS, {"temp": 1.5}, seq=1).model_copy(update={"seq": 2**63})
+    with pytest.raises(ValueError, match="does not fit"):
+        readings_copy([reading])
