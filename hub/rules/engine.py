@@ -75,7 +75,8 @@ class _Slot:
         rule = self.rule
         hold_s = rule.clear_after_s if isinstance(rule, Threshold | RateOfChange) else 0.0
         self.hold_ms = round(hold_s * 1000)
-        self.band = quiet_band(rule) if isinstance(rule, Threshold) else None
+        # Not for a rule checked only `when` a flag is true: that flag decides first.
+        self.band = quiet_band(rule) if isinstance(rule, Threshold) and rule.when is None else None
 
 
 def quiet_band(rule: Threshold) -> tuple[float, float]:
@@ -167,7 +168,23 @@ class AlertEngine:
             )
             device.offline = None
             device.offline_reported_ts = None
+        ts, metrics = reading.ts, reading.metrics
         for slot in device.slots:
+            if slot.active is None and (band := slot.band) is not None:
+                # Most samples of a threshold rule, decided here without a call: its metric
+                # missing (no opinion), or in order and inside the quiet band (the sample is
+                # taken, nothing raised). Anything else goes to `_evaluate`.
+                value = metrics.get(slot.rule.metric)
+                if value is None:
+                    continue
+                if (
+                    not isinstance(value, bool)
+                    and band[0] <= value <= band[1]
+                    and (slot.last_ts is None or ts > slot.last_ts)
+                ):
+                    slot.last_ts = ts
+                    slot.calm_since_ts = None
+                    continue
             try:
                 transition = self._evaluate(device, slot, reading)
             # The poison boundary of rule evaluation: one rule's failure on one reading must
@@ -587,6 +604,9 @@ class AlertEngine:
                 return None
             verdict = slot.check.update(ts, value, slot.active)
         if verdict is None:
+            return None
+        if verdict.severity is None and slot.active is None:
+            slot.calm_since_ts = None  # what `_apply` concludes: nothing open, nothing wanted
             return None
         return self._apply(device, slot, verdict, ts, hold_ms=slot.hold_ms)
 

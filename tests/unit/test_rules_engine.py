@@ -530,6 +530,27 @@ def test_the_quiet_shortcut_still_clears_an_open_alert_and_still_raises() -> Non
     assert [t.ts for t in out] == [2_000, 4_000]
 
 
+def test_quiet_samples_out_of_order_change_nothing() -> None:
+    engine = engine_with(SPINDLE)
+    assert engine.observe(reading(10_000, {"spindle_temp_c": 60.0})) == []
+    assert engine.observe(reading(5_000, {"spindle_temp_c": 60.0})) == []  # older, quiet
+    assert engine.observe(reading(6_000, {"spindle_temp_c": 90.0})) == []  # older, hot
+    assert engine.observe(reading(10_000, {"spindle_temp_c": 90.0})) == []  # same ts
+    assert summary(engine.observe(reading(11_000, {"spindle_temp_c": 90.0}))) == [
+        ("raised", SPINDLE.id, "critical")
+    ]
+
+
+def test_a_threshold_checked_only_while_running_waits_for_the_flag() -> None:
+    rule = Threshold("cnc_spindle.t.threshold", "t", crit_high=80.0, when="running")
+    engine = engine_with(rule)
+    assert engine.observe(reading(1_000, {"t": 90.0})) == []  # the flag unknown
+    assert engine.observe(reading(2_000, {"t": 90.0, "running": False})) == []
+    assert summary(engine.observe(reading(3_000, {"t": 90.0, "running": True}))) == [
+        ("raised", rule.id, "critical")
+    ]
+
+
 # -- lifecycle helpers -----------------------------------------------------------------------
 
 
