@@ -64,9 +64,19 @@ class RollupScheduler:
             self._fresh.add((device_id, metric, start))
 
     def mark_readings(self, readings: Iterable[NormalisedReading], now_ms: int) -> None:
+        # A batch holds hundreds of readings of each device and minute: the metrics of each
+        # (device, minute) are gathered first, and each bucket marked once.
+        touched: dict[tuple[str, int], set[str]] = {}
         for reading in readings:
-            for metric in reading.metrics:
-                self.mark(reading.device_id, metric, reading.ts, now_ms)
+            key = (reading.device_id, bucket_start(reading.ts))
+            metrics = touched.get(key)
+            if metrics is None:
+                touched[key] = set(reading.metrics)
+            else:
+                metrics.update(reading.metrics)
+        for (device_id, start), metrics in touched.items():
+            for metric in metrics:
+                self.mark(device_id, metric, start, now_ms)
 
     def take(self, now_ms: int) -> list[BucketKey]:
         """The buckets to recompute now, sorted; each at most once."""

@@ -73,9 +73,11 @@ class IngestCounters:
     dlq_retries_total: int = 0
 
 
-def decode_batch(
-    raw_values: Sequence[bytes], bound: TsBound | None = None
-) -> tuple[list[Decoded], list[tuple[bytes, str]]]:
+# The readings of a batch's values, and (value, error) for what cannot be used.
+DecodedBatch = tuple[list[Decoded], list[tuple[bytes, str]]]
+
+
+def decode_batch(raw_values: Sequence[bytes], bound: TsBound | None = None) -> DecodedBatch:
     """Every reading of the values (either version) in order, and (value, error) for every
     value that is not valid and every reading too far ahead of the hub's clock."""
     bound = bound or TsBound()
@@ -109,8 +111,11 @@ async def ingest_batch(
     retrier: Retrier,
     bound: TsBound | None = None,
     after_commit: Callable[[Sequence[NormalisedReading]], Awaitable[None]] | None = None,
+    decoded_values: DecodedBatch | None = None,
 ) -> None:
-    decoded, invalid = decode_batch(raw_values, bound)
+    """`decoded_values`: `decode_batch(raw_values, bound)` already done (the worker decodes a
+    batch while the one before is being written); decoded here otherwise."""
+    decoded, invalid = decoded_values or decode_batch(raw_values, bound)
 
     def dlq_retried() -> None:
         counters.dlq_retries_total += 1

@@ -66,6 +66,24 @@ class _Slot:
     # The gateway an open alert was raised with: the store keys alerts by (device, gateway,
     # rule), so its updates and its clearing must carry the same one even if the device moved.
     gateway_id: str | None = None
+    # Derived from the rule once, not per sample: how long easing waits, and for a threshold
+    # the band of values that raise nothing (most samples, checked without building a verdict).
+    hold_ms: int = field(init=False)
+    band: tuple[float, float] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        rule = self.rule
+        hold_s = rule.clear_after_s if isinstance(rule, Threshold | RateOfChange) else 0.0
+        self.hold_ms = round(hold_s * 1000)
+        # Not for a rule checked only `when` a flag is true: that flag decides first.
+        self.band = quiet_band(rule) if isinstance(rule, Threshold) and rule.when is None else None
+
+
+def quiet_band(rule: Threshold) -> tuple[float, float]:
+    """The values (inclusive: the limits are strict) at which the threshold raises nothing."""
+    highs = [limit for _, limit in rule.highs()]
+    lows = [limit for _, limit in rule.lows()]
+    return (max(lows, default=-math.inf), min(highs, default=math.inf))
 
 
 @dataclass(slots=True)
@@ -150,7 +168,23 @@ class AlertEngine:
             )
             device.offline = None
             device.offline_reported_ts = None
+        ts, metrics = reading.ts, reading.metrics
         for slot in device.slots:
+            if slot.active is None and (band := slot.band) is not None:
+                # Most samples of a threshold rule, decided here without a call: its metric
+                # missing (no opinion), or in order and inside the quiet band (the sample is
+                # taken, nothing raised). Anything else goes to `_evaluate`.
+                value = metrics.get(slot.rule.metric)
+                if value is None:
+                    continue
+                if (
+                    not isinstance(value, bool)
+                    and band[0] <= value <= band[1]
+                    and (slot.last_ts is None or ts > slot.last_ts)
+                ):
+                    slot.last_ts = ts
+                    slot.calm_since_ts = None
+                    continue
             try:
                 transition = self._evaluate(device, slot, reading)
             # The poison boundary of rule evaluation: one rule's failure on one reading must
@@ -563,11 +597,18 @@ class AlertEngine:
             if isinstance(value, bool):
                 return None
             slot.last_ts = ts
+            band = slot.band
+            if band is not None and slot.active is None and band[0] <= value <= band[1]:
+                # No alert open and none wanted: what `_apply` concludes, without a verdict.
+                slot.calm_since_ts = None
+                return None
             verdict = slot.check.update(ts, value, slot.active)
         if verdict is None:
             return None
-        hold_s = rule.clear_after_s if isinstance(rule, Threshold | RateOfChange) else 0.0
-        return self._apply(device, slot, verdict, ts, hold_ms=round(hold_s * 1000))
+        if verdict.severity is None and slot.active is None:
+            slot.calm_since_ts = None  # what `_apply` concludes: nothing open, nothing wanted
+            return None
+        return self._apply(device, slot, verdict, ts, hold_ms=slot.hold_ms)
 
     @staticmethod
     def _apply(

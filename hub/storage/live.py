@@ -37,7 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.typing import EncodableT, FieldT
 
-from hub.storage.live_messages import LiveReading, encode_readings_message
+from hub.storage.live_messages import encode_readings_message
 from hub.storage.redis_keys import (
     ALERTS_CHANNEL,
     DEVICE_STATE_KEY,
@@ -189,10 +189,7 @@ class LiveStore:
     async def publish_readings(self, readings: Sequence[NormalisedReading]) -> bool:
         if not readings:
             return True
-        messages = [
-            encode_readings_message(LiveReading.of(r) for r in chunk)
-            for chunk in _chunks(readings, PUBLISH_CHUNK)
-        ]
+        messages = [encode_readings_message(chunk) for chunk in _chunks(readings, PUBLISH_CHUNK)]
 
         async def run() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:

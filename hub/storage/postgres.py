@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
 
 from hub.storage import migrations, partitions, tiers
+from hub.storage.copy_binary import READINGS_COLUMNS, readings_copy
 from hub.storage.model import (
     ALERT_STATES,
     DEVICE_STATES,
     AlertRow,
     AlertTransitionLike,
     DeviceSeen,
-    ReadingRow,
     WriteResult,
     distinct_buckets,
     flatten_readings,
@@ -85,7 +85,6 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGING} (
 ) ON COMMIT DELETE ROWS
 """
 _STAGING_COLUMNS: Final = ("device_id", "metric", "ts_ms", "value", "seq")
-_READINGS_COLUMNS: Final = ("device_id", "metric", "ts", "value", "seq")
 
 # In primary key order: concurrent writers of overlapping rows then lock them in the same order
 # and cannot deadlock. Duplicates inside the batch are absorbed like replays.
@@ -278,20 +277,6 @@ def _is_missing_partition(exc: asyncpg.CheckViolationError) -> bool:
     return exc.table_name == partitions.PARENT and exc.constraint_name is None
 
 
-def _direct_records(
-    rows: Iterable[ReadingRow],
-) -> list[tuple[str, str, datetime, float, int | None]]:
-    # The metrics of one reading share its ts: convert each distinct ts once.
-    stamps: dict[int, datetime] = {}
-    out = []
-    for device_id, metric, ts_ms, value, seq in rows:
-        ts = stamps.get(ts_ms)
-        if ts is None:
-            ts = stamps[ts_ms] = ms_to_datetime(ts_ms)
-        out.append((device_id, metric, ts, value, seq))
-    return out
-
-
 def _notified(kind: str, record: Any) -> str | None:
     """The outbox event a transition owes: a new alert, a rise to critical (routes for critical
     alerts hear of it now) and a clear; nothing for a repeat or another update."""
@@ -399,39 +384,44 @@ class Database:
         """Write a batch in one transaction: its readings (replays and duplicates absorbed) and
         the `devices` rows they touch. A day without a partition gets one, and the batch is
         retried; nothing of a failed batch is kept."""
-        rows = flatten_readings(readings)
+        data, rows = readings_copy(readings)
         if not rows:
             return WriteResult(rows=0, inserted=0, devices=0)
         devices = summarise_devices(readings)
         async with self._pool.acquire() as conn:
             for attempt in range(1, _WRITE_ATTEMPTS + 1):
                 try:
-                    inserted = await self._write_once(conn, rows, devices)
+                    inserted = await self._write_once(conn, data, readings, devices)
                 except asyncpg.CheckViolationError as exc:
                     if not _is_missing_partition(exc) or attempt == _WRITE_ATTEMPTS:
                         raise
-                    days = {DayPartition.of(ts_ms) for _, _, ts_ms, _, _ in rows}
+                    days = {DayPartition.of(r.ts) for r in readings}
                     created = await partitions.create_partitions(conn, days)
                     logger.info("created partitions on demand", extra={"partitions": created})
                     continue
-                return WriteResult(rows=len(rows), inserted=inserted, devices=len(devices))
+                return WriteResult(rows=rows, inserted=inserted, devices=len(devices))
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     async def _write_once(
-        conn: asyncpg.Connection, rows: list[ReadingRow], devices: list[DeviceSeen]
+        conn: asyncpg.Connection,
+        data: bytearray,
+        readings: Sequence[NormalisedReading],
+        devices: list[DeviceSeen],
     ) -> int:
         async with conn.transaction():
             try:
                 # Fast path, for the usual batch of new readings: COPY straight into
-                # `readings`. A row already there (a replay, a duplicate in the batch) fails
-                # it at once, and the savepoint takes it back for the slow path.
+                # `readings` (`data`: the batch's rows, already in the binary COPY format). A
+                # row already there (a replay, a duplicate in the batch) fails it at once, and
+                # the savepoint takes it back for the slow path.
                 async with conn.transaction():
-                    await conn.copy_records_to_table(
-                        "readings", records=_direct_records(rows), columns=_READINGS_COLUMNS
+                    status = await conn.copy_to_table(
+                        "readings", source=data, columns=READINGS_COLUMNS, format="binary"
                     )
-                inserted = len(rows)
+                inserted = _status_count(status)
             except asyncpg.UniqueViolationError:
+                rows = flatten_readings(readings)
                 await conn.copy_records_to_table(_STAGING, records=rows, columns=_STAGING_COLUMNS)
                 inserted = _status_count(await conn.execute(_INSERT_READINGS))
             await conn.execute(

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
 import faust
 
 from hub.agents.aggregate import recompute_isolated
-from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
+from hub.agents.ingest import (
+    DecodedBatch,
+    IngestCounters,
+    OneAhead,
+    decode_batch,
+    ingest_batch,
+)
 from hub.agents.maintenance import maintain_partitions, maintain_rollups
 from hub.agents.metadata import MetadataCounters, handle_device_metadata
 from hub.agents.poison import describe_error
@@ -98,20 +104,31 @@ class Worker:
             ):
                 # Typed as values, but noack_take yields the events themselves (to ack).
                 events = cast("Events", batch)
-                await one_ahead.submit(self._commit(shared, stream, events))
+                # Decoded now, while the batch before is being written (pure: nothing is
+                # sent, written or acknowledged before `_commit`, in order).
+                values = _as_bytes([event.value for event in events])
+                decoded = decode_batch(values, self._runtime.bound)
+                await one_ahead.submit(self._commit(shared, stream, events, values, decoded))
             await one_ahead.drain()
         except Exception:
             log.critical("ingest_failed", extra=_EXITING, exc_info=True)
             _exit_without_commit()
 
-    async def _commit(self, shared: Shared, stream: faust.StreamT[bytes], events: Events) -> None:
+    async def _commit(
+        self,
+        shared: Shared,
+        stream: faust.StreamT[bytes],
+        events: Events,
+        values: list[bytes],
+        decoded: DecodedBatch,
+    ) -> None:
         async def after_commit(readings: Sequence[NormalisedReading]) -> None:
             shared.rollups.mark_readings(readings, self._runtime.clock_ms())
             await shared.alerts.observe_readings(readings, self._runtime.clock_ms())
 
         try:
             await ingest_batch(
-                _as_bytes([event.value for event in events]),
+                values,
                 db=shared.db,
                 live=shared.live,
                 dlq_producer=shared.dead_letters,
@@ -119,6 +136,7 @@ class Worker:
                 retrier=self._runtime.retrier,
                 bound=self._runtime.bound,
                 after_commit=after_commit,
+                decoded_values=decoded,
             )
             for event in events:
                 await stream.ack(event)

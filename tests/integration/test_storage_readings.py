@@ -90,6 +90,29 @@ async def test_values_timestamps_and_seq_are_stored_exactly(
     assert {r["seq"] for r in rows} == {2**62}
 
 
+async def test_what_the_binary_copy_writes_reads_back_the_same(
+    database: Database, pg: asyncpg.Connection
+) -> None:
+    # Before PostgreSQL's epoch (2000-01-01) its timestamps are negative; no seq is NULL.
+    before_2000 = 946_684_800_000 - 1
+    values = {"big": -1e15, "tiny": 5e-324, "zero": -0.0, "int": 7, "flag": True}
+    written = [
+        reading("bin-1", before_2000, values, seq=None),
+        reading("bin-2", NOW, {"big": 1e15}, seq=0),
+    ]
+    assert await database.write_readings(written) == WriteResult(rows=6, inserted=6, devices=2)
+    rows = await pg.fetch(
+        "SELECT device_id, metric, ts, value, seq FROM readings "
+        "WHERE device_id LIKE 'bin-%' ORDER BY device_id, metric"
+    )
+    expected = sorted(
+        (r.device_id, metric, ms_to_datetime(r.ts), float(value), r.seq)
+        for r in written
+        for metric, value in r.metrics.items()
+    )
+    assert [tuple(row) for row in rows] == expected
+
+
 async def test_a_day_without_partition_gets_one(database: Database, pg: asyncpg.Connection) -> None:
     await database.ensure_partitions(NOW, ahead_days=1)
     past, future = NOW - 400 * DAY_MS, NOW + 40 * DAY_MS

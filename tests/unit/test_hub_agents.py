@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -73,6 +74,30 @@ def test_marking_readings_and_giving_back_a_failed_pass() -> None:
     assert taken == [("d1", "running", T0), ("d1", "temp", T0)]
     scheduler.give_back(taken)
     assert scheduler.take(T0 + 30 * MIN) == taken
+
+
+def test_marking_a_batch_is_marking_each_metric_of_each_reading() -> None:
+    rng = random.Random(3)
+    now = T0 + 10 * MIN
+    readings = [
+        replace_metrics(
+            reading(f"d{rng.randrange(4)}", T0 + rng.randrange(12 * MIN), temp=0.0),
+            {m: 1.0 for m in rng.sample(["temp", "load", "rpm"], rng.randint(1, 3))},
+        )
+        for _ in range(500)
+    ]
+    batch, one_by_one = RollupScheduler(grace_ms=MIN), RollupScheduler(grace_ms=MIN)
+    batch.mark_readings(readings, now)
+    for r in readings:
+        for metric in r.metrics:
+            one_by_one.mark(r.device_id, metric, r.ts, now)
+    assert len(batch) == len(one_by_one) > 0
+    for at in range(now, T0 + 15 * MIN, MIN // 2):
+        assert batch.take(at) == one_by_one.take(at)
+
+
+def replace_metrics(r: NormalisedReading, metrics: dict[str, float]) -> NormalisedReading:
+    return r.model_copy(update={"metrics": metrics})
 
 
 def test_startup_rebuild_covers_every_bucket_that_could_be_pending() -> None:

@@ -113,6 +113,26 @@ async def test_valid_batch_goes_to_db_then_redis() -> None:
     assert not h.dlq.sent
 
 
+async def test_a_batch_decoded_beforehand_is_not_decoded_again() -> None:
+    h = Harness()
+    values = [reading("press-01"), b"{not json", reading("press-02")]
+    decoded = decode_batch(values)
+    await ingest_batch(
+        values,
+        db=h.db,
+        live=h.live,
+        dlq_producer=h.dlq,
+        counters=h.counters,
+        retrier=Retrier(sleep=h.sleep),
+        # What the worker decoded, all but the last reading: what is written and sent.
+        decoded_values=(decoded[0][:1], decoded[1]),
+    )
+    assert [[r.device_id for r in batch] for batch in h.db.batches] == [["press-01"]]
+    assert [value for value, _ in h.dlq.sent] == [b"{not json"]
+    assert h.events == ["dlq", "db_attempt", "db_committed", "latest:1", "publish:1"]
+    assert (h.counters.records_total, h.counters.readings_total) == (3, 1)
+
+
 async def test_undecodable_values_are_dead_lettered_with_reason() -> None:
     h = Harness()
     good = reading()

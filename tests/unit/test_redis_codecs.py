@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -179,6 +180,26 @@ def test_live_readings_round_trip_in_the_published_form() -> None:
     assert decode_readings_message(message.encode()) == live
     # What the WebSocket API forwards is what the worker published.
     assert [r.to_json() for r in live] == json.loads(message)["readings"]
+
+
+def test_a_normalised_reading_is_published_as_its_live_reading() -> None:
+    readings = [
+        make_reading(
+            "cnc-01", T0, {"temp_c": -1e15, "vibration": 1e-7, "running": False}, seq=2**63 - 1
+        ),
+        make_reading("press-02", T0 + 1, {"load_pct": -0.1}, type="press"),
+    ]
+    live = [LiveReading.of(r) for r in readings]
+    message = encode_readings_message(readings)
+    assert message == encode_readings_message(live)
+    assert decode_readings_message(message) == live
+    assert json.loads(message)["readings"] == [r.to_json() for r in live]
+
+
+def test_metrics_in_any_mapping_are_published_as_an_object() -> None:
+    reading = LiveReading("s", "d", None, 1, None, MappingProxyType({"n": 1.5, "on": True}))
+    message = encode_readings_message([reading])
+    assert json.loads(message)["readings"][0]["metrics"] == {"n": 1.5, "on": True}
 
 
 GOOD = {"site": "s", "device_id": "d", "type": None, "ts": 1, "seq": None, "metrics": {"n": 1.5}}

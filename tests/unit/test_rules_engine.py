@@ -3,6 +3,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.rules import (
     DEVICE_OFFLINE,
@@ -20,6 +22,8 @@ from hub.rules import (
     Threshold,
     TypeRules,
 )
+from hub.rules._checks import ThresholdCheck
+from hub.rules.engine import quiet_band
 from protocol.models import NormalisedReading
 
 SPINDLE = Threshold(
@@ -481,6 +485,69 @@ def test_a_slow_excursion_with_noise_raises_and_clears_once_per_level() -> None:
         ("updated", "critical"),
         ("updated", "warning"),
         ("cleared", "warning"),
+    ]
+
+
+# -- the quiet band (the engine's shortcut for samples that raise nothing) ------------------
+
+LIMITS = st.lists(st.floats(-1e6, 1e6), min_size=4, max_size=4, unique=True).map(sorted)
+VALUES = st.lists(st.floats(-2e6, 2e6), min_size=1, max_size=20)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(LIMITS, st.lists(st.booleans(), min_size=4, max_size=4), VALUES)
+def test_a_value_is_in_the_quiet_band_exactly_when_the_threshold_wants_no_alert(
+    limits: list[float], present: list[bool], values: list[float]
+) -> None:
+    # crit_low < warn_low < warn_high < crit_high, each there or not (at least one there).
+    crit_low, warn_low, warn_high, crit_high = (
+        limit if there else None for limit, there in zip(limits, present, strict=True)
+    )
+    if not any(present):
+        warn_high = limits[2]
+    rule = Threshold(
+        "t.m.threshold",
+        "m",
+        warn_high=warn_high,
+        crit_high=crit_high,
+        warn_low=warn_low,
+        crit_low=crit_low,
+    )
+    low, high = quiet_band(rule)
+    check = ThresholdCheck(rule)
+    for value in [*values, *limits, low, high]:
+        assert (low <= value <= high) == (check.update(0, value, None).severity is None)
+
+
+def test_the_quiet_shortcut_still_clears_an_open_alert_and_still_raises() -> None:
+    engine = engine_with(SPINDLE)
+    out = engine.observe(reading(1_000, {"spindle_temp_c": 75.0}))  # at the limit: quiet
+    out += engine.observe(reading(2_000, {"spindle_temp_c": 75.5}))
+    out += engine.observe(reading(3_000, {"spindle_temp_c": 74.0}))  # within the hysteresis
+    out += engine.observe(reading(4_000, {"spindle_temp_c": 60.0}))
+    out += engine.observe(reading(5_000, {"spindle_temp_c": 60.0}))
+    assert summary(out) == [("raised", SPINDLE.id, "warning"), ("cleared", SPINDLE.id, "warning")]
+    assert [t.ts for t in out] == [2_000, 4_000]
+
+
+def test_quiet_samples_out_of_order_change_nothing() -> None:
+    engine = engine_with(SPINDLE)
+    assert engine.observe(reading(10_000, {"spindle_temp_c": 60.0})) == []
+    assert engine.observe(reading(5_000, {"spindle_temp_c": 60.0})) == []  # older, quiet
+    assert engine.observe(reading(6_000, {"spindle_temp_c": 90.0})) == []  # older, hot
+    assert engine.observe(reading(10_000, {"spindle_temp_c": 90.0})) == []  # same ts
+    assert summary(engine.observe(reading(11_000, {"spindle_temp_c": 90.0}))) == [
+        ("raised", SPINDLE.id, "critical")
+    ]
+
+
+def test_a_threshold_checked_only_while_running_waits_for_the_flag() -> None:
+    rule = Threshold("cnc_spindle.t.threshold", "t", crit_high=80.0, when="running")
+    engine = engine_with(rule)
+    assert engine.observe(reading(1_000, {"t": 90.0})) == []  # the flag unknown
+    assert engine.observe(reading(2_000, {"t": 90.0, "running": False})) == []
+    assert summary(engine.observe(reading(3_000, {"t": 90.0, "running": True}))) == [
+        ("raised", rule.id, "critical")
     ]
 
 
