@@ -22,12 +22,11 @@ value alone), and the others are written.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from hub.agents.poison import isolate_poison
 from hub.agents.records import (
@@ -146,21 +145,3 @@ async def ingest_batch(
         counters.dead_lettered_total[UNPROCESSABLE] += len(poison)
     counters.batches_total += 1
     counters.records_total += len(raw_values)
-
-
-class OneAhead:
-    """Runs one job at a time in the background, in submission order: the agent collects the
-    next batch while the previous one is written. `submit` waits for the job before."""
-
-    def __init__(self) -> None:
-        self._job: asyncio.Future[None] | None = None
-
-    async def submit(self, job: Coroutine[Any, Any, None]) -> None:
-        await self.drain()
-        self._job = asyncio.ensure_future(job)
-
-    async def drain(self) -> None:
-        """Wait for the job in flight, if any (its exception, if any, propagates)."""
-        job, self._job = self._job, None
-        if job is not None:
-            await job

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
 import faust
 
 from hub.agents.aggregate import recompute_isolated
-from hub.agents.ingest import IngestCounters, OneAhead, ingest_batch
+from hub.agents.batching import IdleFlushBatcher
+from hub.agents.ingest import IngestCounters, ingest_batch
 from hub.agents.maintenance import maintain_partitions, maintain_rollups
 from hub.agents.metadata import MetadataCounters, handle_device_metadata
 from hub.agents.poison import describe_error
@@ -24,6 +25,7 @@ from hub.settings import HubSettings
 from hub.storage.tiers import recomputable_since
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
+from hub.worker.stream_batches import idle_flush_events
 from protocol import NormalisedReading
 
 # The worker's lines keep the logger name they have always had.
@@ -89,17 +91,15 @@ class Worker:
 
     async def ingest(self, stream: faust.StreamT[bytes]) -> None:
         """Readings into PostgreSQL and Redis, batch after batch; each batch's events acked
-        after its commit, in offset order, while the next batch is collected (`OneAhead`)."""
+        after its commit, in offset order. The next batch fills meanwhile (`IdleFlushBatcher`):
+        an idle pipe flushes at once, under load batches are HUB_INGEST_BATCH_WAIT_S apart."""
         try:
             shared = await self._runtime.ready()
-            one_ahead = OneAhead()
-            async for batch in cast(faust.Stream[bytes], stream).noack_take(
-                self._settings.ingest_batch_max, within=self._settings.ingest_batch_wait_s
-            ):
-                # Typed as values, but noack_take yields the events themselves (to ack).
-                events = cast("Events", batch)
-                await one_ahead.submit(self._commit(shared, stream, events))
-            await one_ahead.drain()
+            batcher = IdleFlushBatcher[faust.types.EventT[Any]](
+                self._settings.ingest_batch_max, interval_s=self._settings.ingest_batch_wait_s
+            )
+            async for events in idle_flush_events(cast(faust.Stream[bytes], stream), batcher):
+                await self._commit(shared, stream, events)
         except Exception:
             log.critical("ingest_failed", extra=_EXITING, exc_info=True)
             _exit_without_commit()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -10,7 +9,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from hub.agents.ingest import IngestCounters, OneAhead, decode_batch, ingest_batch
+from hub.agents.ingest import IngestCounters, decode_batch, ingest_batch
 from hub.agents.records import TsBound
 from hub.agents.retry import Retrier, is_transient_db_error, is_transient_kafka_error
 from protocol import NormalisedReading, encode, encode_telemetry_batch
@@ -230,42 +229,6 @@ def test_decode_batch_keeps_order() -> None:
     readings, invalid = decode_batch([reading("a"), b"x", reading("b")])
     assert [r.device_id for _, r in readings] == ["a", "b"]
     assert [raw for raw, _ in invalid] == [b"x"]
-
-
-async def test_one_ahead_runs_one_job_at_a_time_in_order() -> None:
-    events: list[str] = []
-    started = [asyncio.Event() for _ in range(2)]
-    release = [asyncio.Event() for _ in range(2)]
-
-    async def job(n: int) -> None:
-        events.append(f"start {n}")
-        started[n].set()
-        await release[n].wait()
-        events.append(f"end {n}")
-
-    one_ahead = OneAhead()
-    await one_ahead.submit(job(0))  # returns at once: the caller collects the next batch
-    await asyncio.wait_for(started[0].wait(), 5)
-    second = asyncio.ensure_future(one_ahead.submit(job(1)))
-    release[0].set()
-    await asyncio.wait_for(second, 5)
-    await asyncio.wait_for(started[1].wait(), 5)
-    # Job 1 started only once job 0 had ended.
-    assert events == ["start 0", "end 0", "start 1"]
-    release[1].set()
-    await one_ahead.drain()
-    assert events == ["start 0", "end 0", "start 1", "end 1"]
-
-
-async def test_one_ahead_drain_raises_what_the_job_raised() -> None:
-    async def failing() -> None:
-        raise RuntimeError("boom")
-
-    one_ahead = OneAhead()
-    await one_ahead.submit(failing())
-    with pytest.raises(RuntimeError, match="boom"):
-        await one_ahead.drain()
-    await one_ahead.drain()  # nothing left in flight
 
 
 # -- version 2 values: several readings of one device in one Kafka record ------------------------
