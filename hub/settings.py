@@ -39,7 +39,7 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     # Ingest flushes a batch at once when the pipe is idle; under load, batches are this far
     # apart (they fill meanwhile, up to ingest_batch_max): it bounds how long a reading waits
     # for its batch, and the number of transactions and live messages per second.
-    ingest_batch_wait_s: float = Field(default=0.02, gt=0)
+    ingest_batch_wait_s: float = Field(default=0.1, gt=0)
     # A record whose ts is further ahead of the hub's clock is dead-lettered (ts_out_of_range):
     # it would freeze what only moves forward (device state, last-seen, rule windows). At most
     # a day: PostgreSQL takes a device state further ahead than that as left by a bad clock.
