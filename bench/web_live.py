@@ -9,13 +9,13 @@ its publish time (epoch ms): a client's latency for a reading is its receive tim
 (one machine, one clock). Clients subscribe to everything, as the dashboard's overview does, and
 keep only this run's site; readings other processes publish meanwhile only add load.
 
-The worker's batching sets a floor: `HUB_INGEST_BATCH_WAIT_S` is how long it waits to fill an
-ingest batch; the benchmark runs the setting's default unless `--batch-wait` says otherwise,
-and prints which. Above it is the pipeline's own work: the edge's buffer commit and
-forwarding, Kafka, the worker's PostgreSQL commit and Redis publish, the web fan-out. A plain
-Kafka consumer and a plain Redis subscriber beside the web process measure the same readings
-at those two points, which splits the latency between the edge, the hub worker and the web
-process; the CPU of each process over the window is printed too.
+The worker's batching sets a floor: under load, ingest batches are `HUB_INGEST_BATCH_WAIT_S`
+apart (an idle pipe flushes at once); the benchmark runs the setting's default unless
+`--batch-wait` says otherwise, and prints which. Above it is the pipeline's own work: the edge's
+buffer commit and forwarding, Kafka, the worker's PostgreSQL commit and Redis publish, the web
+fan-out. A plain Kafka consumer and a plain Redis subscriber beside the web process measure the
+same readings at those two points, which splits the latency between the edge, the hub worker
+and the web process; the CPU of each process over the window is printed too.
 
 Run with `make bench` (starts Kafka, PostgreSQL and Redis). Prints figures; asserts nothing."""
 

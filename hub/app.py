@@ -8,12 +8,14 @@ tests/integration/test_hub_worker.py):
   an outage (they wait), nor for a record they cannot use (it goes to the dead-letter topic
   with its reason, `hub.agents.records` and `hub.agents.poison`); on anything else the process
   exits without committing.
-* Ingest uses `noack_take()` instead, which yields the events unacknowledged: each batch is
-  written in the background (`OneAhead`) while Faust collects the next one, and its events are
-  acked only after its PostgreSQL commit, batch after batch in offset order (so #606's
-  off-by-one, which needs acks out of order, cannot bite). Overlapping the write with the
-  collection, plus COPY straight into `readings`, took bench.hub_ingest from about 24k to 33k
-  rows/s; the rest is CPU in this one process (Faust's per-event path, decoding, alert rules).
+* Ingest uses its own take instead (`hub.worker.stream_batches`, built like `noack_take()`), which
+  yields the events unacknowledged: a processor hands each event to an `IdleFlushBatcher`, so
+  the next batch fills while the agent writes the previous one, and its events are acked only
+  after its PostgreSQL commit, batch after batch in offset order (so #606's off-by-one, which
+  needs acks out of order, cannot bite). `noack_take()` flushed on a fixed `within` tick, which
+  made even a lone reading wait (about half of the worker's share of the live latency); the
+  batcher flushes at once when the pipe is idle and spaces batches by HUB_INGEST_BATCH_WAIT_S
+  under load (`hub.agents.batching`).
 * Concurrency stays 1: with more actors Faust can commit past an event still being processed
   (faust-streaming issue #606, an off-by-one in `Consumer._new_offset`).
 * One fetcher feeds every agent, and it blocks while any one stream's buffer is full: the

@@ -36,8 +36,9 @@ class HubSettings(BaseSettings, KafkaSecurityFields):
     kafka_session_timeout_s: float = Field(default=15.0, ge=6, le=300)
     topic_partitions: int = Field(default=6, ge=1)
     ingest_batch_max: int = Field(default=2000, ge=1)
-    # Bounds the latency from Kafka to PostgreSQL and the live charts at low rates; under load
-    # batches fill to ingest_batch_max long before it.
+    # Ingest flushes a batch at once when the pipe is idle; under load, batches are this far
+    # apart (they fill meanwhile, up to ingest_batch_max): it bounds how long a reading waits
+    # for its batch, and the number of transactions and live messages per second.
     ingest_batch_wait_s: float = Field(default=0.1, gt=0)
     # A record whose ts is further ahead of the hub's clock is dead-lettered (ts_out_of_range):
     # it would freeze what only moves forward (device state, last-seen, rule windows). At most

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias, cast
 import faust
 
 from hub.agents.aggregate import recompute_isolated
+from hub.agents.batching import IdleFlushBatcher
 from hub.agents.ingest import (
     DecodedBatch,
     IngestCounters,
@@ -30,6 +31,7 @@ from hub.settings import HubSettings
 from hub.storage.tiers import recomputable_since
 from hub.worker.probes import register_probes
 from hub.worker.runtime import Shared, WorkerRuntime
+from hub.worker.stream_batches import idle_flush_events
 from protocol import NormalisedReading
 
 # The worker's lines keep the logger name they have always had.
@@ -95,15 +97,15 @@ class Worker:
 
     async def ingest(self, stream: faust.StreamT[bytes]) -> None:
         """Readings into PostgreSQL and Redis, batch after batch; each batch's events acked
-        after its commit, in offset order, while the next batch is collected (`OneAhead`)."""
+        after its commit, in offset order. The next batch fills meanwhile (`IdleFlushBatcher`):
+        an idle pipe flushes at once, under load batches are HUB_INGEST_BATCH_WAIT_S apart."""
         try:
             shared = await self._runtime.ready()
+            batcher = IdleFlushBatcher[faust.types.EventT[Any]](
+                self._settings.ingest_batch_max, interval_s=self._settings.ingest_batch_wait_s
+            )
             one_ahead = OneAhead()
-            async for batch in cast(faust.Stream[bytes], stream).noack_take(
-                self._settings.ingest_batch_max, within=self._settings.ingest_batch_wait_s
-            ):
-                # Typed as values, but noack_take yields the events themselves (to ack).
-                events = cast("Events", batch)
+            async for events in idle_flush_events(cast(faust.Stream[bytes], stream), batcher):
                 # Decoded now, while the batch before is being written (pure: nothing is
                 # sent, written or acknowledged before `_commit`, in order).
                 values = _as_bytes([event.value for event in events])
