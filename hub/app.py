@@ -16,6 +16,8 @@ tests/integration/test_hub_worker.py):
   made even a lone reading wait (about half of the worker's share of the live latency); the
   batcher flushes at once when the pipe is idle and spaces batches by HUB_INGEST_BATCH_WAIT_S
   under load (`hub.agents.batching`).
+* The consumer's fetch waits at most 100 ms (`hub.worker.kafka.HubApp`), not Faust's hard-coded
+  1.5 s, which could hold every telemetry partition back that long.
 * Concurrency stays 1: with more actors Faust can commit past an event still being processed
   (faust-streaming issue #606, an off-by-one in `Consumer._new_offset`).
 * One fetcher feeds every agent, and it blocks while any one stream's buffer is full: the
@@ -58,7 +60,7 @@ from hub.notify.config import load_file
 from hub.rules import RuleSet, load_rules
 from hub.rules.edits import load_seed
 from hub.settings import HubSettings
-from hub.worker.kafka import kafka_brokers, kafka_credentials
+from hub.worker.kafka import HubApp, kafka_brokers, kafka_credentials
 from hub.worker.runtime import (
     DatabaseOpener,
     NotifyOpener,
@@ -90,7 +92,7 @@ def create_app(
     notifications = (
         None if settings.notifications_file is None else load_file(settings.notifications_file)
     )
-    app = faust.App(
+    app = HubApp(
         settings.consumer_group,
         broker=kafka_brokers(settings.kafka_bootstrap),
         broker_credentials=kafka_credentials(settings),

@@ -253,7 +253,7 @@ async def test_silence_and_offline_status_and_gateway_health(
 
         records = await tail.collect_until(
             lambda recs: (
-                len(offline_events(recs)) >= 2
+                {e["device_id"] for e in offline_events(recs)} == {silent, reported}
                 and any(r.topic == HUB_DLQ_TOPIC and r.value == bad_status for r in recs)
             ),
             60,
