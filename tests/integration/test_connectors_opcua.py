@@ -5,6 +5,7 @@ the others still run; the server stopped and restarted -> values resume; user an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -80,9 +81,34 @@ async def server() -> AsyncIterator[OpcUaTestServer]:
     await srv.stop()
 
 
-async def run(connector: OpcUaClientConnector) -> tuple[asyncio.Event, asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def running(*connectors: OpcUaClientConnector) -> AsyncIterator[None]:
+    """The connectors run for the block, and are stopped and awaited after it."""
     stop = asyncio.Event()
-    return stop, asyncio.create_task(connector.run(stop))
+    tasks = [asyncio.create_task(connector.run(stop)) for connector in connectors]
+    try:
+        yield
+    finally:
+        stop.set()
+        for task in tasks:
+            await asyncio.wait_for(task, 15)
+
+
+async def certificates(tmp_path: Path) -> tuple[tuple[Path, Path], dict[str, str]]:
+    """The server's (certificate, key), and the client's Basic256Sha256 SignAndEncrypt
+    security settings, with a certificate of its own that trusts the server's."""
+    server_key, server_cert = tmp_path / "server-key.pem", tmp_path / "server.der"
+    client_key, client_cert = tmp_path / "client-key.pem", tmp_path / "client.der"
+    await make_certificate(server_key, server_cert, "urn:iot-monitoring:test-server", server=True)
+    await make_certificate(client_key, client_cert, "urn:freeopcua:client", server=False)
+    security = {
+        "policy": "Basic256Sha256",
+        "mode": "SignAndEncrypt",
+        "certificate": str(client_cert),
+        "private_key": str(client_key),
+        "server_certificate": str(server_cert),
+    }
+    return (server_cert, server_key), security
 
 
 async def until(condition: Any, what: str, timeout: float = 20) -> None:
@@ -95,8 +121,7 @@ async def until(condition: Any, what: str, timeout: float = 20) -> None:
 async def test_subscription_values_missing_nodes_and_reconnect(server: OpcUaTestServer) -> None:
     inbox = Inbox()
     connector = OpcUaClientConnector(config(server.endpoint, server.ns), ReadingSink(inbox, "s1"))
-    stop, task = await run(connector)
-    try:
+    async with running(connector):
         # The initial values of the three real nodes (the server may notify them together or
         # apart: their sampling intervals differ).
         def initial() -> set[str]:
@@ -135,9 +160,6 @@ async def test_subscription_values_missing_nodes_and_reconnect(server: OpcUaTest
         await server.write("Pressure", 77.0)
         await until(lambda: {"pressure_bar": 77.0} in inbox.metrics(), "values after restart")
         assert connector.health.errors["connection_lost"] >= 1
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def test_units_and_ranges_the_server_defines_are_reported_under_the_files(
@@ -150,8 +172,7 @@ async def test_units_and_ranges_the_server_defines_are_reported_under_the_files(
     connector = OpcUaClientConnector(
         OpcUaConnector.model_validate(cfg), ReadingSink(inbox, "s1", gateway_id="gw-1")
     )
-    stop, task = await run(connector)
-    try:
+    async with running(connector):
         await until(lambda: inbox.reports, "the discovered metadata")
         (report,) = inbox.reports
         assert (report.device_id, report.source, report.type) == (
@@ -165,9 +186,6 @@ async def test_units_and_ranges_the_server_defines_are_reported_under_the_files(
         assert metrics["temp_c"] == {"unit": "°C"}
         assert metrics["running"] == {}  # a node without the properties
         assert metrics["ghost"] == {}  # listed from the file, though the server lacks it
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def test_username_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,36 +207,21 @@ async def test_username_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
         bad = OpcUaClientConnector(
             config(srv.endpoint, srv.ns, auth=wrong, name="other"), ReadingSink(bad_inbox, "s1")
         )
-        stops = [await run(good), await run(bad)]
-        try:
+        async with running(good, bad):
             await until(lambda: good_inbox.messages, "values with the right password")
             await until(lambda: bad.health.errors["connect_failed"] >= 1, "the refusal")
             assert not bad_inbox.messages
             assert "s3cret" not in (good.health.last_error or "")
             assert "wrong" not in (bad.health.last_error or "")
-        finally:
-            for stop, task in stops:
-                stop.set()
-                await asyncio.wait_for(task, 15)
     finally:
         await srv.stop()
 
 
 async def test_basic256sha256_sign_and_encrypt(tmp_path: Path) -> None:
-    server_key, server_cert = tmp_path / "server-key.pem", tmp_path / "server.der"
-    client_key, client_cert = tmp_path / "client-key.pem", tmp_path / "client.der"
-    await make_certificate(server_key, server_cert, "urn:iot-monitoring:test-server", server=True)
-    await make_certificate(client_key, client_cert, "urn:freeopcua:client", server=False)
-    srv = OpcUaTestServer(free_port(), secure=(server_cert, server_key))
+    server_identity, security = await certificates(tmp_path)
+    srv = OpcUaTestServer(free_port(), secure=server_identity)
     await srv.start()
     try:
-        security = {
-            "policy": "Basic256Sha256",
-            "mode": "SignAndEncrypt",
-            "certificate": str(client_cert),
-            "private_key": str(client_key),
-            "server_certificate": str(server_cert),
-        }
         inbox = Inbox()
         connector = OpcUaClientConnector(
             config(srv.endpoint, srv.ns, security=security), ReadingSink(inbox, "s1")
@@ -228,40 +231,25 @@ async def test_basic256sha256_sign_and_encrypt(tmp_path: Path) -> None:
         plain = OpcUaClientConnector(
             config(srv.endpoint, srv.ns, name="plain"), ReadingSink(plain_inbox, "s1")
         )
-        runs = [await run(connector), await run(plain)]
-        try:
+        async with running(connector, plain):
             await until(lambda: inbox.messages, "values over Basic256Sha256 SignAndEncrypt")
             await srv.write("Pressure", 55.5)
             await until(lambda: {"pressure_bar": 55.5} in inbox.metrics(), "a change, encrypted")
             await until(lambda: plain.health.errors["connect_failed"] >= 1, "the refusal")
             assert not plain_inbox.messages
-        finally:
-            for stop, task in runs:
-                stop.set()
-                await asyncio.wait_for(task, 15)
     finally:
         await srv.stop()
 
 
 async def test_user_certificate_authentication(tmp_path: Path) -> None:
-    server_key, server_cert = tmp_path / "server-key.pem", tmp_path / "server.der"
-    client_key, client_cert = tmp_path / "client-key.pem", tmp_path / "client.der"
-    await make_certificate(server_key, server_cert, "urn:iot-monitoring:test-server", server=True)
-    await make_certificate(client_key, client_cert, "urn:freeopcua:client", server=False)
-    srv = OpcUaTestServer(
-        free_port(), secure=(server_cert, server_key), user_certificates=[client_cert]
-    )
+    server_identity, security = await certificates(tmp_path)
+    client_cert = Path(security["certificate"])
+    srv = OpcUaTestServer(free_port(), secure=server_identity, user_certificates=[client_cert])
     await srv.start()
     try:
-        security = {
-            "policy": "Basic256Sha256",
-            "mode": "SignAndEncrypt",
-            "certificate": str(client_cert),
-            "private_key": str(client_key),
-            "server_certificate": str(server_cert),
-        }
-        auth = {"kind": "certificate", "certificate": str(client_cert),
-                "private_key": str(client_key)}  # fmt: skip
+        # The channel's own client certificate, also presented as the user's identity.
+        auth = {"kind": "certificate", "certificate": security["certificate"],
+                "private_key": security["private_key"]}  # fmt: skip
         inbox = Inbox()
         connector = OpcUaClientConnector(
             config(srv.endpoint, srv.ns, security=security, auth=auth), ReadingSink(inbox, "s1")
@@ -270,15 +258,10 @@ async def test_user_certificate_authentication(tmp_path: Path) -> None:
         anonymous = OpcUaClientConnector(
             config(srv.endpoint, srv.ns, security=security, name="anon"), ReadingSink(Inbox(), "s1")
         )
-        runs = [await run(connector), await run(anonymous)]
-        try:
+        async with running(connector, anonymous):
             await until(lambda: inbox.messages, "values for a certificate user")
             assert connector.health.connected
             await until(lambda: anonymous.health.errors["connect_failed"] >= 1, "the refusal")
             assert not anonymous.health.connected
-        finally:
-            for stop, task in runs:
-                stop.set()
-                await asyncio.wait_for(task, 15)
     finally:
         await srv.stop()
