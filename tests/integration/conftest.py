@@ -141,6 +141,16 @@ def fresh_database(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
+async def pg_fresh(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test's `fresh_database`, to read what a worker process wrote."""
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 def blank_database(postgres_server: PostgresServer) -> Iterator[str]:
     """DSN of an empty database of its own (no schema), dropped after the test."""
     with postgres_server.own_database("iot_test_blank", migrated=False) as dsn:

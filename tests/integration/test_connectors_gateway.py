@@ -9,7 +9,6 @@ import asyncio
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -17,25 +16,15 @@ import pytest
 
 from edge_gateway.simulators.catalog import ALL_TYPES, DEVICE_ID_PREFIX, METRICS
 from hub.settings import HUB_DLQ_TOPIC
-from protocol import EdgeMetrics, NormalisedReading, decode_telemetry_value, topics
+from protocol import EdgeMetrics, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group
 from tests.support.industrial_sim import IndustrialSimulator
-from tests.support.kafka import KafkaTail, Record, ensure_topics
+from tests.support.kafka import KafkaTail, Record, ensure_topics, telemetry_readings
 from tests.support.process import free_port, run_module
 from tests.support.waiting import async_wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def readings_of(records: list[Record], site: str) -> list[NormalisedReading]:
-    return [
-        reading
-        for r in records
-        if r.topic == topics.TELEMETRY
-        for reading in decode_telemetry_value(r.value)
-        if reading.site == site
-    ]
 
 
 @pytest.mark.parametrize("protocol", ["opcua", "modbus"])
@@ -58,7 +47,7 @@ async def test_simulated_servers_through_the_gateway_to_kafka(
 
     def complete(records: list[Record]) -> bool:
         per_type: dict[str | None, int] = defaultdict(int)
-        for reading in readings_of(records, site):
+        for reading in telemetry_readings(records, site):
             per_type[reading.type] += 1
         heartbeats = [
             r
@@ -81,7 +70,7 @@ async def test_simulated_servers_through_the_gateway_to_kafka(
             gateway.kill()
         simulator.stop()
 
-    readings = readings_of(records, site)
+    readings = telemetry_readings(records, site)
     assert all(r.gateway_id == gateway_id for r in readings)
     for device_type in ALL_TYPES:
         ours = [r for r in readings if r.type == device_type]
@@ -135,15 +124,6 @@ def test_a_bad_connectors_file_stops_the_gateway_at_start(tmp_path: Path) -> Non
         "invalid setting EDGE_CONNECTORS_FILE: connectors[0].devices[0].registers[1].type:"
     )
     assert not (tmp_path / "buffer.db").exists()
-
-
-@pytest.fixture
-async def pg_fresh(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.mark.parametrize("protocol", ["opcua", "modbus"])

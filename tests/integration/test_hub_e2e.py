@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +14,7 @@ from redis.asyncio import Redis
 from edge_gateway.simulators.catalog import DEVICE_ID_PREFIX
 from hub.settings import HUB_DLQ_TOPIC
 from hub.storage.redis_keys import LAST_SEEN_KEY, latest_key
-from protocol import NormalisedReading, decode_telemetry_value, topics
+from protocol import NormalisedReading
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import (
     HubWorkerProcess,
@@ -25,7 +24,7 @@ from tests.support.hub import (
     position_group,
     read_range,
 )
-from tests.support.kafka import Record, ensure_topics
+from tests.support.kafka import ensure_topics, telemetry_readings
 from tests.support.process import free_port
 from tests.support.waiting import async_wait_until
 
@@ -39,29 +38,11 @@ def reading_keys(readings: list[NormalisedReading]) -> set[Key]:
     return {(r.device_id, metric, r.ts) for r in readings for metric in r.metrics}
 
 
-def telemetry_of(records: list[Record]) -> list[NormalisedReading]:
-    return [
-        reading
-        for r in records
-        if r.topic == topics.TELEMETRY
-        for reading in decode_telemetry_value(r.value)
-    ]
-
-
 async def stored_keys(pg: asyncpg.Connection) -> list[Key]:
     rows = await pg.fetch(
         "SELECT device_id, metric, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms FROM readings"
     )
     return [(r["device_id"], r["metric"], r["ts_ms"]) for r in rows]
-
-
-@pytest.fixture
-async def pg_fresh(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def test_simulators_through_gateway_and_hub_into_postgres_and_redis(
@@ -119,7 +100,7 @@ async def test_simulators_through_gateway_and_hub_into_postgres_and_redis(
             gateway.kill()
         worker.cleanup()
 
-    consumed = telemetry_of(await read_range(kafka, start, done))
+    consumed = telemetry_readings(await read_range(kafka, start, done))
     ours = [r for r in consumed if r.site == site]
     assert {r.device_id for r in ours} == set(DEVICES)
     stored = await stored_keys(pg_fresh)

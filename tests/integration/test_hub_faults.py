@@ -110,15 +110,6 @@ async def wait_caught_up(worker: HubWorkerProcess, kafka: str, ends: Offsets) ->
 
 
 @pytest.fixture
-async def pg_fresh(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
 async def workers(kafka: str) -> AsyncIterator[list[HubWorkerProcess]]:
     """Workers a test starts; killed, if still running, and cleaned up after it."""
     await ensure_topics(kafka, [HUB_DLQ_TOPIC])

@@ -16,10 +16,10 @@ import pytest
 
 from edge_gateway.sparkplug import sparkplug_b_pb2 as pb
 from hub.settings import HUB_DLQ_TOPIC
-from protocol import DeviceStatus, NormalisedReading, decode_telemetry_value, topics
+from protocol import DeviceStatus, topics
 from tests.support.gateway import GatewayProcess
 from tests.support.hub import HubWorkerProcess, end_offsets, position_group
-from tests.support.kafka import KafkaTail, Record, ensure_topics
+from tests.support.kafka import KafkaTail, Record, ensure_topics, telemetry_readings
 from tests.support.mqtt import Publisher
 from tests.support.process import ROOT, free_port
 from tests.support.sparkplug import PeerNode, Watcher
@@ -28,16 +28,6 @@ from tests.support.waiting import async_wait_until, wait_until
 pytestmark = pytest.mark.integration
 
 NODE, DEVICE = "press1", "press1.motor1"
-
-
-def readings(records: list[Record], site: str) -> list[NormalisedReading]:
-    return [
-        reading
-        for r in records
-        if r.topic == topics.TELEMETRY
-        for reading in decode_telemetry_value(r.value)
-        if reading.site == site
-    ]
 
 
 def statuses(records: list[Record], site: str) -> list[tuple[str, str]]:
@@ -52,7 +42,7 @@ def statuses(records: list[Record], site: str) -> list[tuple[str, str]]:
 def values(records: list[Record], site: str, device: str, metric: str) -> list[float | bool]:
     return [
         r.metrics[metric]
-        for r in readings(records, site)
+        for r in telemetry_readings(records, site)
         if r.device_id == device and metric in r.metrics
     ]
 
@@ -244,7 +234,7 @@ async def test_simulate_protocol_sparkplug_reaches_kafka(kafka: str, tmp_path: P
             # births (one reading each) and the data; the clean stop's deaths
             records = await tail.collect_until(
                 lambda rs: (
-                    len(readings(rs, site)) >= 5 * (per_device + 1) + 1  # and the node's
+                    len(telemetry_readings(rs, site)) >= 5 * (per_device + 1) + 1  # and the node's
                     and sum(state == "offline" for _, state in statuses(rs, site)) == 6
                 ),
                 60,
@@ -253,7 +243,7 @@ async def test_simulate_protocol_sparkplug_reaches_kafka(kafka: str, tmp_path: P
             status = gw.status()
         finally:
             assert await asyncio.to_thread(gw.terminate) == 0
-    ours = readings(records, site)
+    ours = telemetry_readings(records, site)
     node = [r.metrics for r in ours if r.device_id == "simulator"]
     assert node == [{"devices": 5.0}]  # the node's own birth metric
     ours = [r for r in ours if r.device_id != "simulator"]

@@ -12,9 +12,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from protocol import topics
+from protocol import NormalisedReading, decode_telemetry_value, topics
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
+
+def telemetry_readings(
+    records: Iterable[Record], site: str | None = None
+) -> list[NormalisedReading]:
+    """The readings in the `iot.telemetry` records (any value version), of one site if given."""
+    return [
+        reading
+        for r in records
+        if r.topic == topics.TELEMETRY
+        for reading in decode_telemetry_value(r.value)
+        if site is None or reading.site == site
+    ]
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str] = topics.KAFKA_TOPICS) -> None:
