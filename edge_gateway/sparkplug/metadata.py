@@ -23,30 +23,18 @@ from typing import Final
 from pydantic import ValidationError
 
 from edge_gateway.sparkplug import sparkplug_b_pb2 as pb
+from edge_gateway.sparkplug.values import (
+    FLOAT_FIELDS,
+    INT_FIELDS,
+    READING_TYPES,
+    from_twos_complement,
+)
 from protocol.device_metadata import DEVICE_METADATA_MAX_METRICS, MetricMetadata
 
 UNIT_KEYS: Final = ("engunit", "engunits", "unit", "units")
 LOW_KEYS: Final = ("englow",)
 HIGH_KEYS: Final = ("enghigh",)
 DESCRIPTION_KEYS: Final = ("description", "documentation")
-
-_SIGNED_BITS: Final[dict[int, int]] = {pb.Int8: 8, pb.Int16: 16, pb.Int32: 32, pb.Int64: 64}
-# The datatypes that become readings (edge_gateway.sparkplug.values).
-READING_TYPES: Final[frozenset[int]] = frozenset(
-    {
-        pb.Int8,
-        pb.Int16,
-        pb.Int32,
-        pb.Int64,
-        pb.UInt8,
-        pb.UInt16,
-        pb.UInt32,
-        pb.UInt64,
-        pb.Float,
-        pb.Double,
-        pb.Boolean,
-    }
-)
 
 BAD_PROPERTY: Final = "metadata_bad_property"
 BAD_RANGE: Final = "metadata_bad_range"
@@ -106,15 +94,9 @@ def _number(found: tuple[str, pb.Payload.PropertyValue] | None) -> float | None:
         return None
     key, value = found
     field = value.WhichOneof("value")
-    if field in ("int_value", "long_value"):
-        raw = int(getattr(value, field))
-        bits = _SIGNED_BITS.get(value.type)
-        if bits is not None:  # two's complement in the unsigned field (spec 6.4.16)
-            raw &= (1 << bits) - 1
-            if raw >= 1 << (bits - 1):
-                raw -= 1 << bits
-        return float(raw)
-    if field in ("float_value", "double_value"):
+    if field in INT_FIELDS:
+        return float(from_twos_complement(int(getattr(value, field)), value.type))
+    if field in FLOAT_FIELDS:
         number = float(getattr(value, field))
         if not math.isfinite(number):
             raise _Bad(BAD_PROPERTY, f"property {key}: {number} is not a finite number")

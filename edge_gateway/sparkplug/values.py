@@ -14,8 +14,10 @@ from protocol.models import MAX_METRIC_MAGNITUDE
 _SIGNED_BITS: Final[dict[int, int]] = {pb.Int8: 8, pb.Int16: 16, pb.Int32: 32, pb.Int64: 64}
 _UNSIGNED: Final[frozenset[int]] = frozenset({pb.UInt8, pb.UInt16, pb.UInt32, pb.UInt64})
 _FLOATS: Final[frozenset[int]] = frozenset({pb.Float, pb.Double})
-_INT_FIELDS: Final = frozenset({"int_value", "long_value"})
-_FLOAT_FIELDS: Final = frozenset({"float_value", "double_value"})
+INT_FIELDS: Final = frozenset({"int_value", "long_value"})
+FLOAT_FIELDS: Final = frozenset({"float_value", "double_value"})
+# The datatypes that become readings.
+READING_TYPES: Final[frozenset[int]] = frozenset({*_SIGNED_BITS, *_UNSIGNED, *_FLOATS, pb.Boolean})
 # Skip reasons by type (a reading holds numbers and booleans only).
 _SKIPPED_TYPES: Final[dict[int, str]] = {
     pb.String: "string",
@@ -37,6 +39,15 @@ def type_name(datatype: int) -> str:
     return DATATYPE_NAMES.get(datatype, f"type_{datatype}")
 
 
+def from_twos_complement(raw: int, datatype: int) -> int:
+    """A signed integer type's value, read back at its width; other types' unchanged."""
+    bits = _SIGNED_BITS.get(datatype)
+    if bits is None:
+        return raw
+    raw &= (1 << bits) - 1
+    return raw - (1 << bits) if raw >= 1 << (bits - 1) else raw
+
+
 def reading_value(metric: pb.Payload.Metric, datatype: int) -> float | bool | Skip:
     """`datatype` is the birth's (a DATA metric may omit it)."""
     if metric.is_null:
@@ -50,16 +61,11 @@ def reading_value(metric: pb.Payload.Metric, datatype: int) -> float | bool | Sk
     if datatype == pb.Boolean:
         return raw if field == "boolean_value" else Skip("value_type_mismatch")
     if datatype in _SIGNED_BITS or datatype in _UNSIGNED:
-        if field not in _INT_FIELDS:
+        if field not in INT_FIELDS:
             return Skip("value_type_mismatch")
-        bits = _SIGNED_BITS.get(datatype)
-        if bits is not None:
-            raw &= (1 << bits) - 1
-            if raw >= 1 << (bits - 1):
-                raw -= 1 << bits
-        return _bounded(float(raw))
+        return _bounded(float(from_twos_complement(raw, datatype)))
     if datatype in _FLOATS:
-        return _bounded(raw) if field in _FLOAT_FIELDS else Skip("value_type_mismatch")
+        return _bounded(raw) if field in FLOAT_FIELDS else Skip("value_type_mismatch")
     return Skip("unsupported_type")
 
 
